@@ -1,0 +1,198 @@
+"""The generation options table (reference §1.13) and their validation.
+
+Options reach a runner from three places, in increasing precedence: built-in defaults, the
+Modelfile's PARAMETERs, the request's ``options``. Each option is either *load* time (changing it
+means reloading the model) or *runtime* (per request). Types follow Ollama's Go struct: JSON
+numbers are accepted for ints (truncated), a wrong JSON type is an error naming the expected type.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadRequest
+
+
+class Phase(enum.Enum):
+    LOAD = "load"
+    RUNTIME = "runtime"
+
+
+class Kind(enum.Enum):
+    INT = "integer"
+    FLOAT = "float32"
+    BOOL = "boolean"
+    STRINGS = "array"
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    name: str
+    kind: Kind
+    phase: Phase
+
+
+_SPECS = (
+    OptionSpec("num_ctx", Kind.INT, Phase.LOAD),
+    OptionSpec("num_batch", Kind.INT, Phase.LOAD),
+    OptionSpec("num_gpu", Kind.INT, Phase.LOAD),
+    OptionSpec("main_gpu", Kind.INT, Phase.LOAD),
+    OptionSpec("use_mmap", Kind.BOOL, Phase.LOAD),
+    OptionSpec("num_thread", Kind.INT, Phase.LOAD),
+    OptionSpec("draft_num_predict", Kind.INT, Phase.LOAD),
+    OptionSpec("num_keep", Kind.INT, Phase.RUNTIME),
+    OptionSpec("seed", Kind.INT, Phase.RUNTIME),
+    OptionSpec("num_predict", Kind.INT, Phase.RUNTIME),
+    OptionSpec("top_k", Kind.INT, Phase.RUNTIME),
+    OptionSpec("top_p", Kind.FLOAT, Phase.RUNTIME),
+    OptionSpec("min_p", Kind.FLOAT, Phase.RUNTIME),
+    OptionSpec("typical_p", Kind.FLOAT, Phase.RUNTIME),
+    OptionSpec("repeat_last_n", Kind.INT, Phase.RUNTIME),
+    OptionSpec("temperature", Kind.FLOAT, Phase.RUNTIME),
+    OptionSpec("repeat_penalty", Kind.FLOAT, Phase.RUNTIME),
+    OptionSpec("presence_penalty", Kind.FLOAT, Phase.RUNTIME),
+    OptionSpec("frequency_penalty", Kind.FLOAT, Phase.RUNTIME),
+    OptionSpec("stop", Kind.STRINGS, Phase.RUNTIME),
+)
+
+SPECS: Mapping[str, OptionSpec] = {s.name: s for s in _SPECS}
+
+# Accepted by older Ollama, ignored now (the Modelfile parser warns about them).
+DEPRECATED = frozenset(
+    {
+        "mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline", "low_vram",
+        "f16_kv", "logits_all", "vocab_only", "use_mlock", "numa", "tfs_z",
+    }
+)
+
+# Built-in defaults (reference §1.13). num_ctx's default comes from configuration.
+DEFAULTS: Mapping[str, Any] = {
+    "num_batch": 512,
+    "num_gpu": -1,
+    "num_thread": 0,
+    "num_keep": 4,
+    "seed": -1,
+    "num_predict": -1,
+    "top_k": 40,
+    "top_p": 0.9,
+    "min_p": 0.0,
+    "typical_p": 1.0,
+    "repeat_last_n": 64,
+    "temperature": 0.8,
+    "repeat_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "stop": [],
+}
+
+LOAD_KEYS = frozenset(s.name for s in _SPECS if s.phase is Phase.LOAD)
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Check one option value from JSON against its type; return the normalised value.
+
+    ``None`` means "unset" (Go's pointer fields) and is returned as is.
+    """
+    spec = SPECS[name]
+    if value is None:
+        return None
+    err = BadRequest(f'option "{name}" must be of type {spec.kind.value}')
+    if spec.kind is Kind.INT:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise err
+        if isinstance(value, float) and not math.isfinite(value):
+            raise err
+        return int(value)
+    if spec.kind is Kind.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise err
+        return float(value)
+    if spec.kind is Kind.BOOL:
+        if not isinstance(value, bool):
+            raise err
+        return value
+    if isinstance(value, str):  # Ollama accepts a single stop string too
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise err
+    return list(value)
+
+
+def validate(options: Any) -> dict[str, Any]:
+    """Validate a request's ``options`` object. Unknown keys are dropped (Ollama logs and ignores).
+
+    Returns only the known, set keys; the caller reports ``unknown`` keys in its log if it wants.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise BadRequest(
+            f"json: cannot unmarshal {_json_kind(options)} into Go struct field "
+            "ChatRequest.options of type map[string]interface {}"
+        )
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in SPECS:
+            v = coerce(key, value)
+            if v is not None:
+                out[key] = v
+    return out
+
+
+def unknown_keys(options: Any) -> list[str]:
+    if not isinstance(options, dict):
+        return []
+    return [k for k in options if k not in SPECS]
+
+
+def parse_parameter(name: str, raw: str) -> Any:
+    """Parse a Modelfile ``PARAMETER name value`` string into a typed value (Go strconv rules)."""
+    spec = SPECS.get(name)
+    if spec is None:
+        raise BadRequest(f"unknown parameter '{name}'")
+    if spec.kind is Kind.INT:
+        try:
+            return int(raw, 10)
+        except ValueError:
+            raise BadRequest(f"invalid int value [{raw}]") from None
+    if spec.kind is Kind.FLOAT:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise BadRequest(f"invalid float value [{raw}]") from None
+        return value
+    if spec.kind is Kind.BOOL:
+        if raw in ("1", "t", "T", "TRUE", "true", "True"):
+            return True
+        if raw in ("0", "f", "F", "FALSE", "false", "False"):
+            return False
+        raise BadRequest(f"invalid bool value [{raw}]")
+    return [raw]
+
+
+def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge option layers left to right (later wins): defaults < Modelfile < request."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for k, v in layer.items():
+            if v is not None:
+                out[k] = v
+    return out
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if value is None:
+        return "null"
+    return "object"
