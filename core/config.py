@@ -1,0 +1,126 @@
+"""Server and client configuration from environment variables (reference §8), as pure functions.
+
+The adapter passes ``os.environ`` (and the home directory) in; nothing here reads them itself.
+Every variable is ``POLLAMA_*``; Ollama's ``OLLAMA_*`` spelling is accepted as a fallback so an
+existing setup keeps working. Values are trimmed of spaces and surrounding quotes as Ollama does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import BadRequest
+from .requests import FOREVER, parse_go_duration
+
+DEFAULT_PORT = 11434
+
+
+def _get(env: Mapping[str, str], key: str) -> str:
+    raw = env.get(f"POLLAMA_{key}")
+    if raw is None:
+        raw = env.get(f"OLLAMA_{key}", "")
+    return raw.strip().strip("\"'").strip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostAddress:
+    scheme: str
+    host: str
+    port: int
+    path: str = ""
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+def parse_host(raw: str) -> HostAddress:
+    """``POLLAMA_HOST``: bare host ⇒ port 11434; ``http://h`` ⇒ 80; ``https://h`` ⇒ 443."""
+    raw = raw.strip().strip("\"'").strip()
+    if not raw:
+        return HostAddress(scheme="http", host="127.0.0.1", port=DEFAULT_PORT)
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        scheme, rest = "http", raw
+        default_port = DEFAULT_PORT
+    else:
+        scheme = scheme.lower()
+        if scheme not in ("http", "https"):
+            raise BadRequest(f"invalid host scheme {scheme!r}")
+        default_port = 443 if scheme == "https" else 80
+    hostport, slash, path = rest.partition("/")
+    path = (slash + path).rstrip("/") if slash else ""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            raise BadRequest(f"invalid host {raw!r}")
+        host, tail = hostport[1:end], hostport[end + 1:]
+        port_text = tail[1:] if tail.startswith(":") else ""
+    elif hostport.count(":") == 1:
+        host, port_text = hostport.split(":")
+    else:
+        host, port_text = hostport, ""
+    host = host or "127.0.0.1"
+    if host == "0.0.0.0" and not sep:
+        pass
+    port = default_port
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise BadRequest(f"invalid port in host {raw!r}")
+        port = int(port_text)
+    return HostAddress(scheme=scheme, host=host, port=port, path=path)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    host: HostAddress
+    models_dir: str
+    home_dir: str  # ~/.pollama: logs, keys, history
+    keep_alive_ns: int
+    context_length: int
+    num_parallel: int
+    max_loaded_models: int
+    max_queue: int
+    debug: bool
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    text = _get(env, key)
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default  # Ollama: invalid uint ⇒ default
+
+
+def parse_keep_alive_env(text: str) -> int:
+    if not text:
+        return 5 * 60 * 1_000_000_000
+    try:
+        secs = int(text)
+    except ValueError:
+        ns = parse_go_duration(text)
+        return FOREVER if ns < 0 else ns
+    return FOREVER if secs < 0 else secs * 1_000_000_000
+
+
+def load(env: Mapping[str, str], home: str) -> Config:
+    pollama_home = f"{home.rstrip('/')}/.pollama"
+    models = _get(env, "MODELS") or f"{pollama_home}/models"
+    debug_text = _get(env, "DEBUG").lower()
+    return Config(
+        host=parse_host(_get(env, "HOST")),
+        models_dir=models,
+        home_dir=pollama_home,
+        keep_alive_ns=parse_keep_alive_env(_get(env, "KEEP_ALIVE")),
+        context_length=_int(env, "CONTEXT_LENGTH", 4096),
+        num_parallel=max(1, _int(env, "NUM_PARALLEL", 1)),
+        max_loaded_models=_int(env, "MAX_LOADED_MODELS", 3),
+        max_queue=_int(env, "MAX_QUEUE", 512),
+        debug=debug_text not in ("", "0", "false", "info"),
+    )

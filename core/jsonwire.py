@@ -1,0 +1,87 @@
+"""JSON on the wire, the way Go's ``encoding/json`` writes it.
+
+Ollama's clients sometimes compare bytes (template replays, stop tokens), so we match Go:
+compact separators, UTF-8 kept as is, and ``<``, ``>``, ``&`` escaped as ``\\u003c``,
+``\\u003e``, ``\\u0026`` (plus U+2028/U+2029). Decoding errors are phrased like Go's decoder
+because clients and tests match on them (reference §0).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import BadRequest
+
+_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def dumps(value: Any) -> bytes:
+    """Encode like Go's json.Marshal (no trailing newline)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.translate(_ESCAPES).encode("utf-8")
+
+
+def loads_request(body: bytes) -> Any:
+    """Decode a request body. Empty ⇒ ``missing request body``; bad JSON ⇒ Go-style message."""
+    if not body.strip():
+        if not body:
+            raise BadRequest("missing request body")
+        raise BadRequest("unexpected end of JSON input")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("invalid character in request body: not valid UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(_go_syntax_message(text, exc)) from None
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"invalid JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def _go_syntax_message(text: str, exc: json.JSONDecodeError) -> str:
+    pos = exc.pos
+    if pos >= len(text.rstrip()):
+        return "unexpected end of JSON input"
+    ch = text[pos]
+    if exc.msg.startswith("Extra data"):
+        return f"invalid character '{ch}' after top-level value"
+    if exc.msg.startswith("Expecting value"):
+        return f"invalid character '{ch}' looking for beginning of value"
+    if exc.msg.startswith("Expecting property name"):
+        return f"invalid character '{ch}' looking for beginning of object key string"
+    if exc.msg.startswith("Expecting ',' delimiter"):
+        where = "object" if _innermost_is_object(text, pos) else "array"
+        return f"invalid character '{ch}' after {where} key:value pair" if where == "object" \
+            else f"invalid character '{ch}' after array element"
+    if exc.msg.startswith("Expecting ':' delimiter"):
+        return f"invalid character '{ch}' after object key"
+    return f"invalid character '{ch}' in JSON input"
+
+
+def _innermost_is_object(text: str, pos: int) -> bool:
+    depth_stack: list[str] = []
+    in_str = False
+    esc = False
+    for c in text[:pos]:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "[{":
+            depth_stack.append(c)
+        elif c in "]}" and depth_stack:
+            depth_stack.pop()
+    return bool(depth_stack) and depth_stack[-1] == "{"

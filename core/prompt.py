@@ -1,0 +1,83 @@
+"""Assembling the prompt text a runner sees, from a request and the model's stored parts.
+
+Order follows Ollama (reference §1.1, §1.2): for chat, the Modelfile SYSTEM is prepended only
+when the first request message is not a system message, and Modelfile MESSAGEs come before the
+request's messages. For generate the messages are [system] + Modelfile MESSAGEs (only when no
+``context`` is given) + the user prompt; the request's ``system`` overrides the Modelfile's.
+``raw`` skips templating entirely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import chat_template
+from .errors import BadRequest
+from .requests import ChatRequest, GenerateRequest, Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelPrompting:
+    """What a stored model contributes to prompts."""
+
+    chat_template: str | None = None  # GGUF tokenizer.chat_template (jinja)
+    system: str | None = None  # Modelfile SYSTEM
+    messages: tuple[Message, ...] = ()  # Modelfile MESSAGEs
+    bos_token: str = ""
+    eos_token: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def chat_messages(req: ChatRequest, model: ModelPrompting) -> list[Message]:
+    msgs = list(model.messages) + list(req.messages)
+    if model.system and (not req.messages or req.messages[0].role != "system"):
+        msgs.insert(0, Message(role="system", content=model.system))
+    return msgs
+
+
+def generate_messages(req: GenerateRequest, model: ModelPrompting) -> list[Message]:
+    msgs: list[Message] = []
+    system = req.system if req.system is not None else model.system
+    if system:
+        msgs.append(Message(role="system", content=system))
+    if req.context is None:
+        msgs.extend(model.messages)
+    msgs.append(Message(role="user", content=req.prompt, images=req.images))
+    return msgs
+
+
+def render(messages: Sequence[Message], model: ModelPrompting, *, today: str,
+           tools: Sequence[dict[str, Any]] = ()) -> str:
+    """Render messages with the model's chat template, ready for the assistant's answer."""
+    if model.chat_template:
+        return chat_template.render(
+            model.chat_template,
+            [m.to_template() for m in messages],
+            bos_token=model.bos_token,
+            eos_token=model.eos_token,
+            add_generation_prompt=True,
+            tools=list(tools) or None,
+            today=today,
+            extra=model.extra,
+        )
+    # No template at all: Ollama's default is ``{{ .Prompt }}``: the system text and the last
+    # user message, as plain text.
+    parts = [m.content for m in messages if m.role == "system"]
+    users = [m.content for m in messages if m.role == "user"]
+    if users:
+        parts.append(users[-1])
+    return "\n\n".join(p for p in parts if p)
+
+
+def generate_prompt(req: GenerateRequest, model: ModelPrompting, *, today: str) -> str:
+    if req.raw:
+        if req.template or req.system or req.context:
+            raise BadRequest("raw mode does not support template, system, or context")
+        return req.prompt
+    return render(generate_messages(req, model), model, today=today)
+
+
+def chat_prompt(req: ChatRequest, model: ModelPrompting, *, today: str) -> str:
+    return render(chat_messages(req, model), model, today=today, tools=req.tools)

@@ -1,0 +1,413 @@
+"""Parsing and validating the native API's request bodies (reference §1.1, §1.2, §1.7, §0).
+
+Bodies are decoded by ``jsonwire.loads_request`` and checked field by field against the Go
+struct Ollama decodes them into, so a wrong type gets Go's message:
+``json: cannot unmarshal string into Go struct field ChatRequest.messages of type []api.Message``.
+Unknown fields are ignored, as Go does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import options as opts
+from .errors import BadRequest
+
+# ---------------------------------------------------------------------------------------------
+# Go type checks
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if value is None:
+        return "null"
+    return "object"
+
+
+def _unmarshal_error(value: Any, where: str, gotype: str) -> BadRequest:
+    return BadRequest(
+        f"json: cannot unmarshal {_kind(value)} into Go struct field {where} of type {gotype}"
+    )
+
+
+Check = Callable[[Any], bool]
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) or (
+        isinstance(v, float) and v.is_integer())
+
+
+def _is_obj(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _is_list_of(check: Check) -> Check:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+def _anything(v: Any) -> bool:
+    return True
+
+
+_FIELD_TYPES: Mapping[str, tuple[str, Check]] = {
+    "model": ("string", _is_str),
+    "name": ("string", _is_str),
+    "prompt": ("string", _is_str),
+    "suffix": ("string", _is_str),
+    "system": ("string", _is_str),
+    "template": ("string", _is_str),
+    "context": ("[]int", _is_list_of(_is_int)),
+    "stream": ("bool", _is_bool),
+    "raw": ("bool", _is_bool),
+    "images": ("[]api.ImageData", _is_list_of(_is_str)),
+    "options": ("map[string]interface {}", _is_obj),
+    "messages": ("[]api.Message", lambda v: isinstance(v, list)),
+    "tools": ("api.Tools", lambda v: isinstance(v, list)),
+    "truncate": ("bool", _is_bool),
+    "shift": ("bool", _is_bool),
+    "logprobs": ("bool", _is_bool),
+    "top_logprobs": ("int", _is_int),
+    "format": ("json.RawMessage", _anything),
+    "keep_alive": ("api.Duration", _anything),
+    "think": ("api.ThinkValue", _anything),
+    "insecure": ("bool", _is_bool),
+    "files": ("map[string]string", lambda v: isinstance(v, dict) and all(
+        isinstance(x, str) for x in v.values())),
+    "adapters": ("map[string]string", lambda v: isinstance(v, dict) and all(
+        isinstance(x, str) for x in v.values())),
+    "parameters": ("map[string]interface {}", _is_obj),
+    "license": ("interface {}", lambda v: isinstance(v, str) or _is_list_of(_is_str)(v)),
+    "quantize": ("string", _is_str),
+    "from": ("string", _is_str),
+    "verbose": ("bool", _is_bool),
+    "source": ("string", _is_str),
+    "destination": ("string", _is_str),
+}
+
+
+def _object(body: Any, struct: str) -> dict[str, Any]:
+    """The decoded body as a dict; ``null`` acts as ``{}`` (Go leaves the struct zero)."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadRequest(f"json: cannot unmarshal {_kind(body)} into Go value of type api.{struct}")
+    for key, value in body.items():
+        spec = _FIELD_TYPES.get(key)
+        if spec is None or value is None:
+            continue
+        gotype, check = spec
+        if not check(value):
+            raise _unmarshal_error(value, f"{struct}.{key}", gotype)
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# keep_alive (reference §6): number = seconds, negative = forever; string = Go duration.
+
+_UNITS_NS = {
+    "ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
+    "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000,
+}
+FOREVER = -1
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's time.ParseDuration → nanoseconds. Raises BadRequest with Go's message."""
+    orig = text
+    if text in ("0", "+0", "-0"):
+        return 0
+    if not text:
+        raise BadRequest(f'time: invalid duration "{orig}"')
+    sign = 1
+    if text[0] in "+-":
+        sign = -1 if text[0] == "-" else 1
+        text = text[1:]
+    if not text:
+        raise BadRequest(f'time: invalid duration "{orig}"')
+    total = 0.0
+    while text:
+        i = 0
+        while i < len(text) and (text[i].isdigit() or text[i] == "."):
+            i += 1
+        num = text[:i]
+        if not num or num == "." or num.count(".") > 1:
+            raise BadRequest(f'time: invalid duration "{orig}"')
+        text = text[i:]
+        j = 0
+        while j < len(text) and not (text[j].isdigit() or text[j] == "."):
+            j += 1
+        unit = text[:j]
+        text = text[j:]
+        if not unit:
+            raise BadRequest(f'time: missing unit in duration "{orig}"')
+        if unit not in _UNITS_NS:
+            raise BadRequest(f'time: unknown unit "{unit}" in duration "{orig}"')
+        total += float(num) * _UNITS_NS[unit]
+    return sign * int(total)
+
+
+def parse_keep_alive(value: Any) -> int | None:
+    """Request ``keep_alive`` → nanoseconds, ``FOREVER`` (-1), or None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise BadRequest("Unsupported type: 'bool'")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            return FOREVER
+        return int(value * 1_000_000_000)
+    if isinstance(value, str):
+        ns = parse_go_duration(value)
+        return FOREVER if ns < 0 else ns
+    raise BadRequest(f"Unsupported type: '{_kind(value)}'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    role: str
+    content: str
+    images: tuple[str, ...] = ()
+    thinking: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_name: str = ""
+    tool_call_id: str = ""
+
+    def to_template(self) -> dict[str, Any]:
+        """The message as chat templates see it (jinja ``messages`` entries)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [dict(c) for c in self.tool_calls]
+        if self.tool_name:
+            out["name"] = self.tool_name
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        if self.thinking:
+            out["thinking"] = self.thinking
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenerateRequest:
+    model: str
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: tuple[int, ...] | None = None
+    stream: bool = True
+    raw: bool = False
+    format: Any = None
+    keep_alive: int | None = None
+    images: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    think: Any = None
+    truncate: bool = True
+    shift: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatRequest:
+    model: str
+    messages: tuple[Message, ...] = ()
+    stream: bool = True
+    format: Any = None
+    keep_alive: int | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    think: Any = None
+    truncate: bool = True
+    shift: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateRequest:
+    model: str
+    from_: str = ""
+    files: Mapping[str, str] = field(default_factory=dict)
+    adapters: Mapping[str, str] = field(default_factory=dict)
+    template: str | None = None
+    system: str | None = None
+    license: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    messages: tuple[Message, ...] = ()
+    quantize: str = ""
+    stream: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PullRequest:
+    model: str
+    insecure: bool = False
+    stream: bool = True
+
+
+THINK_LEVELS = ("high", "medium", "low", "max")
+
+
+def _think(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in THINK_LEVELS:
+        return value
+    shown = value if isinstance(value, str) else repr(value)
+    raise BadRequest(
+        f'invalid think value: "{shown}" (must be "high", "medium", "low", "max", true, or false)'
+    )
+
+
+def _top_logprobs(value: Any) -> int:
+    n = int(value or 0)
+    if not 0 <= n <= 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    return n
+
+
+def _message(value: Any, struct: str) -> Message:
+    where = f"{struct}.messages"
+    if not isinstance(value, dict):
+        raise _unmarshal_error(value, where, "api.Message")
+    role = value.get("role")
+    content = value.get("content")
+    for key, v, gotype, check in (
+        ("role", role, "string", _is_str),
+        ("content", content, "string", _is_str),
+        ("images", value.get("images"), "[]api.ImageData", _is_list_of(_is_str)),
+        ("thinking", value.get("thinking"), "string", _is_str),
+        ("tool_calls", value.get("tool_calls"), "[]api.ToolCall", _is_list_of(_is_obj)),
+        ("tool_name", value.get("tool_name"), "string", _is_str),
+        ("tool_call_id", value.get("tool_call_id"), "string", _is_str),
+    ):
+        if v is not None and not check(v):
+            raise _unmarshal_error(v, f"{where}.{key}", gotype)
+    return Message(
+        role=(role or "").lower(),
+        content=content or "",
+        images=tuple(value.get("images") or ()),
+        thinking=value.get("thinking") or "",
+        tool_calls=tuple(value.get("tool_calls") or ()),
+        tool_name=value.get("tool_name") or "",
+        tool_call_id=value.get("tool_call_id") or "",
+    )
+
+
+def _common(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "stream": obj.get("stream", True) if obj.get("stream") is not None else True,
+        "format": obj.get("format"),
+        "keep_alive": parse_keep_alive(obj.get("keep_alive")),
+        "options": opts.validate(obj.get("options")),
+        "think": _think(obj.get("think")),
+        "truncate": obj.get("truncate", True) if obj.get("truncate") is not None else True,
+        "shift": obj.get("shift", True) if obj.get("shift") is not None else True,
+        "logprobs": bool(obj.get("logprobs") or False),
+        "top_logprobs": _top_logprobs(obj.get("top_logprobs")),
+    }
+
+
+def parse_generate(body: Any) -> GenerateRequest:
+    obj = _object(body, "GenerateRequest")
+    ctx = obj.get("context")
+    return GenerateRequest(
+        model=obj.get("model") or "",
+        prompt=obj.get("prompt") or "",
+        suffix=obj.get("suffix") or "",
+        system=obj.get("system"),
+        template=obj.get("template"),
+        context=tuple(int(t) for t in ctx) if ctx is not None else None,
+        raw=bool(obj.get("raw") or False),
+        images=tuple(obj.get("images") or ()),
+        **_common(obj),
+    )
+
+
+def parse_chat(body: Any) -> ChatRequest:
+    obj = _object(body, "ChatRequest")
+    messages = tuple(_message(m, "ChatRequest") for m in obj.get("messages") or ())
+    tools = obj.get("tools") or ()
+    if not all(isinstance(t, dict) for t in tools):
+        raise BadRequest("json: cannot unmarshal non-object into Go struct field ChatRequest.tools "
+                         "of type api.Tool")
+    return ChatRequest(
+        model=obj.get("model") or "",
+        messages=messages,
+        tools=tuple(tools),
+        **_common(obj),
+    )
+
+
+def _model_field(obj: Mapping[str, Any]) -> str:
+    # Create/Delete/Show/Pull/Push accept the legacy ``name`` when ``model`` is empty (§0).
+    return str(obj.get("model") or obj.get("name") or "")
+
+
+def parse_create(body: Any) -> CreateRequest:
+    obj = _object(body, "CreateRequest")
+    params = obj.get("parameters") or {}
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in opts.SPECS:
+            continue
+        v = opts.coerce(key, value)
+        if v is not None:
+            checked[key] = v
+    lic = obj.get("license")
+    licenses = (lic,) if isinstance(lic, str) else tuple(lic or ())
+    messages = tuple(_message(m, "CreateRequest") for m in obj.get("messages") or ())
+    return CreateRequest(
+        model=_model_field(obj),
+        from_=obj.get("from") or "",
+        files=dict(obj.get("files") or {}),
+        adapters=dict(obj.get("adapters") or {}),
+        template=obj.get("template"),
+        system=obj.get("system"),
+        license=licenses,
+        parameters=checked,
+        messages=messages,
+        quantize=obj.get("quantize") or "",
+        stream=obj.get("stream", True) if obj.get("stream") is not None else True,
+    )
+
+
+def parse_pull(body: Any) -> PullRequest:
+    obj = _object(body, "PullRequest")
+    return PullRequest(
+        model=_model_field(obj),
+        insecure=bool(obj.get("insecure") or False),
+        stream=obj.get("stream", True) if obj.get("stream") is not None else True,
+    )
+
+
+def check_format(value: Any) -> Any:
+    """``format``: "json", a JSON-schema object, or ""/null (reference §1.14)."""
+    if value is None or value == "" or value == "json" or isinstance(value, dict):
+        return value or None
+    from . import jsonwire
+
+    raw = jsonwire.dumps(value).decode()
+    raise BadRequest(f'invalid format: "{raw}"; expected "json" or a valid JSON Schema object')

@@ -1,0 +1,84 @@
+"""Shaping /api/generate and /api/chat responses, in Ollama's wire order (reference §1.1, §1.2).
+
+Metric fields are Go ``omitempty``: absent when zero. Durations are integer nanoseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Metrics:
+    total_duration: int = 0
+    load_duration: int = 0
+    prompt_eval_count: int = 0
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+
+    def fields(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for key in ("total_duration", "load_duration", "prompt_eval_count",
+                    "prompt_eval_duration", "eval_count", "eval_duration"):
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Final:
+    """What the end of a generation contributes to the last chunk."""
+
+    done_reason: str
+    metrics: Metrics = field(default_factory=Metrics)
+    context: Sequence[int] | None = None
+
+
+def generate_chunk(model: str, created_at: str, text: str) -> dict[str, Any]:
+    return {"model": model, "created_at": created_at, "response": text, "done": False}
+
+
+def generate_final(model: str, created_at: str, final: Final, text: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model": model, "created_at": created_at, "response": text, "done": True,
+        "done_reason": final.done_reason,
+    }
+    if final.context:
+        out["context"] = list(final.context)
+    out.update(final.metrics.fields())
+    return out
+
+
+def chat_chunk(model: str, created_at: str, text: str) -> dict[str, Any]:
+    return {
+        "model": model, "created_at": created_at,
+        "message": {"role": "assistant", "content": text}, "done": False,
+    }
+
+
+def chat_final(model: str, created_at: str, final: Final, text: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model": model, "created_at": created_at,
+        "message": {"role": "assistant", "content": text}, "done": True,
+        "done_reason": final.done_reason,
+    }
+    out.update(final.metrics.fields())
+    return out
+
+
+def load_response(model: str, created_at: str, *, chat: bool, reason: str) -> dict[str, Any]:
+    """Answer to an empty prompt/messages: the model was loaded (or unloaded)."""
+    if chat:
+        return {"model": model, "created_at": created_at,
+                "message": {"role": "assistant", "content": ""}, "done": True,
+                "done_reason": reason}
+    return {"model": model, "created_at": created_at, "response": "", "done": True,
+            "done_reason": reason}
+
+
+def error_body(message: str) -> dict[str, str]:
+    return {"error": message}

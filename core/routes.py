@@ -1,0 +1,64 @@
+"""The native API route table (reference §1.0) and matching, like gin's router.
+
+Unknown path ⇒ 404 ``404 page not found`` (text/plain); known path, wrong method ⇒ 405
+``405 method not allowed``. ``HEAD`` is allowed exactly where the table lists it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import MethodNotAllowed, NotFound
+
+# (path pattern, methods, handler name). ``:param`` matches one path segment.
+ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
+    ("/", frozenset({"GET", "HEAD"}), "root"),
+    ("/api/version", frozenset({"GET", "HEAD"}), "version"),
+    ("/api/tags", frozenset({"GET", "HEAD"}), "tags"),
+    ("/api/generate", frozenset({"POST"}), "generate"),
+    ("/api/chat", frozenset({"POST"}), "chat"),
+    ("/api/blobs/:digest", frozenset({"HEAD", "POST"}), "blob"),
+    ("/api/create", frozenset({"POST"}), "create"),
+    ("/api/pull", frozenset({"POST"}), "pull"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Match:
+    handler: str
+    params: dict[str, str]
+
+
+def _match_path(pattern: str, path: str) -> dict[str, str] | None:
+    p_parts = pattern.strip("/").split("/")
+    parts = path.strip("/").split("/")
+    if pattern == "/":
+        return {} if path == "/" else None
+    if len(p_parts) != len(parts):
+        return None
+    params: dict[str, str] = {}
+    for pp, part in zip(p_parts, parts):
+        if pp.startswith(":"):
+            if not part:
+                return None
+            params[pp[1:]] = part
+        elif pp != part:
+            return None
+    return params
+
+
+def match(method: str, target: str) -> Match:
+    path = target.split("?", 1)[0]
+    if path != "/" and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    allowed = False
+    for pattern, methods, handler in ROUTES:
+        params = _match_path(pattern, path)
+        if params is None:
+            continue
+        if method in methods:
+            return Match(handler=handler, params=params)
+        allowed = True
+    if allowed:
+        raise MethodNotAllowed("405 method not allowed")
+    raise NotFound("404 page not found")

@@ -1,0 +1,212 @@
+"""The protocol between ``pollama serve`` and a runner process.
+
+Transport: the runner's stdin carries server→runner messages, its stdout runner→server messages,
+each one NDJSON line (``core.ndjson``); stderr is the runner's log. Every message names the
+request it belongs to by ``id`` (an int chosen by the server, unique per runner), so many
+requests can be in flight on one runner at once and each can be cancelled on its own. This is
+the shape continuous batching needs: the runner may interleave ``Token`` events of different ids.
+
+Server → runner (commands)::
+
+    Load(id, model_path, num_ctx, num_batch, num_gpu, num_thread, use_mmap, seed)
+        → Loaded(id, n_ctx, n_ctx_train, n_vocab, n_embd) | Failed(id, message)
+    Complete(id, prompt, context, options) → Token(id, text)* then Done(id, ...) | Failed(id, ...)
+    Cancel(id, target)          → the target ends with Done(done_reason="cancel")
+    Tokenize(id, text)          → Tokens(id, tokens) | Failed
+    Shutdown(id)                → the runner exits 0 after finishing nothing further
+
+``context`` on Complete is a list of token ids prepended before the tokenised prompt (the
+deprecated ``context`` of /api/generate). Runtime ``options`` are the keys of core.options with
+phase RUNTIME. Durations in Done are integer nanoseconds measured by the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Union
+
+from . import ndjson
+from .errors import PollamaError
+
+
+class RunnerProtocolError(PollamaError):
+    """A message on the runner pipe is not part of this protocol (a bug or a crashed peer)."""
+
+    status_hint = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Load:
+    id: int
+    model_path: str
+    num_ctx: int = 4096
+    num_batch: int = 512
+    num_gpu: int = -1
+    num_thread: int = 0
+    use_mmap: bool | None = None
+    seed: int = -1
+    embedding: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Complete:
+    id: int
+    prompt: str
+    context: list[int] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancel:
+    id: int
+    target: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tokenize:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shutdown:
+    id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    id: int
+    n_ctx: int
+    n_ctx_train: int
+    n_vocab: int
+    n_embd: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Token:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Done:
+    id: int
+    done_reason: str  # "stop" | "length" | "cancel"
+    prompt_eval_count: int = 0
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+    context: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.done_reason not in ("stop", "length", "cancel"):
+            raise RunnerProtocolError(f"invalid done_reason {self.done_reason!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tokens:
+    id: int
+    tokens: list[int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed:
+    id: int
+    message: str
+
+
+ServerMessage = Union[Load, Complete, Cancel, Tokenize, Shutdown]
+RunnerMessage = Union[Loaded, Token, Done, Tokens, Failed]
+Message = Union[ServerMessage, RunnerMessage]
+
+_KINDS: dict[str, type[Any]] = {
+    "load": Load, "complete": Complete, "cancel": Cancel, "tokenize": Tokenize,
+    "shutdown": Shutdown, "loaded": Loaded, "token": Token, "done": Done, "tokens": Tokens,
+    "failed": Failed,
+}
+_NAMES = {cls: name for name, cls in _KINDS.items()}
+SERVER_KINDS = (Load, Complete, Cancel, Tokenize, Shutdown)
+RUNNER_KINDS = (Loaded, Token, Done, Tokens, Failed)
+
+
+def to_wire(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": _NAMES[type(msg)]}
+    out.update(asdict(msg))
+    return out
+
+
+def from_wire(obj: Any) -> Message:
+    """Build a message from a decoded JSON object, checking field names and types."""
+    if not isinstance(obj, dict):
+        raise RunnerProtocolError("runner message is not an object")
+    kind = obj.get("type")
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise RunnerProtocolError(f"unknown runner message type {kind!r}")
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in obj:
+            kwargs[f.name] = obj[f.name]
+    try:
+        msg = cls(**kwargs)
+    except TypeError as exc:
+        raise RunnerProtocolError(f"bad {kind} message: {exc}") from None
+    _check_types(msg)
+    return msg  # type: ignore[no-any-return]
+
+
+_SIMPLE = {"int": int, "str": str, "bool": bool}
+
+
+def _check_types(msg: Any) -> None:
+    for f in fields(msg):
+        value = getattr(msg, f.name)
+        t = str(f.type)
+        if t == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif t == "str":
+            ok = isinstance(value, str)
+        elif t == "bool":
+            ok = isinstance(value, bool)
+        elif t == "bool | None":
+            ok = value is None or isinstance(value, bool)
+        elif t == "list[int]":
+            ok = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value)
+        elif t == "list[int] | None":
+            ok = value is None or (isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value))
+        elif t == "dict[str, Any]":
+            ok = isinstance(value, dict)
+        else:  # pragma: no cover - a new field type must be added above
+            raise AssertionError(f"unchecked field type {t}")
+        if not ok:
+            raise RunnerProtocolError(f"bad {type(msg).__name__}.{f.name}: {value!r}")
+
+
+class RunnerCodec:
+    """Frame messages on a byte stream: ``send()`` gives bytes, ``next_event()`` gives messages."""
+
+    def __init__(self, *, accept: tuple[type[Any], ...]) -> None:
+        self._reader = ndjson.NDJSONReader()
+        self._accept = accept
+
+    def receive_data(self, data: bytes) -> None:
+        self._reader.receive_data(data)
+
+    def next_event(self) -> Message | object | None:
+        """A message, ``ndjson.NEED_DATA``, or ``None`` when the peer closed the stream."""
+        try:
+            obj = self._reader.next_event()
+        except ndjson.NDJSONError as exc:
+            raise RunnerProtocolError(str(exc)) from None
+        if obj is ndjson.NEED_DATA or obj is None:
+            return obj
+        msg = from_wire(obj)
+        if not isinstance(msg, self._accept):
+            raise RunnerProtocolError(f"unexpected {type(msg).__name__} on this side of the pipe")
+        return msg
+
+    @staticmethod
+    def send(msg: Message) -> bytes:
+        return ndjson.encode(to_wire(msg))
