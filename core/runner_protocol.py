@@ -9,7 +9,8 @@ the shape continuous batching needs: the runner may interleave ``Token`` events 
 Server → runner (commands)::
 
     Load(id, model_path, num_ctx, num_batch, num_gpu, num_thread, use_mmap, seed)
-        → Loaded(id, n_ctx, n_ctx_train, n_vocab, n_embd) | Failed(id, message)
+        → Loaded(id, n_ctx, n_ctx_train, n_vocab, n_embd, chat_template, bos_token, eos_token)
+          | Failed(id, message)
     Complete(id, prompt, context, options) → Token(id, text)* then Done(id, ...) | Failed(id, ...)
     Cancel(id, target)          → the target ends with Done(done_reason="cancel")
     Tokenize(id, text)          → Tokens(id, tokens) | Failed
@@ -80,6 +81,9 @@ class Loaded:
     n_ctx_train: int
     n_vocab: int
     n_embd: int
+    chat_template: str = ""  # GGUF tokenizer.chat_template as llama.cpp read it
+    bos_token: str = ""
+    eos_token: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

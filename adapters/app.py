@@ -1,0 +1,321 @@
+"""The native API handlers: parse with core, execute against the store and runners, shape with core.
+
+Error rule (reference §0): before the first byte of a response, a PollamaError becomes its status
+and ``{"error": ...}``; once an NDJSON stream has started, it becomes a final ``{"error": ...}``
+line. Anything else is a pollama bug: logged with its traceback, reported as a 500.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from pollama.core import jsonwire, ndjson, prompt, responses, routes
+from pollama.core import options as opts
+from pollama.core import requests as rq
+from pollama.core import runner_protocol as rp
+from pollama.core.config import Config
+from pollama.core.errors import BadRequest, NotFound, PollamaError
+from pollama.core.names import parse_digest
+from pollama.core.timefmt import rfc3339
+
+from . import creator, models
+from .http_server import ClientDisconnected, Request, Response
+from .runner_pool import RunnerPool
+from .store import Store
+
+log = logging.getLogger("pollama.api")
+
+OLLAMA_COMPAT_VERSION = "0.13.0"
+NDJSON = "application/x-ndjson"
+
+
+def now_utc() -> str:
+    return rfc3339(time.time_ns())
+
+
+def local_offset() -> int:
+    off = datetime.datetime.now().astimezone().utcoffset()
+    return int(off.total_seconds()) if off else 0
+
+
+def json_response(status: int, value: Any) -> Response:
+    return Response(status=status, body=jsonwire.dumps(value))
+
+
+def error_response(exc: PollamaError) -> Response:
+    if exc.status_hint in (404, 405) and exc.message.startswith(("404 page", "405 method")):
+        return Response(status=exc.status_hint, body=exc.message.encode(),
+                        content_type="text/plain")
+    return json_response(exc.status_hint, responses.error_body(exc.message))
+
+
+class App:
+    def __init__(self, config: Config, store: Store, pool: RunnerPool) -> None:
+        self.config = config
+        self.store = store
+        self.pool = pool
+        self._handlers: dict[str, Callable[[Request, dict[str, str]], Awaitable[Response]]] = {
+            "root": self.root, "version": self.version, "tags": self.tags,
+            "generate": self.generate, "chat": self.chat, "blob": self.blob,
+            "create": self.create, "pull": self.pull,
+        }
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.monotonic()
+        try:
+            match = routes.match(request.method, request.target)
+            response = await self._handlers[match.handler](request, match.params)
+        except ClientDisconnected:
+            raise
+        except PollamaError as exc:
+            response = error_response(exc)
+        except Exception as exc:
+            log.exception("unhandled error in %s %s", request.method, request.target)
+            response = json_response(500, responses.error_body(f"internal error: {exc}"))
+        log.info("%s %s -> %s (%.1f ms)", request.method, request.target, response.status,
+                 (time.monotonic() - started) * 1000)
+        return response
+
+    # -- simple routes -------------------------------------------------------------------------
+    async def root(self, request: Request, params: dict[str, str]) -> Response:
+        return Response(status=200, body=b"Ollama is running", content_type="text/plain; charset=utf-8")
+
+    async def version(self, request: Request, params: dict[str, str]) -> Response:
+        return json_response(200, {"version": OLLAMA_COMPAT_VERSION})
+
+    async def tags(self, request: Request, params: dict[str, str]) -> Response:
+        offset = local_offset()
+        out = []
+        for stored in await anyio.to_thread.run_sync(self.store.list):
+            try:
+                local = await anyio.to_thread.run_sync(models.load, self.store, stored)
+            except PollamaError:
+                continue
+            short = stored.name.display_shortest()
+            details = models.details(local.config)
+            if local.config.context_length:
+                details["context_length"] = local.config.context_length
+            if local.config.embedding_length:
+                details["embedding_length"] = local.config.embedding_length
+            out.append({
+                "name": short, "model": short,
+                "modified_at": rfc3339(stored.modified_ns, offset),
+                "size": stored.manifest.total_size(),
+                "digest": stored.manifest_digest,
+                "details": details,
+            })
+        return json_response(200, {"models": out})
+
+    # -- blobs ---------------------------------------------------------------------------------
+    async def blob(self, request: Request, params: dict[str, str]) -> Response:
+        raw = params["digest"]
+        hex_digest = parse_digest(raw)
+        exists = self.store.has_blob(hex_digest)
+        if request.method == "HEAD":
+            if exists:
+                return Response(status=200, content_type=None)
+            raise NotFound(f'blob "{raw}" not found')
+        if exists:
+            return Response(status=200, content_type=None)
+        writer = self.store.blob_writer()
+        try:
+            async for chunk in request.body_chunks():
+                writer.write(chunk)
+            await anyio.to_thread.run_sync(lambda: writer.commit(hex_digest, shown=raw))
+        except BaseException:
+            writer.abort()
+            raise
+        return Response(status=201, content_type=None)
+
+    # -- create / pull: progress streams ------------------------------------------------------
+    async def create(self, request: Request, params: dict[str, str]) -> Response:
+        req = rq.parse_create(jsonwire.loads_request(await request.read_body()))
+        if not req.model:
+            raise BadRequest("model is required")
+        name = models.parse_model_name(req.model)
+        return await self._progress(creator.create(self.store, name, req), req.stream)
+
+    async def pull(self, request: Request, params: dict[str, str]) -> Response:
+        req = rq.parse_pull(jsonwire.loads_request(await request.read_body()))
+        if not req.model:
+            raise BadRequest("model is required")
+        name = models.parse_model_name(req.model)
+        return await self._progress(creator.pull(self.store, name), req.stream)
+
+    async def _progress(self, gen: AsyncIterator[dict[str, Any]], stream: bool) -> Response:
+        if not stream:
+            last: dict[str, Any] = {}
+            try:
+                async for status in gen:
+                    last = status
+            finally:
+                await gen.aclose()
+            return json_response(200, last)
+        first = await _first(gen)  # errors before any output keep their status
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                if first is not None:
+                    yield ndjson.encode(first)
+                async for status in gen:
+                    yield ndjson.encode(status)
+            except PollamaError as exc:
+                yield ndjson.encode(responses.error_body(exc.message))
+            finally:
+                await gen.aclose()
+
+        return Response(status=200, body=body(), content_type=NDJSON)
+
+    # -- inference -----------------------------------------------------------------------------
+    def _prompting(self, local: models.LocalModel, loaded: rp.Loaded) -> prompt.ModelPrompting:
+        return prompt.ModelPrompting(
+            chat_template=loaded.chat_template or None,
+            system=local.system,
+            messages=local.messages,
+            bos_token=loaded.bos_token,
+            eos_token=loaded.eos_token,
+        )
+
+    async def _runner(self, local: models.LocalModel, options: dict[str, Any]) -> Any:
+        load, _ = opts.split(options)
+        spec = opts.load_spec(load, default_num_ctx=self.config.context_length,
+                              ctx_train=local.config.context_length)
+        return await self.pool.acquire(local.model_digest, local.model_path, spec)
+
+    async def generate(self, request: Request, params: dict[str, str]) -> Response:
+        started = time.monotonic_ns()
+        req = rq.parse_generate(jsonwire.loads_request(await request.read_body()))
+        if not req.model:
+            raise NotFound("model '' not found")
+        rq.check_format(req.format)
+        local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
+        if req.raw and (req.template or req.system or req.context):
+            raise BadRequest("raw mode does not support template, system, or context")
+        if not req.prompt and not req.images:
+            return await self._load_only(local, req.model, req.options, req.keep_alive, chat=False)
+        options = opts.merge(opts.DEFAULTS, local.parameters, req.options)
+        runner = await self._runner(local, options)
+        load_ns = time.monotonic_ns() - started
+        assert runner.loaded is not None
+        text = prompt.generate_prompt(req, self._prompting(local, runner.loaded),
+                                      today=_today())
+        _, runtime = opts.split(options)
+        context = list(req.context) if req.context else None
+        return await self._run(runner, text, context, runtime, req.model, req.stream, chat=False,
+                               started=started, load_ns=load_ns, want_context=not req.raw)
+
+    async def chat(self, request: Request, params: dict[str, str]) -> Response:
+        started = time.monotonic_ns()
+        req = rq.parse_chat(jsonwire.loads_request(await request.read_body()))
+        if not req.model:
+            raise BadRequest("model is required")
+        rq.check_format(req.format)
+        local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
+        if not req.messages:
+            return await self._load_only(local, req.model, req.options, req.keep_alive, chat=True)
+        options = opts.merge(opts.DEFAULTS, local.parameters, req.options)
+        runner = await self._runner(local, options)
+        load_ns = time.monotonic_ns() - started
+        assert runner.loaded is not None
+        text = prompt.chat_prompt(req, self._prompting(local, runner.loaded), today=_today())
+        _, runtime = opts.split(options)
+        return await self._run(runner, text, None, runtime, req.model, req.stream, chat=True,
+                               started=started, load_ns=load_ns, want_context=False)
+
+    async def _load_only(self, local: models.LocalModel, model: str, options: dict[str, Any],
+                         keep_alive: int | None, *, chat: bool) -> Response:
+        if keep_alive == 0:
+            await self.pool.unload(local.model_digest)
+            reason = "unload"
+        else:
+            await self._runner(local, opts.merge(local.parameters, options))
+            reason = "load"
+        return json_response(200, responses.load_response(model, now_utc(), chat=chat,
+                                                          reason=reason))
+
+    async def _run(self, runner: Any, text: str, context: list[int] | None,
+                   runtime: dict[str, Any], model: str, stream: bool, *, chat: bool,
+                   started: int, load_ns: int, want_context: bool) -> Response:
+        log.debug("prompt: %r", text)
+        chunk = responses.chat_chunk if chat else responses.generate_chunk
+        final = responses.chat_final if chat else responses.generate_final
+        cm = runner.complete(text, context, runtime)
+        events = await cm.__aenter__()
+
+        def finish(done: rp.Done, collected: str = "") -> dict[str, Any]:
+            metrics = responses.Metrics(
+                total_duration=time.monotonic_ns() - started,
+                load_duration=load_ns,
+                prompt_eval_count=done.prompt_eval_count,
+                prompt_eval_duration=done.prompt_eval_duration,
+                eval_count=done.eval_count,
+                eval_duration=done.eval_duration,
+            )
+            reason = "stop" if done.done_reason == "cancel" else done.done_reason
+            fin = responses.Final(done_reason=reason, metrics=metrics,
+                                  context=done.context if want_context else None)
+            return final(model, now_utc(), fin, collected)
+
+        try:
+            first = await events.__anext__()
+        except BaseException:
+            await cm.__aexit__(None, None, None)
+            raise
+        if isinstance(first, rp.Failed):
+            await cm.__aexit__(None, None, None)
+            raise PollamaError(first.message)
+
+        if not stream:
+            try:
+                parts: list[str] = []
+                msg: rp.RunnerMessage = first
+                while True:
+                    if isinstance(msg, rp.Token):
+                        parts.append(msg.text)
+                    elif isinstance(msg, rp.Done):
+                        return json_response(200, finish(msg, "".join(parts)))
+                    elif isinstance(msg, rp.Failed):
+                        raise PollamaError(msg.message)
+                    msg = await events.__anext__()
+            finally:
+                await cm.__aexit__(None, None, None)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                msg: rp.RunnerMessage = first
+                while True:
+                    if isinstance(msg, rp.Token):
+                        yield ndjson.encode(chunk(model, now_utc(), msg.text))
+                    elif isinstance(msg, rp.Done):
+                        yield ndjson.encode(finish(msg))
+                        return
+                    elif isinstance(msg, rp.Failed):
+                        yield ndjson.encode(responses.error_body(msg.message))
+                        return
+                    msg = await events.__anext__()
+            except StopAsyncIteration:
+                yield ndjson.encode(responses.error_body("runner stream ended unexpectedly"))
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await cm.__aexit__(None, None, None)
+
+        return Response(status=200, body=body(), content_type=NDJSON)
+
+
+async def _first(gen: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        return await gen.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _today() -> str:
+    return datetime.date.today().strftime("%d %b %Y")
+
+

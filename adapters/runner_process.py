@@ -1,0 +1,178 @@
+"""A runner subprocess and the requests in flight on it.
+
+Moves bytes only: commands are framed by ``core.runner_protocol``; events coming back are routed
+by request id to the waiting handler. When the process exits, every request still in flight gets
+``Failed("llama runner process has terminated: ...")``, which the handler reports like Ollama.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import Process, TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from pollama.core import runner_protocol as rp
+from pollama.core.errors import RunnerError
+from pollama.core.ndjson import NEED_DATA
+
+log = logging.getLogger("pollama.runner")
+
+
+class RunnerProcess:
+    def __init__(self, proc: Process, load: rp.Load) -> None:
+        self.proc = proc
+        self.load_spec = load
+        self.loaded: rp.Loaded | None = None
+        self.alive = True
+        self.exit_reason = ""
+        self._ids = itertools.count(1)
+        self._pending: dict[int, MemoryObjectSendStream[rp.RunnerMessage]] = {}
+        self._write_lock = anyio.Lock()
+        self._stderr_tail: list[str] = []
+        self.in_flight = 0
+
+    @classmethod
+    async def start(cls, tg: TaskGroup, load: rp.Load) -> RunnerProcess:
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "pollama.runners.llama_runner"],
+            stdin=-1, stdout=-1, stderr=-1,
+        )
+        runner = cls(proc, load)
+        tg.start_soon(runner._read_stdout)
+        tg.start_soon(runner._read_stderr)
+        events = await runner._open(load.id)
+        try:
+            await runner._write(load)
+            async for msg in events:
+                if isinstance(msg, rp.Loaded):
+                    runner.loaded = msg
+                    return runner
+                if isinstance(msg, rp.Failed):
+                    raise RunnerError(msg.message)
+            raise RunnerError(runner.exit_reason or "llama runner process has terminated")
+        except BaseException:
+            await runner.stop()
+            raise
+        finally:
+            runner._pending.pop(load.id, None)
+
+    async def _open(self, rid: int) -> MemoryObjectReceiveStream[rp.RunnerMessage]:
+        send, recv = anyio.create_memory_object_stream[rp.RunnerMessage](math.inf)
+        self._pending[rid] = send
+        return recv
+
+    async def _write(self, msg: rp.ServerMessage) -> None:
+        assert self.proc.stdin is not None
+        async with self._write_lock:
+            try:
+                await self.proc.stdin.send(rp.RunnerCodec.send(msg))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                raise RunnerError(self.exit_reason or "llama runner process has terminated") \
+                    from None
+
+    async def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        codec = rp.RunnerCodec(accept=rp.RUNNER_KINDS)
+        try:
+            async for data in self.proc.stdout:
+                codec.receive_data(data)
+                while True:
+                    msg = codec.next_event()
+                    if msg is NEED_DATA or msg is None:
+                        break
+                    assert isinstance(msg, rp.RUNNER_KINDS)
+                    stream = self._pending.get(msg.id)
+                    if stream is not None:
+                        stream.send_nowait(msg)
+                        if isinstance(msg, (rp.Done, rp.Failed, rp.Tokens, rp.Loaded)):
+                            self._pending.pop(msg.id, None)
+                            stream.close()
+        except rp.RunnerProtocolError as exc:
+            log.error("runner protocol error: %s", exc)
+            await self.stop()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await self._exited()
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        try:
+            async for data in self.proc.stderr:
+                for line in data.decode("utf-8", "replace").splitlines():
+                    if line.strip():
+                        log.debug("runner[%s]: %s", self.proc.pid, line)
+                        self._stderr_tail = (self._stderr_tail + [line])[-5:]
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+
+    async def _exited(self) -> None:
+        code = await self.proc.wait()
+        self.alive = False
+        detail = "; ".join(self._stderr_tail[-2:])
+        self.exit_reason = f"llama runner process has terminated: exit status {code}" + (
+            f": {detail}" if detail else "")
+        for rid, stream in list(self._pending.items()):
+            try:
+                stream.send_nowait(rp.Failed(id=rid, message=self.exit_reason))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+            stream.close()
+        self._pending.clear()
+
+    @asynccontextmanager
+    async def complete(self, prompt: str, context: list[int] | None,
+                       options: dict[str, Any]) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
+        """Start a completion; yields its event stream. Leaving early cancels it on the runner."""
+        if not self.alive:
+            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+        rid = next(self._ids)
+        events = await self._open(rid)
+        finished = False
+        self.in_flight += 1
+
+        async def stream() -> AsyncIterator[rp.RunnerMessage]:
+            nonlocal finished
+            async for msg in events:
+                if isinstance(msg, (rp.Done, rp.Failed)):
+                    finished = True
+                yield msg
+            if not finished:
+                finished = True
+                yield rp.Failed(id=rid, message=self.exit_reason or "runner stream ended")
+
+        try:
+            await self._write(rp.Complete(id=rid, prompt=prompt, context=context, options=options))
+            yield stream()
+        finally:
+            self.in_flight -= 1
+            if not finished and self.alive:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._write(rp.Cancel(id=next(self._ids), target=rid))
+                    except RunnerError:
+                        pass
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                with anyio.CancelScope(shield=True):
+                    if self.proc.stdin is not None:
+                        try:
+                            await self._write(rp.Shutdown(id=0))
+                        except RunnerError:
+                            pass
+                    with anyio.move_on_after(5):
+                        await self.proc.wait()
+                        return
+                    self.proc.kill()
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,58 @@
+"""``pollama serve``: wire configuration, store, runner pool and HTTP server together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import anyio
+
+from pollama.core.config import Config
+
+from .app import App
+from .http_server import serve
+from .runner_pool import RunnerPool
+from .store import Store
+
+log = logging.getLogger("pollama")
+
+
+async def run(config: Config, *, port_file: str | None = None) -> None:
+    store = Store(config.models_dir)
+    os.makedirs(store.blobs_dir, exist_ok=True)
+    os.makedirs(store.manifests_dir, exist_ok=True)
+    async with anyio.create_task_group() as tg:
+        pool = RunnerPool(tg, max_loaded=config.max_loaded_models)
+        app = App(config, store, pool)
+        try:
+            port = await tg.start(serve, app, config.host.host, config.host.port)
+        except OSError as exc:
+            raise SystemExit(f"Error: listen tcp {config.host.host}:{config.host.port}: {exc.strerror}")
+        log.info("Listening on %s:%d (version pollama, Ollama API %s)", config.host.host, port,
+                 "0.13.0")
+        log.info("models: %s", config.models_dir)
+        if port_file:
+            with open(port_file, "w") as f:
+                f.write(str(port))
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    log.info("shutting down")
+                    with anyio.CancelScope(shield=True):
+                        await pool.close()
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(on_signal)
+
+
+def main(config: Config, *, port_file: str | None = None) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if config.debug else logging.INFO,
+        format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
+        stream=sys.stderr,
+    )
+    anyio.run(run, config, port_file=port_file)

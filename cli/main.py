@@ -1,0 +1,285 @@
+"""The ``pollama`` command line: click commands that talk to ``pollama serve`` over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import click
+
+from pollama.core.errors import PollamaError
+from pollama.core.humanize import human_bytes, human_time, table
+from pollama.core.timefmt import parse_rfc3339
+
+from .client import APIError, Client, config
+
+
+def _version() -> str:
+    try:
+        return version("pollama")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "-v", "--version", message="pollama version is %(version)s")
+def cli() -> None:
+    """Large language model runner, compatible with Ollama."""
+
+
+ENV_HELP = """
+\b
+Environment variables (OLLAMA_* spellings are accepted too):
+  POLLAMA_HOST            address to bind/connect (default 127.0.0.1:11434)
+  POLLAMA_MODELS          model store (default ~/.pollama/models)
+  POLLAMA_KEEP_ALIVE      how long models stay loaded (default 5m)
+  POLLAMA_CONTEXT_LENGTH  default context length (default 4096)
+  POLLAMA_MAX_LOADED_MODELS  most models loaded at once (default 3)
+  POLLAMA_DEBUG           verbose logging
+"""
+
+
+@cli.command(epilog=ENV_HELP)
+@click.option("--port-file", hidden=True, help="write the bound port here (tests)")
+def serve(port_file: str | None) -> None:
+    """Start the pollama server."""
+    from pollama.adapters import server
+
+    try:
+        cfg = config()
+    except PollamaError as exc:
+        raise click.ClickException(exc.message) from None
+    server.main(cfg, port_file=port_file)
+
+
+@cli.command(name="list")
+def list_() -> None:
+    """List models."""
+    client = Client()
+    client.ensure_server()
+    data = client.get("/api/tags")
+    now = time.time_ns()
+    rows = []
+    for m in data.get("models") or []:
+        modified = parse_rfc3339(m["modified_at"]) if m.get("modified_at") else 0
+        rows.append([m["name"], m["digest"][:12], human_bytes(int(m["size"])),
+                     human_time(modified, now)])
+    click.echo(table(["NAME", "ID", "SIZE", "MODIFIED"], rows), nl=False)
+
+
+cli.add_command(list_, name="ls")
+
+
+def _pull(client: Client, model: str) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bars: dict[str, Any] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), transient=False) as progress:
+        for status in client.stream("/api/pull", {"model": model}):
+            text = status.get("status", "")
+            digest = status.get("digest")
+            if digest and status.get("total"):
+                if digest not in bars:
+                    bars[digest] = progress.add_task(text, total=status["total"])
+                progress.update(bars[digest], completed=status.get("completed", 0))
+            else:
+                progress.console.print(text)
+
+
+@cli.command()
+@click.argument("model")
+def pull(model: str) -> None:
+    """Pull a model (the built-in library: smollm2)."""
+    client = Client()
+    client.ensure_server()
+    _pull(client, model)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("-f", "--file", "modelfile", default="Modelfile", show_default=True,
+              help="Name of the Modelfile")
+def create(model: str, modelfile: str) -> None:
+    """Create a model from a Modelfile."""
+    from pollama.core.modelfile import decode_modelfile, parse_modelfile, resolve_path
+
+    try:
+        with open(modelfile, "rb") as f:
+            text = decode_modelfile(f.read())
+    except OSError as exc:
+        raise click.ClickException(f"reading {modelfile}: {exc.strerror}") from None
+    try:
+        spec = parse_modelfile(text).to_create_spec()
+    except PollamaError as exc:
+        raise click.ClickException(exc.message) from None
+    for warning in spec.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    client = Client()
+    client.ensure_server()
+    base = os.path.dirname(os.path.abspath(modelfile))
+    home = os.path.expanduser("~")
+    body: dict[str, Any] = {"model": model}
+    files: dict[str, str] = {}
+    click.echo("gathering model components", err=True)
+    for value in spec.from_:
+        path = resolve_path(value, base, home)
+        if os.path.isfile(path):
+            digest = _upload(client, path)
+            files[os.path.basename(path)] = digest
+        elif os.path.isdir(path):
+            raise click.ClickException(f"{value}: importing a directory is not supported yet")
+        else:
+            body["from"] = value
+    if files:
+        body["files"] = files
+    if spec.template is not None:
+        body["template"] = spec.template
+    if spec.system is not None:
+        body["system"] = spec.system
+    if spec.parameters:
+        body["parameters"] = spec.parameters
+    if spec.messages:
+        body["messages"] = [dict(m) for m in spec.messages]
+    if spec.license:
+        body["license"] = list(spec.license)
+    for status in client.stream("/api/create", body):
+        click.echo(status.get("status", ""), err=True)
+
+
+def _upload(client: Client, path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            h.update(chunk)
+    digest = f"sha256:{h.hexdigest()}"
+    if client.head(f"/api/blobs/{digest}") != 200:
+        client.upload(f"/api/blobs/{digest}", path)
+    click.echo(f"copying file {digest} 100%", err=True)
+    return digest
+
+
+def _ensure_model(client: Client, model: str) -> None:
+    """Pull the model first if the server does not have it (Ollama's run does the same)."""
+    try:
+        client.post("/api/generate", {"model": model})
+    except APIError as exc:
+        if exc.status != 404:
+            raise
+        _pull(client, model)
+        client.post("/api/generate", {"model": model})
+
+
+def _chat(client: Client, model: str, messages: list[dict[str, Any]],
+          options: dict[str, Any]) -> str:
+    parts: list[str] = []
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    if options:
+        body["options"] = options
+    for chunk in client.stream("/api/chat", body):
+        text = (chunk.get("message") or {}).get("content", "")
+        if text:
+            parts.append(text)
+            click.echo(text, nl=False)
+            sys.stdout.flush()
+    click.echo("")
+    return "".join(parts)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("prompt", nargs=-1)
+def run(model: str, prompt: tuple[str, ...]) -> None:
+    """Run a model: answer PROMPT, or chat interactively without one."""
+    client = Client()
+    client.ensure_server()
+    _ensure_model(client, model)
+    text = " ".join(prompt)
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read()
+        text = f"{text}\n{piped}".strip() if text else piped.strip()
+        if not text:
+            return
+    if text:
+        _chat(client, model, [{"role": "user", "content": text}], {})
+        return
+    _repl(client, model)
+
+
+def _repl(client: Client, model: str) -> None:
+    messages: list[dict[str, Any]] = []
+    options: dict[str, Any] = {}
+    while True:
+        try:
+            line = input(">>> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo("")
+            return
+        if line.startswith('"""'):
+            buf = [line[3:]]
+            while not buf[-1].endswith('"""'):
+                try:
+                    buf.append(input("... "))
+                except (EOFError, KeyboardInterrupt):
+                    return
+            line = "\n".join(buf)[:-3]
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped in ("/bye", "/exit"):
+            return
+        if stripped == "/clear":
+            messages = [m for m in messages if m["role"] == "system"]
+            click.echo("Cleared session context")
+            continue
+        if stripped.startswith("/set parameter "):
+            parts = stripped.split()
+            if len(parts) >= 4:
+                from pollama.core.options import parse_parameter
+
+                try:
+                    value = parse_parameter(parts[2], " ".join(parts[3:]))
+                except PollamaError as exc:
+                    click.echo(exc.message)
+                    continue
+                options[parts[2]] = value
+                click.echo(f"Set parameter '{parts[2]}' to '{' '.join(parts[3:])}'")
+            continue
+        if stripped.startswith("/set system "):
+            messages = [m for m in messages if m["role"] != "system"]
+            messages.insert(0, {"role": "system", "content": stripped[len("/set system "):]})
+            click.echo("Set system message.")
+            continue
+        if stripped in ("/?", "/help"):
+            click.echo("Available Commands:\n  /set parameter ...   Set a parameter\n"
+                       "  /set system <text>   Set the system message\n"
+                       "  /clear               Clear session context\n"
+                       "  /bye                 Exit\n"
+                       '  """                  Begin/end a multi-line message')
+            continue
+        if stripped.startswith("/"):
+            click.echo(f"Unknown command '{stripped.split()[0]}'. Type /? for help")
+            continue
+        messages.append({"role": "user", "content": line})
+        try:
+            answer = _chat(client, model, messages, options)
+        except KeyboardInterrupt:
+            messages.pop()
+            click.echo("")
+            continue
+        messages.append({"role": "assistant", "content": answer})
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Fuzz target: manifest and config-blob parsing (pollama.core.manifest).
+
+Allowed outcomes for any input: a valid result that re-serialises to an equal value, or
+``StoreError``. Run directly for a fuzzing session (atheris if installed, otherwise 10 s of
+mutated random input); the same ``one_input`` runs under Hypothesis in
+``tests/core/test_fuzz_harnesses.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import sys
+import time
+
+from pollama.core.errors import StoreError
+from pollama.core.manifest import parse_config, parse_manifest
+
+_A = b"a" * 64
+_B = b"0123456789abcdef" * 4
+
+SEEDS = [
+    b'{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",'
+    b'"config":{"mediaType":"application/vnd.docker.container.image.v1+json",'
+    b'"digest":"sha256:' + _A + b'","size":485},'
+    b'"layers":[{"mediaType":"application/vnd.ollama.image.model",'
+    b'"digest":"sha256:' + _B + b'","size":1321082688,"from":"x"},'
+    b'{"mediaType":"application/vnd.ollama.image.template",'
+    b'"digest":"sha256-' + _B.upper() + b'","size":1429}]}',
+    b'{"model_format":"gguf","model_family":"llama","model_families":["llama"],'
+    b'"model_type":"1.2B","file_type":"Q8_0","context_length":4096,'
+    b'"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}',
+    b'{"schemaVersion":2,"mediaType":"x","config":null,"layers":null}',
+    b"[[[[{}]]]]",
+]
+
+
+def one_input(data: bytes) -> None:
+    try:
+        manifest = parse_manifest(data)
+    except StoreError as exc:
+        assert exc.message.startswith("invalid manifest"), exc.message
+    else:
+        again = parse_manifest(manifest.to_json())
+        assert again == manifest, (again, manifest)
+        assert again.to_json() == manifest.to_json()
+        assert manifest.total_size() >= 0
+        assert len(manifest.all_digests()) <= len(manifest.layers) + 1
+    try:
+        config = parse_config(data)
+    except StoreError as exc:
+        assert exc.message.startswith("invalid config"), exc.message
+    else:
+        reparsed = parse_config(config.to_json())
+        assert reparsed == config, (reparsed, config)
+
+
+def _mutate(rng: random.Random, seed: bytes) -> bytes:
+    buf = bytearray(seed)
+    for _ in range(rng.randint(1, 6)):
+        op = rng.randrange(4)
+        pos = rng.randint(0, len(buf))
+        if op == 0:
+            buf[pos:pos] = rng.choice([b"{", b"}", b"[", b"]", b",", b'"', b":", b"-1",
+                                       b"null", b"1e3", b"\\u0000", b"\xff", b"2"])
+        elif op == 1 and buf:
+            end = min(len(buf), pos + rng.randint(1, 8))
+            del buf[pos:end]
+        elif op == 2 and buf:
+            buf[min(pos, len(buf) - 1)] = rng.randrange(256)
+        else:
+            other = rng.choice(SEEDS)
+            start = rng.randrange(len(other))
+            buf[pos:pos] = other[start : start + rng.randint(1, 40)]
+    return bytes(buf)
+
+
+def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    runs = 0
+    while time.monotonic() < deadline:
+        if rng.random() < 0.2:
+            data = rng.randbytes(rng.randint(0, 128))
+        else:
+            data = _mutate(rng, rng.choice(SEEDS))
+        one_input(data)
+        runs += 1
+    return runs
+
+
+def main() -> None:
+    try:
+        atheris = importlib.import_module("atheris")
+    except ImportError:
+        print(f"atheris not installed; {random_loop()} random inputs OK")
+        return
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

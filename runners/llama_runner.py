@@ -1,0 +1,255 @@
+"""The inference runner: one process per loaded model, the only code that imports ``llama_cpp``.
+
+Started by ``adapters.runner_process`` as ``python -m pollama.runners.llama_runner``; it speaks
+``core.runner_protocol`` (NDJSON) on stdin/stdout and logs on stderr. The protocol's file
+descriptor is a private duplicate of stdout, and fd 1 is pointed at stderr, so nothing llama.cpp
+prints can corrupt the protocol stream.
+
+Threads: a reader thread decodes commands; Cancel is handled at once (it only flags an id), the
+rest go to a FIFO the generation thread works through one request at a time. Several requests
+may be queued per runner, each with its id; batching them into one decode is later work.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import queue
+import random
+import sys
+import threading
+import time
+from typing import Any, BinaryIO
+
+from pollama.core import runner_protocol as rp
+from pollama.core.errors import PollamaError
+from pollama.core.stops import StopMatcher
+
+
+class Runner:
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._out_lock = threading.Lock()
+        self._work: queue.Queue[rp.ServerMessage | None] = queue.Queue()
+        self._cancelled: set[int] = set()
+        self._cancel_lock = threading.Lock()
+        self._llm: Any = None
+
+    # -- output -------------------------------------------------------------------------------
+    def send(self, msg: rp.RunnerMessage) -> None:
+        data = rp.RunnerCodec.send(msg)
+        with self._out_lock:
+            self._out.write(data)
+            self._out.flush()
+
+    # -- input --------------------------------------------------------------------------------
+    def read_loop(self, inp: BinaryIO) -> None:
+        codec = rp.RunnerCodec(accept=rp.SERVER_KINDS)
+        while True:
+            data = inp.read1(65536) if hasattr(inp, "read1") else inp.read(65536)
+            codec.receive_data(data)
+            while True:
+                try:
+                    msg = codec.next_event()
+                except rp.RunnerProtocolError as exc:
+                    print(f"runner: protocol error: {exc}", file=sys.stderr, flush=True)
+                    self._work.put(None)
+                    return
+                if msg is None:  # server closed our stdin: exit
+                    self._work.put(None)
+                    return
+                if not isinstance(msg, rp.SERVER_KINDS):
+                    break
+                if isinstance(msg, rp.Cancel):
+                    with self._cancel_lock:
+                        self._cancelled.add(msg.target)
+                elif isinstance(msg, rp.Shutdown):
+                    self._work.put(None)
+                    return
+                else:
+                    self._work.put(msg)
+
+    def _is_cancelled(self, rid: int) -> bool:
+        with self._cancel_lock:
+            return rid in self._cancelled
+
+    def _forget(self, rid: int) -> None:
+        with self._cancel_lock:
+            self._cancelled.discard(rid)
+
+    # -- work ---------------------------------------------------------------------------------
+    def work_loop(self) -> None:
+        while True:
+            msg = self._work.get()
+            if msg is None:
+                return
+            try:
+                if isinstance(msg, rp.Load):
+                    self._load(msg)
+                elif isinstance(msg, rp.Complete):
+                    self._complete(msg)
+                elif isinstance(msg, rp.Tokenize):
+                    self._tokenize(msg)
+            except PollamaError as exc:
+                self.send(rp.Failed(id=msg.id, message=exc.message))
+            except Exception as exc:  # report, keep serving other requests
+                self.send(rp.Failed(id=msg.id, message=f"{type(exc).__name__}: {exc}"))
+            finally:
+                self._forget(msg.id)
+
+    def _load(self, msg: rp.Load) -> None:
+        if not os.path.isfile(msg.model_path):
+            raise PollamaError(f"model file not found: {msg.model_path}")
+        import llama_cpp
+
+        kwargs: dict[str, Any] = {
+            "model_path": msg.model_path,
+            "n_ctx": msg.num_ctx,
+            "n_batch": msg.num_batch,
+            "n_gpu_layers": msg.num_gpu,
+            "verbose": False,
+        }
+        if msg.num_thread > 0:
+            kwargs["n_threads"] = msg.num_thread
+        if msg.use_mmap is not None:
+            kwargs["use_mmap"] = msg.use_mmap
+        if msg.seed >= 0:
+            kwargs["seed"] = msg.seed
+        try:
+            self._llm = llama_cpp.Llama(**kwargs)
+        except (ValueError, RuntimeError) as exc:
+            raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
+        llm = self._llm
+        self.send(rp.Loaded(
+            id=msg.id, n_ctx=llm.n_ctx(), n_ctx_train=llm._model.n_ctx_train(),
+            n_vocab=llm.n_vocab(), n_embd=llm.n_embd(),
+            chat_template=str(llm.metadata.get("tokenizer.chat_template", "")),
+            bos_token=self._special_text(llm, llm.token_bos()),
+            eos_token=self._special_text(llm, llm.token_eos()),
+        ))
+
+    @staticmethod
+    def _special_text(llm: Any, token: int) -> str:
+        if token < 0:
+            return ""
+        return llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def _tokenize(self, msg: rp.Tokenize) -> None:
+        llm = self._require_llm()
+        toks = llm.tokenize(msg.text.encode("utf-8"), add_bos=True, special=True)
+        self.send(rp.Tokens(id=msg.id, tokens=list(toks)))
+
+    def _require_llm(self) -> Any:
+        if self._llm is None:
+            raise PollamaError("runner has no model loaded")
+        return self._llm
+
+    def _complete(self, msg: rp.Complete) -> None:
+        import llama_cpp
+
+        llm = self._require_llm()
+        opts = msg.options
+        rid = msg.id
+        if self._is_cancelled(rid):
+            self.send(rp.Done(id=rid, done_reason="cancel"))
+            return
+        start = time.perf_counter_ns()
+        text_tokens = llm.tokenize(msg.prompt.encode("utf-8"),
+                                   add_bos=not msg.context, special=True)
+        tokens = list(msg.context or []) + list(text_tokens)
+        n_ctx = llm.n_ctx()
+        num_keep = max(0, int(opts.get("num_keep", 4)))
+        if len(tokens) >= n_ctx:  # keep the first num_keep tokens and the most recent tail
+            tail = max(1, n_ctx // 2 - num_keep)
+            tokens = tokens[:num_keep] + tokens[-tail:]
+        if not tokens:
+            tokens = [llm.token_bos()]
+
+        seed = int(opts.get("seed", -1))
+        llm.set_seed(seed if seed >= 0 else random.randrange(2**31))
+        num_predict = int(opts.get("num_predict", -1))
+        if num_predict == -2:
+            num_predict = n_ctx - len(tokens)
+        stops = StopMatcher(list(opts.get("stop") or []))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        llm.last_n_tokens_size = self._repeat_last_n(opts, n_ctx)
+
+        generated: list[int] = []
+        first_token_at = 0
+        done_reason = "stop"
+        gen = llm.generate(
+            tokens,
+            top_k=int(opts.get("top_k", 40)),
+            top_p=float(opts.get("top_p", 0.9)),
+            min_p=float(opts.get("min_p", 0.0)),
+            typical_p=float(opts.get("typical_p", 1.0)),
+            temp=float(opts.get("temperature", 0.8)),
+            repeat_penalty=float(opts.get("repeat_penalty", 1.0)),
+            frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
+            presence_penalty=float(opts.get("presence_penalty", 0.0)),
+            reset=True,
+        )
+        try:
+            if num_predict == 0:
+                done_reason = "length"
+            else:
+                for tok in gen:
+                    if not first_token_at:
+                        first_token_at = time.perf_counter_ns()
+                    if self._is_cancelled(rid):
+                        done_reason = "cancel"
+                        break
+                    if llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok):
+                        break
+                    generated.append(tok)
+                    piece = decoder.decode(llm.detokenize([tok]))
+                    out = stops.feed(piece) if piece else ""
+                    if out:
+                        self.send(rp.Token(id=rid, text=out))
+                    if stops.stopped:
+                        break
+                    if 0 < num_predict <= len(generated):
+                        done_reason = "length"
+                        break
+                    if len(tokens) + len(generated) >= n_ctx:
+                        done_reason = "length"
+                        break
+        finally:
+            gen.close()
+        end = time.perf_counter_ns()
+        if done_reason != "cancel":
+            rest = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+            if rest:
+                self.send(rp.Token(id=rid, text=rest))
+        if not first_token_at:
+            first_token_at = end
+        self.send(rp.Done(
+            id=rid,
+            done_reason=done_reason,
+            prompt_eval_count=len(tokens),
+            prompt_eval_duration=max(1, first_token_at - start),
+            eval_count=len(generated),
+            eval_duration=max(1, end - first_token_at) if generated else 0,
+            context=tokens + generated,
+        ))
+
+    @staticmethod
+    def _repeat_last_n(opts: dict[str, Any], n_ctx: int) -> int:
+        n = int(opts.get("repeat_last_n", 64))
+        return n_ctx if n == -1 else max(0, n)
+
+
+def main() -> int:
+    # Keep fd 1 for the protocol only: dup it, then send fd 1 to stderr for C-level prints.
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)
+    out = os.fdopen(proto_fd, "wb", buffering=0)
+    runner = Runner(out)  # type: ignore[arg-type]
+    reader = threading.Thread(target=runner.read_loop, args=(sys.stdin.buffer,), daemon=True)
+    reader.start()
+    runner.work_loop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
