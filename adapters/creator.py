@@ -20,6 +20,7 @@ import anyio
 from pollama.core import create as plan
 from pollama.core import library
 from pollama.core import manifest as mf
+from pollama.core.gguf_details import ModelFacts
 from pollama.core.errors import BadRequest, NotFound, PollamaError
 from pollama.core.names import Name, digest_str, parse_digest
 from pollama.core.requests import CreateRequest
@@ -36,6 +37,7 @@ def _layer_for(store: Store, media_type: str, hex_digest: str) -> mf.Layer:
 
 async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
     base_layers: tuple[mf.Layer, ...] = ()
+    facts = None
     base_params: dict[str, Any] = {}
     new_layers: list[mf.Layer] = []
     model_hex: str | None = None
@@ -61,7 +63,7 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
         if model_hex is not None and not req.from_:
             raise BadRequest("only one model file is supported")
         yield {"status": "parsing GGUF"}
-        await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(hex_digest))
+        facts = await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(hex_digest))
         model_hex = hex_digest
         layer = _layer_for(store, mf.MEDIA_TYPE_MODEL, hex_digest)
         new_layers.append(layer)
@@ -90,13 +92,14 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
             yield {"status": f"creating new layer {layer.digest}"}
 
     async for status in _write_model(store, name, model_hex,
-                                     plan.merge_layers(base_layers, new_layers)):
+                                     plan.merge_layers(base_layers, new_layers), facts):
         yield status
 
 
-async def _write_model(store: Store, name: Name, model_hex: str,
-                       layers: tuple[mf.Layer, ...]) -> AsyncIterator[dict[str, Any]]:
-    facts = await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(model_hex))
+async def _write_model(store: Store, name: Name, model_hex: str, layers: tuple[mf.Layer, ...],
+                       facts: ModelFacts | None = None) -> AsyncIterator[dict[str, Any]]:
+    if facts is None:
+        facts = await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(model_hex))
     config = plan.config_for(facts, [layer.digest for layer in layers])
     config_layer = store.put_layer(mf.MEDIA_TYPE_CONFIG, config.to_json())
     yield {"status": "writing manifest"}

@@ -55,4 +55,4 @@ def main(config: Config, *, port_file: str | None = None) -> None:
         format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
         stream=sys.stderr,
     )
-    anyio.run(run, config, port_file=port_file)
+    anyio.run(lambda: run(config, port_file=port_file))

@@ -67,11 +67,9 @@ def parse_host(raw: str) -> HostAddress:
     else:
         host, port_text = hostport, ""
     host = host or "127.0.0.1"
-    if host == "0.0.0.0" and not sep:
-        pass
     port = default_port
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
             raise BadRequest(f"invalid port in host {raw!r}")
         port = int(port_text)
     return HostAddress(scheme=scheme, host=host, port=port, path=path)

@@ -120,6 +120,10 @@ class Runner:
         except (ValueError, RuntimeError) as exc:
             raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
         llm = self._llm
+        # Warm up: the first decode allocates compute buffers (seconds at large num_ctx); do it
+        # now so it counts as load time, as Ollama's runners do.
+        llm.eval([llm.token_bos() if llm.token_bos() >= 0 else 0])
+        llm.reset()
         self.send(rp.Loaded(
             id=msg.id, n_ctx=llm.n_ctx(), n_ctx_train=llm._model.n_ctx_train(),
             n_vocab=llm.n_vocab(), n_embd=llm.n_embd(),
