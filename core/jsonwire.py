@@ -38,12 +38,19 @@ def loads_request(body: bytes) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise BadRequest(_go_syntax_message(text, exc)) from None
+    except _ConstantRejected as exc:
+        raise BadRequest(str(exc)) from None
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"invalid JSON: {exc}") from None
 
 
+class _ConstantRejected(ValueError):
+    pass
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+    # Go has no NaN/Infinity literals.
+    raise _ConstantRejected(f"invalid character '{name[0]}' looking for beginning of value")
 
 
 def _go_syntax_message(text: str, exc: json.JSONDecodeError) -> str:
