@@ -175,25 +175,55 @@ def _ensure_model(client: Client, model: str) -> None:
 
 
 def _chat(client: Client, model: str, messages: list[dict[str, Any]],
-          options: dict[str, Any]) -> str:
+          options: dict[str, Any], verbose: bool = False) -> str:
     parts: list[str] = []
     body: dict[str, Any] = {"model": model, "messages": messages}
     if options:
         body["options"] = options
+    final: dict[str, Any] = {}
     for chunk in client.stream("/api/chat", body):
         text = (chunk.get("message") or {}).get("content", "")
         if text:
             parts.append(text)
             click.echo(text, nl=False)
             sys.stdout.flush()
+        if chunk.get("done"):
+            final = chunk
     click.echo("")
+    if verbose:
+        _print_metrics(final)
     return "".join(parts)
+
+
+def _print_metrics(final: dict[str, Any]) -> None:
+    """The timing block Ollama's ``run --verbose`` prints after each answer."""
+
+    def secs(key: str) -> str:
+        return f"{final.get(key, 0) / 1e9:.6f}s"
+
+    def rate(count: str, dur: str) -> str:
+        d = final.get(dur, 0)
+        return f"{final.get(count, 0) / (d / 1e9):.2f} tokens/s" if d else "n/a"
+
+    lines = [
+        ("total duration", secs("total_duration")),
+        ("load duration", secs("load_duration")),
+        ("prompt eval count", f"{final.get('prompt_eval_count', 0)} token(s)"),
+        ("prompt eval duration", secs("prompt_eval_duration")),
+        ("prompt eval rate", rate("prompt_eval_count", "prompt_eval_duration")),
+        ("eval count", f"{final.get('eval_count', 0)} token(s)"),
+        ("eval duration", secs("eval_duration")),
+        ("eval rate", rate("eval_count", "eval_duration")),
+    ]
+    for label, value in lines:
+        click.echo(f"{label + ':':<22}{value}", err=True)
 
 
 @cli.command()
 @click.argument("model")
 @click.argument("prompt", nargs=-1)
-def run(model: str, prompt: tuple[str, ...]) -> None:
+@click.option("--verbose", is_flag=True, help="Show timings for each response")
+def run(model: str, prompt: tuple[str, ...], verbose: bool) -> None:
     """Run a model: answer PROMPT, or chat interactively without one."""
     client = Client()
     client.ensure_server()
@@ -205,12 +235,12 @@ def run(model: str, prompt: tuple[str, ...]) -> None:
         if not text:
             return
     if text:
-        _chat(client, model, [{"role": "user", "content": text}], {})
+        _chat(client, model, [{"role": "user", "content": text}], {}, verbose)
         return
-    _repl(client, model)
+    _repl(client, model, verbose)
 
 
-def _repl(client: Client, model: str) -> None:
+def _repl(client: Client, model: str, verbose: bool) -> None:
     messages: list[dict[str, Any]] = []
     options: dict[str, Any] = {}
     while True:
@@ -266,7 +296,7 @@ def _repl(client: Client, model: str) -> None:
             continue
         messages.append({"role": "user", "content": line})
         try:
-            answer = _chat(client, model, messages, options)
+            answer = _chat(client, model, messages, options, verbose)
         except KeyboardInterrupt:
             messages.pop()
             click.echo("")

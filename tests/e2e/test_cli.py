@@ -32,9 +32,7 @@ def test_run_piped_stdin(server: Server) -> None:
     assert r.stdout.strip()
 
 
-def test_run_interactive_keeps_history(server: Server) -> None:
-    # Not a TTY, so the REPL is driven through input() on a pipe? No: piped stdin is one-shot,
-    # as in Ollama. The REPL is exercised through pexpect-free means in test_repl below.
+def test_run_unknown_model_fails_cleanly(server: Server) -> None:
     r = pollama(server, "run", "missing-model-xyz", "hi")
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
@@ -82,3 +80,63 @@ def test_no_server_non_loopback_says_serve(server: Server) -> None:
     assert r.returncode != 0
     assert "pollama serve" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_run_interactive_keeps_history(server: Server) -> None:
+    """Drive the REPL through a pseudo-terminal; the second turn must carry the first."""
+    import pty
+    import select
+    import time
+
+
+    master, slave = pty.openpty()
+    env = {**server.env}
+    proc = subprocess.Popen([sys.executable, "-m", "pollama.cli.main", "run", "smol", "--verbose"],
+                            env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+
+    def read_until(marker: bytes, timeout: float = 120) -> None:
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while marker not in out:
+            assert time.monotonic() < deadline, out.decode(errors="replace")
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+
+    try:
+        read_until(b">>> ")
+        out = b""
+        os.write(master, b"/set parameter num_predict 8\n")
+        read_until(b">>> ")
+        out = b""
+        os.write(master, b"My name is Ada.\n")
+        read_until(b">>> ")
+        first_answer = out
+        out = b""
+        os.write(master, b"What is my name?\n")
+        read_until(b">>> ")
+        second_answer = out
+        os.write(master, b"/bye\n")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    import re
+
+    def counts(block: bytes) -> tuple[int, int]:
+        text = block.decode(errors="replace")
+        prompt = int(re.search(r"prompt eval count:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        evals = int(re.search(r"\neval count:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        return prompt, evals
+
+    p1, e1 = counts(first_answer)
+    p2, _ = counts(second_answer)
+    assert e1 <= 8  # /set parameter num_predict reached the server
+    # The second prompt holds the first exchange (its prompt and answer) plus the new question.
+    assert p2 > p1 + e1
