@@ -1,0 +1,103 @@
+"""Fuzz target: everything that decodes bytes from a client or a runner.
+
+NDJSON framing, the runner protocol codec, and request bodies (JSON decode plus the
+generate/chat/create/pull parsers). Allowed outcomes: a valid result or a ``PollamaError``.
+Run directly for a session (atheris if installed, otherwise 10 s of mutated random input).
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import sys
+import time
+
+from pollama.core import jsonwire, ndjson
+from pollama.core import requests as rq
+from pollama.core import runner_protocol as rp
+from pollama.core.errors import PollamaError
+
+SEEDS = [
+    b'{"model":"m","prompt":"hi","options":{"temperature":0,"stop":["x"]},"keep_alive":"5m"}',
+    b'{"model":"m","messages":[{"role":"user","content":"hi","images":["aGk="]}],"stream":false}',
+    b'{"model":"m","files":{"a.gguf":"sha256:' + b"0" * 64 + b'"},"parameters":{"num_ctx":8}}',
+    b'{"type":"token","id":1,"text":"x"}\n{"type":"done","id":1,"done_reason":"stop"}\n',
+    b'{"type":"complete","id":2,"prompt":"p","context":[1,2],"options":{}}\n',
+    b'{"keep_alive":-1,"think":"high","top_logprobs":3,"format":{"type":"object"}}',
+]
+
+PARSERS = (rq.parse_generate, rq.parse_chat, rq.parse_create, rq.parse_pull)
+
+
+def one_input(data: bytes) -> None:
+    reader = ndjson.NDJSONReader(max_line=4096)
+    reader.receive_data(data)
+    reader.receive_data(b"")
+    try:
+        while reader.next_event() is not None:
+            pass
+    except PollamaError:
+        pass
+    for accept in (rp.SERVER_KINDS, rp.RUNNER_KINDS):
+        codec = rp.RunnerCodec(accept=accept)
+        codec.receive_data(data)
+        codec.receive_data(b"")
+        try:
+            while (msg := codec.next_event()) not in (None, ndjson.NEED_DATA):
+                assert isinstance(msg, accept)
+                assert rp.from_wire(rp.to_wire(msg)) == msg  # type: ignore[arg-type]
+        except PollamaError:
+            pass
+    try:
+        body = jsonwire.loads_request(data)
+    except PollamaError:
+        return
+    for parse in PARSERS:
+        try:
+            parse(body)
+        except PollamaError:
+            pass
+    try:
+        rq.check_format(body)
+    except PollamaError:
+        pass
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(3)
+        pos = rng.randint(0, len(buf))
+        if op == 0 and buf:
+            del buf[min(pos, len(buf) - 1)]
+        elif op == 1:
+            buf[pos:pos] = bytes([rng.randrange(256)])
+        elif buf:
+            buf[min(pos, len(buf) - 1)] = rng.choice(b'{}[]":,0123456789abcnulltrue-.\n\\')
+    return bytes(buf)
+
+
+def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    runs = 0
+    while time.monotonic() < deadline:
+        data = rng.randbytes(rng.randint(0, 64)) if rng.random() < 0.2 else _mutate(
+            rng, rng.choice(SEEDS))
+        one_input(data)
+        runs += 1
+    return runs
+
+
+def main() -> None:
+    try:
+        atheris = importlib.import_module("atheris")
+    except ImportError:
+        print(f"atheris not installed; {random_loop()} random inputs OK")
+        return
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
