@@ -205,9 +205,10 @@ class RunnerCodec:
         except ndjson.NDJSONError as exc:
             raise RunnerProtocolError(str(exc)) from None
         if obj is ndjson.NEED_DATA or obj is None:
-            return obj
-        msg = from_wire(obj)
-        if not isinstance(msg, self._accept):
+            result: Message | object | None = obj
+            return result
+        msg: Message = from_wire(obj)
+        if type(msg) not in self._accept:
             raise RunnerProtocolError(f"unexpected {type(msg).__name__} on this side of the pipe")
         return msg
 
