@@ -62,3 +62,49 @@ def test_fuzz_manifest_seeds_are_valid() -> None:
 
 def test_fuzz_manifest_random_loop() -> None:
     assert fuzz_manifest.random_loop(seconds=0.2, seed=1) > 0
+
+
+fuzz_modelfile = load_harness("fuzz_modelfile.py")
+
+
+@given(st.binary())
+@example(b"")
+@example(b'FROM x\nSYSTEM """')
+@example(b"\xff\xfeF\x00R\x00O\x00M\x00 \x00x\x00")
+def test_fuzz_modelfile(data: bytes) -> None:
+    fuzz_modelfile.one_input(data)
+
+
+@given(st.sampled_from(fuzz_modelfile.SEEDS), st.binary(max_size=8), st.integers(0, 200))
+def test_fuzz_modelfile_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
+    fuzz_modelfile.one_input(seed[:pos] + insert + seed[pos:])
+
+
+def test_fuzz_modelfile_seeds_parse() -> None:
+    from pollama.core.modelfile import parse_modelfile
+
+    for seed in fuzz_modelfile.SEEDS:
+        parse_modelfile(seed).to_create_spec()
+
+
+def test_fuzz_modelfile_random_loop() -> None:
+    assert fuzz_modelfile.random_loop(0.2) > 0
+
+
+fuzz_wire = load_harness("fuzz_wire.py")
+
+
+@given(st.binary())
+@example(b"")
+@example(b"\n" * 10)
+def test_fuzz_wire(data: bytes) -> None:
+    fuzz_wire.one_input(data)
+
+
+@given(st.sampled_from(fuzz_wire.SEEDS), st.binary(max_size=8), st.integers(0, 200))
+def test_fuzz_wire_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
+    fuzz_wire.one_input(seed[:pos] + insert + seed[pos:])
+
+
+def test_fuzz_wire_random_loop() -> None:
+    assert fuzz_wire.random_loop(seconds=0.2, seed=1) > 0
