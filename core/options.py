@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -149,22 +150,27 @@ def unknown_keys(options: Any) -> list[str]:
     return [k for k in options if k not in SPECS]
 
 
+# What Go's strconv.ParseInt(s, 10, ...) / ParseFloat accept: ASCII digits, no spaces or "_".
+_GO_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_GO_FLOAT = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)",
+    re.ASCII | re.IGNORECASE,
+)
+
+
 def parse_parameter(name: str, raw: str) -> Any:
     """Parse a Modelfile ``PARAMETER name value`` string into a typed value (Go strconv rules)."""
     spec = SPECS.get(name)
     if spec is None:
         raise BadRequest(f"unknown parameter '{name}'")
     if spec.kind is Kind.INT:
-        try:
-            return int(raw, 10)
-        except ValueError:
-            raise BadRequest(f"invalid int value [{raw}]") from None
+        if not _GO_INT.fullmatch(raw):
+            raise BadRequest(f"invalid int value [{raw}]")
+        return int(raw, 10)
     if spec.kind is Kind.FLOAT:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise BadRequest(f"invalid float value [{raw}]") from None
-        return value
+        if not _GO_FLOAT.fullmatch(raw):
+            raise BadRequest(f"invalid float value [{raw}]")
+        return float(raw)
     if spec.kind is Kind.BOOL:
         if raw in ("1", "t", "T", "TRUE", "true", "True"):
             return True

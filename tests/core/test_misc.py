@@ -137,3 +137,18 @@ def test_library_lookup() -> None:
         assert library.lookup(parse_name(text)) is library.SMOLLM2_135M
     for text in ("smollm2:1.7b", "other", "user/smollm2", "example.com/library/smollm2"):
         assert library.lookup(parse_name(text)) is None
+
+
+@pytest.mark.parametrize(("name", "raw"), [
+    ("num_ctx", " 5"), ("num_ctx", "1_0"), ("num_ctx", "٣"), ("num_ctx", "1.0"),
+    ("temperature", "1_0"), ("temperature", " 1 "), ("temperature", "abc"), ("use_mmap", "yes"),
+])
+def test_parse_parameter_strict_like_go(name: str, raw: str) -> None:
+    with pytest.raises(BadRequest):
+        options.parse_parameter(name, raw)
+
+
+@pytest.mark.parametrize(("raw", "value"), [("+5", 5), ("-1", -1), ("007", 7)])
+def test_parse_parameter_go_ints(raw: str, value: int) -> None:
+    assert options.parse_parameter("num_predict", raw) == value
+    assert options.parse_parameter("temperature", "1e-2") == 0.01
