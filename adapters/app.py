@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -27,6 +27,7 @@ from pollama.core.timefmt import rfc3339
 from . import creator, models
 from .http_server import ClientDisconnected, Request, Response
 from .runner_pool import RunnerPool
+from .runner_process import RunnerProcess
 from .store import Store
 
 log = logging.getLogger("pollama.api")
@@ -182,11 +183,24 @@ class App:
             eos_token=loaded.eos_token,
         )
 
-    async def _runner(self, local: models.LocalModel, options: dict[str, Any]) -> Any:
+    async def _runner(self, local: models.LocalModel,
+                      options: Mapping[str, Any]) -> RunnerProcess:
         load, _ = opts.split(options)
         spec = opts.load_spec(load, default_num_ctx=self.config.context_length,
                               ctx_train=local.config.context_length)
         return await self.pool.acquire(local.model_digest, local.model_path, spec)
+
+    async def _start(self, local: models.LocalModel, req_options: Mapping[str, Any],
+                     started: int) -> tuple[RunnerProcess, int, dict[str, Any],
+                                            prompt.ModelPrompting]:
+        """Merge options (defaults < Modelfile < request), get a loaded runner, and what the
+        prompt needs from it; the time this took is the request's load_duration."""
+        options = opts.merge(opts.DEFAULTS, local.parameters, req_options)
+        runner = await self._runner(local, options)
+        load_ns = time.monotonic_ns() - started
+        assert runner.loaded is not None
+        _, runtime = opts.split(options)
+        return runner, load_ns, runtime, self._prompting(local, runner.loaded)
 
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
@@ -199,13 +213,8 @@ class App:
             raise BadRequest("raw mode does not support template, system, or context")
         if not req.prompt and not req.images:
             return await self._load_only(local, req.model, req.options, req.keep_alive, chat=False)
-        options = opts.merge(opts.DEFAULTS, local.parameters, req.options)
-        runner = await self._runner(local, options)
-        load_ns = time.monotonic_ns() - started
-        assert runner.loaded is not None
-        text = prompt.generate_prompt(req, self._prompting(local, runner.loaded),
-                                      today=_today())
-        _, runtime = opts.split(options)
+        runner, load_ns, runtime, prompting = await self._start(local, req.options, started)
+        text = prompt.generate_prompt(req, prompting, today=_today())
         context = list(req.context) if req.context else None
         return await self._run(runner, text, context, runtime, req.model, req.stream, chat=False,
                                started=started, load_ns=load_ns, want_context=not req.raw)
@@ -219,12 +228,8 @@ class App:
         local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
         if not req.messages:
             return await self._load_only(local, req.model, req.options, req.keep_alive, chat=True)
-        options = opts.merge(opts.DEFAULTS, local.parameters, req.options)
-        runner = await self._runner(local, options)
-        load_ns = time.monotonic_ns() - started
-        assert runner.loaded is not None
-        text = prompt.chat_prompt(req, self._prompting(local, runner.loaded), today=_today())
-        _, runtime = opts.split(options)
+        runner, load_ns, runtime, prompting = await self._start(local, req.options, started)
+        text = prompt.chat_prompt(req, prompting, today=_today())
         return await self._run(runner, text, None, runtime, req.model, req.stream, chat=True,
                                started=started, load_ns=load_ns, want_context=False)
 
@@ -239,7 +244,7 @@ class App:
         return json_response(200, responses.load_response(model, now_utc(), chat=chat,
                                                           reason=reason))
 
-    async def _run(self, runner: Any, text: str, context: list[int] | None,
+    async def _run(self, runner: RunnerProcess, text: str, context: list[int] | None,
                    runtime: dict[str, Any], model: str, stream: bool, *, chat: bool,
                    started: int, load_ns: int, want_context: bool) -> Response:
         log.debug("prompt: %r", text)

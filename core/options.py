@@ -132,7 +132,7 @@ def validate(options: Any) -> dict[str, Any]:
         return {}
     if not isinstance(options, dict):
         raise BadRequest(
-            f"json: cannot unmarshal {_json_kind(options)} into Go struct field "
+            f"json: cannot unmarshal {json_kind(options)} into Go struct field "
             "ChatRequest.options of type map[string]interface {}"
         )
     out: dict[str, Any] = {}
@@ -190,7 +190,7 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):

@@ -19,18 +19,7 @@ from .errors import BadRequest
 # Go type checks
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if value is None:
-        return "null"
-    return "object"
+_kind = opts.json_kind
 
 
 def _unmarshal_error(value: Any, where: str, gotype: str) -> BadRequest:

@@ -7,11 +7,15 @@ session (atheris if installed, otherwise 10 s of mutated random input); the same
 
 from __future__ import annotations
 
-import importlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _loop  # noqa: E402  (the shared driver next to this file)
+
 import random
 import re
 import sys
-import time
 
 from pollama.core.errors import BadRequest
 from pollama.core.names import (
@@ -94,27 +98,11 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
 
 
 def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
-    rng = random.Random(seed)
-    deadline = time.monotonic() + seconds
-    runs = 0
-    while time.monotonic() < deadline:
-        if rng.random() < 0.3:
-            data = rng.randbytes(rng.randint(0, 64))
-        else:
-            data = _mutate(rng, rng.choice(SEEDS))
-        one_input(data)
-        runs += 1
-    return runs
-
+    return _loop.random_loop(one_input, _mutate, SEEDS, seconds=seconds, seed=seed,
+                             random_share=0.3, max_random=64)
 
 def main() -> None:
-    try:
-        atheris = importlib.import_module("atheris")
-    except ImportError:
-        print(f"atheris not installed; {random_loop()} random inputs OK")
-        return
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+    _loop.main(one_input, random_loop)
 
 
 if __name__ == "__main__":
