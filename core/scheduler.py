@@ -1,0 +1,491 @@
+"""The scheduler: which models are in memory, who runs where, who waits, who is turned away.
+
+A pure reducer in the Sans-IO style (aioquic's time-as-input, h11's state table)::
+
+    step(state, event, now) -> (state, commands, next_deadline)
+
+Events are facts the adapter observed (a request arrived, a runner became ready, a runner
+exited, the timer fired); commands are what the adapter must do (spawn or stop a runner,
+dispatch a request to a runner, reject a request, reply that a model was loaded/unloaded).
+``now`` and every time are integer nanoseconds of a monotonic clock owned by the adapter; the
+adapter arms one timer at ``next_deadline`` and feeds ``Tick`` when it fires.
+
+Theory of operation (reference §6):
+
+* A request names a model (by blob digest) and its load-time options (``LoadSpec``). It is
+  served by a READY runner with the same digest and spec that has a free slot
+  (``num_parallel`` requests in flight at once); otherwise it waits in one FIFO queue. Requests
+  for one model are served in arrival order; a request for another model may overtake them.
+* Loading is single-flight: at most one runner is LOADING at a time. Requests for a loading
+  model wait for it.
+* Before a load, room is made: while ``max_loaded`` runners exist or the memory estimate of the
+  new model does not fit the budget beside the live runners, the least recently used *idle*
+  runner is stopped (a runner with requests in flight is never stopped or expired). A stopping
+  runner keeps its memory until it has exited. If nothing is idle, the load waits. When no other
+  runner exists at all the load proceeds even if the estimate says it will not fit (the
+  runner's own failure is then reported), as Ollama does.
+* A runner whose load options differ from the waiting request's is drained and replaced: it
+  takes no new requests, and is stopped as soon as it is idle.
+* keep_alive: each request that carries one overwrites its runner's duration; the countdown
+  starts when the runner's in-flight count drops to 0 and ``expires_at = idle_since + keep_alive``;
+  negative means forever; 0 means "stop as soon as idle". An empty generate/chat with keep_alive
+  0 (UNLOAD) replies at once and stops the runner when idle.
+* ``max_queue`` bounds the waiting requests; beyond it the new request is rejected with 503
+  ``server busy, please try again.  maximum pending requests exceeded``.
+* A runner that fails to load fails every waiting request for its model and spec (500, its
+  message); a runner that exits unexpectedly is forgotten, its in-flight requests learn of it from
+  the runner pipe, and the next request loads a fresh one.
+
+Runner states and the events that move them (anything else leaves the state unchanged)::
+
+    (new) --SpawnRunner--> LOADING --RunnerReady--> READY --StopRunner--> STOPPING
+    LOADING --RunnerFailed/RunnerExited--> (gone)      STOPPING --RunnerExited--> (gone)
+    READY --RunnerExited--> (gone)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any, Union
+
+from .errors import PollamaError
+
+FOREVER = -1
+BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+
+
+class SchedulerError(PollamaError):
+    """An event that cannot happen (a bug in the adapter), e.g. a duplicate request id."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadSpec:
+    """Load-time options; runners with different specs are not interchangeable."""
+
+    num_ctx: int = 4096
+    num_batch: int = 512
+    num_gpu: int = -1
+    num_thread: int = 0
+    use_mmap: bool | None = None
+
+
+class Kind(enum.Enum):
+    GENERATE = "generate"  # needs a slot on a runner
+    LOAD = "load"  # empty prompt: load the model, reply, take no slot
+    UNLOAD = "unload"  # empty prompt with keep_alive 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    id: int
+    model: str  # model blob digest: what identifies a runner's weights
+    name: str = ""  # display name, for /api/ps
+    spec: LoadSpec = field(default_factory=LoadSpec)
+    kind: Kind = Kind.GENERATE
+    keep_alive: int | None = None  # ns; None = leave as is; FOREVER = never expire
+    size: int = 0  # memory estimate of a runner for this model and spec (bytes)
+    size_vram: int = 0  # of which on GPUs
+    gpu_layers: int = -1  # layers to offload, decided by core.memory.fit
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or self.size_vram < 0 or self.size_vram > self.size:
+            raise SchedulerError(f"bad request sizes {self.size}/{self.size_vram}")
+
+
+class RunnerState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Runner:
+    id: int
+    model: str
+    name: str
+    spec: LoadSpec
+    state: RunnerState
+    size: int
+    size_vram: int
+    keep_alive: int  # ns or FOREVER
+    in_flight: tuple[int, ...] = ()
+    last_used: int = 0
+    expires_at: int | None = None  # set while idle; None while busy or kept forever
+    draining: bool = False  # takes no new requests (reload, unload)
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_flight
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    num_parallel: int = 1
+    max_loaded: int = 3
+    max_queue: int = 512
+    memory_budget: int = 0  # bytes available for models; 0 = unlimited
+    default_keep_alive: int = 5 * 60 * 1_000_000_000
+
+    def __post_init__(self) -> None:
+        if self.num_parallel < 1 or self.max_loaded < 1 or self.max_queue < 0:
+            raise SchedulerError(f"bad scheduler config {self!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class State:
+    config: Config = field(default_factory=Config)
+    runners: tuple[Runner, ...] = ()
+    waiting: tuple[Request, ...] = ()
+    next_runner_id: int = 1
+
+    def runner(self, runner_id: int) -> Runner | None:
+        for r in self.runners:
+            if r.id == runner_id:
+                return r
+        return None
+
+    @property
+    def loading(self) -> Runner | None:
+        for r in self.runners:
+            if r.state is RunnerState.LOADING:
+                return r
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Events (facts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestQueued:
+    request: Request
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestFinished:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestCancelled:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerReady:
+    runner_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerFailed:
+    runner_id: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerExited:
+    runner_id: int
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    pass
+
+
+Event = Union[RequestQueued, RequestFinished, RequestCancelled, RunnerReady, RunnerFailed,
+              RunnerExited, Tick]
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands (orders)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpawnRunner:
+    runner_id: int
+    model: str
+    spec: LoadSpec
+    gpu_layers: int = -1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopRunner:
+    runner_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dispatch:
+    request_id: int
+    runner_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reject:
+    request_id: int
+    status: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyLoaded:
+    request_id: int
+    runner_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyUnloaded:
+    request_id: int
+
+
+Command = Union[SpawnRunner, StopRunner, Dispatch, Reject, ReplyLoaded, ReplyUnloaded]
+
+
+# ---------------------------------------------------------------------------------------------
+# The reducer
+
+
+def step(state: State, event: Event, now: int) -> tuple[State, tuple[Command, ...], int | None]:
+    """Apply one event at time ``now``; return the new state, the commands, the next deadline."""
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise SchedulerError(f"unknown event {event!r}")
+    b = _Builder(state, now)
+    handler(b, event)
+    b.expire()
+    b.schedule()
+    if isinstance(event, RequestQueued):
+        b.bound_queue(event.request.id)
+    return b.state, tuple(b.commands), next_deadline(b.state)
+
+
+def next_deadline(state: State) -> int | None:
+    times = [r.expires_at for r in state.runners
+             if r.state is RunnerState.READY and r.idle and r.expires_at is not None]
+    return min(times) if times else None
+
+
+class _Builder:
+    """Mutable scratch space for one step: the new state is built up, commands appended."""
+
+    def __init__(self, state: State, now: int) -> None:
+        self.state = state
+        self.now = now
+        self.commands: list[Command] = []
+
+    # -- state edits --------------------------------------------------------------------------
+    def put_runner(self, runner: Runner) -> None:
+        runners = tuple(runner if r.id == runner.id else r for r in self.state.runners)
+        self.state = replace(self.state, runners=runners)
+
+    def drop_runner(self, runner_id: int) -> None:
+        self.state = replace(self.state, runners=tuple(
+            r for r in self.state.runners if r.id != runner_id))
+
+    def set_waiting(self, waiting: tuple[Request, ...]) -> None:
+        self.state = replace(self.state, waiting=waiting)
+
+    def emit(self, command: Command) -> None:
+        self.commands.append(command)
+
+    def stop(self, runner: Runner) -> None:
+        self.put_runner(replace(runner, state=RunnerState.STOPPING, expires_at=None,
+                                draining=True))
+        self.emit(StopRunner(runner_id=runner.id))
+
+    def went_idle(self, runner: Runner) -> Runner:
+        """A runner just finished its last request: start its keep-alive countdown."""
+        runner = replace(runner, last_used=self.now)
+        if runner.state is not RunnerState.READY:
+            return runner
+        if runner.keep_alive == FOREVER and not runner.draining:
+            return replace(runner, expires_at=None)
+        ttl = 0 if runner.draining else runner.keep_alive
+        return replace(runner, expires_at=self.now + ttl)
+
+    # -- periodic passes ----------------------------------------------------------------------
+    def expire(self) -> None:
+        for r in self.state.runners:
+            if (r.state is RunnerState.READY and r.idle and r.expires_at is not None
+                    and r.expires_at <= self.now):
+                self.stop(r)
+
+    def bound_queue(self, request_id: int) -> None:
+        limit = self.state.config.max_queue
+        if len(self.state.waiting) > limit and any(
+                q.id == request_id for q in self.state.waiting):
+            self.set_waiting(tuple(q for q in self.state.waiting if q.id != request_id))
+            self.emit(Reject(request_id=request_id, status=503, message=BUSY_MESSAGE))
+
+    def schedule(self) -> None:
+        """Serve waiting requests in FIFO order; make room and load when needed."""
+        blocked: set[str] = set()  # models whose earlier request is waiting (FIFO per model)
+        kept: list[Request] = []
+        for req in self.state.waiting:
+            if req.model in blocked or not self._try_serve(req):
+                blocked.add(req.model)
+                kept.append(req)
+        self.set_waiting(tuple(kept))
+
+    def _try_serve(self, req: Request) -> bool:
+        """Serve ``req`` now if possible (True), else arrange what it waits for (False)."""
+        cfg = self.state.config
+        same_model = [r for r in self.state.runners if r.model == req.model]
+        if req.kind is Kind.UNLOAD:
+            for r in same_model:
+                if r.state is RunnerState.READY:
+                    r = replace(r, draining=True, keep_alive=0)
+                    if r.idle:
+                        self.stop(r)
+                    else:
+                        self.put_runner(r)
+            self.emit(ReplyUnloaded(request_id=req.id))
+            return True
+        for r in same_model:
+            if r.state is RunnerState.LOADING and r.spec == req.spec:
+                return False
+            if r.state is not RunnerState.READY or r.draining:
+                continue
+            if r.spec != req.spec:
+                # Reload: drain the old runner; it stops once idle.
+                r = replace(r, draining=True)
+                if r.idle:
+                    self.stop(r)
+                else:
+                    self.put_runner(r)
+                continue
+            return self._use(r, req, cfg)
+        return self._load(req)
+
+    def _use(self, r: Runner, req: Request, cfg: Config) -> bool:
+        if req.kind is Kind.GENERATE and len(r.in_flight) >= cfg.num_parallel:
+            return False
+        keep = r.keep_alive if req.keep_alive is None else req.keep_alive
+        r = replace(r, keep_alive=keep, last_used=self.now)
+        if req.kind is Kind.GENERATE:
+            r = replace(r, in_flight=r.in_flight + (req.id,), expires_at=None)
+            self.put_runner(r)
+            self.emit(Dispatch(request_id=req.id, runner_id=r.id))
+        else:
+            if r.idle:
+                r = self.went_idle(r)
+            self.put_runner(r)
+            self.emit(ReplyLoaded(request_id=req.id, runner_id=r.id))
+        return True
+
+    def _load(self, req: Request) -> bool:
+        if self.state.loading is not None:
+            return False
+        if not self._make_room(req):
+            return False
+        cfg = self.state.config
+        rid = self.state.next_runner_id
+        keep = cfg.default_keep_alive if req.keep_alive is None else req.keep_alive
+        runner = Runner(id=rid, model=req.model, name=req.name, spec=req.spec,
+                        state=RunnerState.LOADING, size=req.size, size_vram=req.size_vram,
+                        keep_alive=keep, last_used=self.now)
+        self.state = replace(self.state, runners=self.state.runners + (runner,),
+                             next_runner_id=rid + 1)
+        self.emit(SpawnRunner(runner_id=rid, model=req.model, spec=req.spec,
+                              gpu_layers=req.gpu_layers))
+        return False  # the request waits for RunnerReady
+
+    def _make_room(self, req: Request) -> bool:
+        """Stop idle runners (least recently used first) until the new one fits."""
+        cfg = self.state.config
+        while True:
+            live = self.state.runners
+            if not live:
+                return True
+            active = [r for r in live if r.state is not RunnerState.STOPPING]
+            used = sum(r.size for r in live)
+            fits_count = len(active) < cfg.max_loaded
+            fits_memory = cfg.memory_budget == 0 or used + req.size <= cfg.memory_budget
+            if fits_count and fits_memory:
+                return True
+            idle = sorted((r for r in active if r.state is RunnerState.READY and r.idle),
+                          key=lambda r: (r.last_used, r.id))
+            if not idle:
+                return False  # wait for in-flight work or a stopping runner to exit
+            self.stop(idle[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Event handlers
+
+
+def _on_queued(b: _Builder, ev: RequestQueued) -> None:
+    req = ev.request
+    if any(q.id == req.id for q in b.state.waiting) or any(
+            req.id in r.in_flight for r in b.state.runners):
+        raise SchedulerError(f"duplicate request id {req.id}")
+    b.set_waiting(b.state.waiting + (req,))
+
+
+def _on_finished(b: _Builder, ev: RequestFinished | RequestCancelled) -> None:
+    if any(q.id == ev.request_id for q in b.state.waiting):
+        b.set_waiting(tuple(q for q in b.state.waiting if q.id != ev.request_id))
+        return
+    for r in b.state.runners:
+        if ev.request_id in r.in_flight:
+            r = replace(r, in_flight=tuple(i for i in r.in_flight if i != ev.request_id))
+            if r.idle:
+                r = b.went_idle(r)
+            b.put_runner(r)
+            return
+    # Unknown ids are fine: the runner it ran on may have exited already.
+
+
+def _on_ready(b: _Builder, ev: RunnerReady) -> None:
+    r = b.state.runner(ev.runner_id)
+    if r is None or r.state is not RunnerState.LOADING:
+        return
+    b.put_runner(b.went_idle(replace(r, state=RunnerState.READY)))
+
+
+def _on_failed(b: _Builder, ev: RunnerFailed) -> None:
+    r = b.state.runner(ev.runner_id)
+    if r is None:
+        return
+    b.drop_runner(r.id)
+    if r.state is RunnerState.LOADING:
+        _fail_waiting(b, r, ev.message)
+
+
+def _on_exited(b: _Builder, ev: RunnerExited) -> None:
+    r = b.state.runner(ev.runner_id)
+    if r is None:
+        return
+    b.drop_runner(r.id)
+    if r.state is RunnerState.LOADING:
+        _fail_waiting(b, r, ev.message or "llama runner process has terminated")
+
+
+def _fail_waiting(b: _Builder, r: Runner, message: str) -> None:
+    kept = []
+    for q in b.state.waiting:
+        if q.model == r.model and q.spec == r.spec and q.kind is not Kind.UNLOAD:
+            b.emit(Reject(request_id=q.id, status=500, message=message))
+        else:
+            kept.append(q)
+    b.set_waiting(tuple(kept))
+
+
+def _on_tick(b: _Builder, ev: Tick) -> None:
+    pass  # expiry happens in every step
+
+
+_HANDLERS: dict[type[Any], Any] = {
+    RequestQueued: _on_queued,
+    RequestFinished: _on_finished,
+    RequestCancelled: _on_finished,
+    RunnerReady: _on_ready,
+    RunnerFailed: _on_failed,
+    RunnerExited: _on_exited,
+    Tick: _on_tick,
+}

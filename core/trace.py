@@ -1,0 +1,154 @@
+"""Recording and replaying scheduler decisions (JSON lines), like aioquic's qlog.
+
+A trace file starts with one header line ``{"trace": "pollama-scheduler", "version": 1,
+"config": {...}}`` and then one line per step: ``{"now": ns, "event": {...}, "commands": [...]}``.
+Replaying feeds the same events at the same times through ``scheduler.step`` from the header's
+initial state and compares the commands; the first difference is reported with its line number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import scheduler as s
+from .errors import PollamaError
+
+FORMAT = "pollama-scheduler"
+VERSION = 1
+
+_EVENTS: dict[str, type[Any]] = {c.__name__: c for c in (
+    s.RequestQueued, s.RequestFinished, s.RequestCancelled, s.RunnerReady, s.RunnerFailed,
+    s.RunnerExited, s.Tick)}
+_COMMANDS: dict[str, type[Any]] = {c.__name__: c for c in (
+    s.SpawnRunner, s.StopRunner, s.Dispatch, s.Reject, s.ReplyLoaded, s.ReplyUnloaded)}
+
+
+class TraceError(PollamaError):
+    status_hint = 400
+
+
+def to_json(obj: Any) -> Any:
+    """A dataclass (event, command, config) as JSON data, tagged with its type name."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {"type": type(obj).__name__}
+        for f in dataclasses.fields(obj):
+            out[f.name] = to_json(getattr(obj, f.name))
+        return out
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, tuple):
+        return [to_json(x) for x in obj]
+    return obj
+
+
+def _build(cls: type[Any], data: dict[str, Any]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name == "spec":
+            value = _build(s.LoadSpec, value)
+        elif f.name == "request":
+            value = _build(s.Request, value)
+        elif f.name == "kind":
+            value = s.Kind(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _decode(table: dict[str, type[Any]], data: Any) -> Any:
+    if not isinstance(data, dict) or data.get("type") not in table:
+        raise TraceError(f"unknown entry {data!r}")
+    try:
+        return _build(table[data["type"]], data)
+    except (TypeError, ValueError, KeyError, PollamaError) as exc:
+        raise TraceError(f"bad {data.get('type')}: {exc}") from None
+
+
+def event_from_json(data: Any) -> s.Event:
+    return _decode(_EVENTS, data)  # type: ignore[no-any-return]
+
+
+def command_from_json(data: Any) -> s.Command:
+    return _decode(_COMMANDS, data)  # type: ignore[no-any-return]
+
+
+def header(config: s.Config) -> str:
+    return json.dumps({"trace": FORMAT, "version": VERSION, "config": to_json(config)})
+
+
+def line(now: int, event: s.Event, commands: Iterable[s.Command]) -> str:
+    return json.dumps({"now": now, "event": to_json(event),
+                       "commands": [to_json(c) for c in commands]})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    lineno: int
+    now: int
+    event: s.Event
+    commands: tuple[s.Command, ...]
+
+
+def parse(lines: Iterable[str]) -> tuple[s.Config, Iterator[Step]]:
+    it = iter(enumerate(lines, 1))
+    for _, first in it:
+        if first.strip():
+            break
+    else:
+        raise TraceError("empty trace")
+    try:
+        head = json.loads(first)
+    except ValueError as exc:
+        raise TraceError(f"line 1: not JSON: {exc}") from None
+    if not isinstance(head, dict) or head.get("trace") != FORMAT or head.get("version") != VERSION:
+        raise TraceError("line 1: not a pollama scheduler trace (version 1)")
+    config = _decode({"Config": s.Config}, head.get("config"))
+
+    def steps() -> Iterator[Step]:
+        for lineno, text in it:
+            if not text.strip():
+                continue
+            try:
+                data = json.loads(text)
+                now = data["now"]
+                event = event_from_json(data["event"])
+                commands = tuple(command_from_json(c) for c in data["commands"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise TraceError(f"line {lineno}: {exc}") from None
+            except TraceError as exc:
+                raise TraceError(f"line {lineno}: {exc.message}") from None
+            if not isinstance(now, int):
+                raise TraceError(f"line {lineno}: now is not an integer")
+            yield Step(lineno=lineno, now=now, event=event, commands=commands)
+
+    return config, steps()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayResult:
+    steps: int
+    mismatch: Step | None = None
+    got: tuple[s.Command, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch is None
+
+
+def replay(lines: Iterable[str]) -> ReplayResult:
+    config, steps = parse(lines)
+    state = s.State(config=config)
+    n = 0
+    for st in steps:
+        state, commands, _ = s.step(state, st.event, st.now)
+        n += 1
+        if commands != st.commands:
+            return ReplayResult(steps=n, mismatch=st, got=commands)
+    return ReplayResult(steps=n)
