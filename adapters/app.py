@@ -19,6 +19,7 @@ from pollama.core import jsonwire, ndjson, prompt, responses, routes
 from pollama.core import options as opts
 from pollama.core import requests as rq
 from pollama.core import runner_protocol as rp
+from pollama.core import scheduler as sched
 from pollama.core.config import Config
 from pollama.core.errors import BadRequest, NotFound, PollamaError
 from pollama.core.names import parse_digest
@@ -26,13 +27,14 @@ from pollama.core.timefmt import rfc3339
 
 from . import creator, models
 from .http_server import ClientDisconnected, Request, Response
-from .runner_pool import RunnerPool
 from .runner_process import RunnerProcess
+from .scheduler_driver import RunnerInfo, SchedulerDriver
 from .store import Store
 
 log = logging.getLogger("pollama.api")
 
 OLLAMA_COMPAT_VERSION = "0.13.0"
+FOREVER_NS = 2**63 - 1  # Go's maximum time.Duration: "forever" shows as ~year 2318
 NDJSON = "application/x-ndjson"
 
 
@@ -57,14 +59,14 @@ def error_response(exc: PollamaError) -> Response:
 
 
 class App:
-    def __init__(self, config: Config, store: Store, pool: RunnerPool) -> None:
+    def __init__(self, config: Config, store: Store, driver: SchedulerDriver) -> None:
         self.config = config
         self.store = store
-        self.pool = pool
+        self.driver = driver
         self._handlers: dict[str, Callable[[Request, dict[str, str]], Awaitable[Response]]] = {
             "root": self.root, "version": self.version, "tags": self.tags,
             "generate": self.generate, "chat": self.chat, "blob": self.blob,
-            "create": self.create, "pull": self.pull,
+            "create": self.create, "pull": self.pull, "ps": self.ps,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -112,6 +114,30 @@ class App:
                 "details": details,
             })
         return json_response(200, {"models": out})
+
+    async def ps(self, request: Request, params: dict[str, str]) -> Response:
+        """Loaded models (reference §1.11), newest expiry first."""
+        now_mono = self.driver.now()
+        now_wall = time.time_ns()
+        offset = local_offset()
+        entries = []
+        for r in self.driver.state.runners:
+            info = self.driver.info(r.model)
+            if info is None:
+                continue
+            if r.keep_alive == sched.FOREVER and not r.draining:
+                expires = now_wall + FOREVER_NS
+            elif r.expires_at is not None:
+                expires = now_wall + (r.expires_at - now_mono)
+            else:  # busy or loading: the countdown has not started
+                expires = now_wall + max(r.keep_alive, 0)
+            entries.append((expires, {
+                "name": info.name, "model": info.name, "size": r.size, "digest": info.digest,
+                "details": info.details, "expires_at": rfc3339(expires, offset),
+                "size_vram": r.size_vram, "context_length": r.spec.num_ctx,
+            }))
+        entries.sort(key=lambda e: e[0], reverse=True)
+        return json_response(200, {"models": [e[1] for e in entries]})
 
     # -- blobs ---------------------------------------------------------------------------------
     async def blob(self, request: Request, params: dict[str, str]) -> Response:
@@ -183,24 +209,32 @@ class App:
             eos_token=loaded.eos_token,
         )
 
-    async def _runner(self, local: models.LocalModel,
-                      options: Mapping[str, Any]) -> RunnerProcess:
+    def _request(self, local: models.LocalModel, options: Mapping[str, Any],
+                 keep_alive: int | None, kind: sched.Kind) -> tuple[sched.Request, RunnerInfo]:
+        """The scheduler's view of a request: model, load options, keep_alive, memory size."""
         load, _ = opts.split(options)
-        spec = opts.load_spec(load, default_num_ctx=self.config.context_length,
-                              ctx_train=local.config.context_length)
-        return await self.pool.acquire(local.model_digest, local.model_path, spec)
+        spec = sched.LoadSpec(**opts.load_spec(load, default_num_ctx=self.config.context_length,
+                                               ctx_train=local.config.context_length))
+        name = local.stored.name.display_shortest()
+        size = self.store.blob_size(local.model_digest)
+        req = sched.Request(id=self.driver.new_request_id(), model=local.model_digest, name=name,
+                            spec=spec, kind=kind, keep_alive=keep_alive, size=size)
+        info = RunnerInfo(name=name, digest=local.stored.manifest_digest,
+                          details=models.details(local.config), model_path=local.model_path)
+        return req, info
 
     async def _start(self, local: models.LocalModel, req_options: Mapping[str, Any],
-                     started: int) -> tuple[RunnerProcess, int, dict[str, Any],
-                                            prompt.ModelPrompting]:
-        """Merge options (defaults < Modelfile < request), get a loaded runner, and what the
-        prompt needs from it; the time this took is the request's load_duration."""
+                     keep_alive: int | None, started: int
+                     ) -> tuple[RunnerProcess, int, int, dict[str, Any], prompt.ModelPrompting]:
+        """Merge options (defaults < Modelfile < request), wait for the scheduler to give a
+        runner slot; the time this took is the request's load_duration."""
         options = opts.merge(opts.DEFAULTS, local.parameters, req_options)
-        runner = await self._runner(local, options)
+        req, info = self._request(local, options, keep_alive, sched.Kind.GENERATE)
+        runner = await self.driver.acquire(req, info)
+        assert runner is not None and runner.loaded is not None
         load_ns = time.monotonic_ns() - started
-        assert runner.loaded is not None
         _, runtime = opts.split(options)
-        return runner, load_ns, runtime, self._prompting(local, runner.loaded)
+        return runner, req.id, load_ns, runtime, self._prompting(local, runner.loaded)
 
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
@@ -213,10 +247,15 @@ class App:
             raise BadRequest("raw mode does not support template, system, or context")
         if not req.prompt and not req.images:
             return await self._load_only(local, req.model, req.options, req.keep_alive, chat=False)
-        runner, load_ns, runtime, prompting = await self._start(local, req.options, started)
-        text = prompt.generate_prompt(req, prompting, today=_today())
+        runner, rid, load_ns, runtime, prompting = await self._start(
+            local, req.options, req.keep_alive, started)
+        try:
+            text = prompt.generate_prompt(req, prompting, today=_today())
+        except BaseException:
+            self.driver.finished(rid)
+            raise
         context = list(req.context) if req.context else None
-        return await self._run(runner, text, context, runtime, req.model, req.stream, chat=False,
+        return await self._run(runner, rid, text, context, runtime, req.model, req.stream, chat=False,
                                started=started, load_ns=load_ns, want_context=not req.raw)
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
@@ -228,30 +267,41 @@ class App:
         local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
         if not req.messages:
             return await self._load_only(local, req.model, req.options, req.keep_alive, chat=True)
-        runner, load_ns, runtime, prompting = await self._start(local, req.options, started)
-        text = prompt.chat_prompt(req, prompting, today=_today())
-        return await self._run(runner, text, None, runtime, req.model, req.stream, chat=True,
+        runner, rid, load_ns, runtime, prompting = await self._start(
+            local, req.options, req.keep_alive, started)
+        try:
+            text = prompt.chat_prompt(req, prompting, today=_today())
+        except BaseException:
+            self.driver.finished(rid)
+            raise
+        return await self._run(runner, rid, text, None, runtime, req.model, req.stream, chat=True,
                                started=started, load_ns=load_ns, want_context=False)
 
-    async def _load_only(self, local: models.LocalModel, model: str, options: dict[str, Any],
+    async def _load_only(self, local: models.LocalModel, model: str, options: Mapping[str, Any],
                          keep_alive: int | None, *, chat: bool) -> Response:
-        if keep_alive == 0:
-            await self.pool.unload(local.model_digest)
-            reason = "unload"
-        else:
-            await self._runner(local, opts.merge(local.parameters, options))
-            reason = "load"
+        kind = sched.Kind.UNLOAD if keep_alive == 0 else sched.Kind.LOAD
+        req, info = self._request(local, opts.merge(local.parameters, options), keep_alive, kind)
+        await self.driver.acquire(req, info)
         return json_response(200, responses.load_response(model, now_utc(), chat=chat,
-                                                          reason=reason))
+                                                          reason=kind.value))
 
-    async def _run(self, runner: RunnerProcess, text: str, context: list[int] | None,
+    async def _run(self, runner: RunnerProcess, rid: int, text: str, context: list[int] | None,
                    runtime: dict[str, Any], model: str, stream: bool, *, chat: bool,
                    started: int, load_ns: int, want_context: bool) -> Response:
         log.debug("prompt: %r", text)
         chunk = responses.chat_chunk if chat else responses.generate_chunk
         final = responses.chat_final if chat else responses.generate_final
         cm = runner.complete(text, context, runtime)
-        events = await cm.__aenter__()
+        try:
+            events = await cm.__aenter__()
+        except BaseException:
+            self.driver.finished(rid)
+            raise
+
+        async def close() -> None:
+            with anyio.CancelScope(shield=True):
+                await cm.__aexit__(None, None, None)
+            self.driver.finished(rid)
 
         def finish(done: rp.Done, collected: str = "") -> dict[str, Any]:
             metrics = responses.Metrics(
@@ -270,10 +320,10 @@ class App:
         try:
             first = await events.__anext__()
         except BaseException:
-            await cm.__aexit__(None, None, None)
+            await close()
             raise
         if isinstance(first, rp.Failed):
-            await cm.__aexit__(None, None, None)
+            await close()
             raise PollamaError(first.message)
 
         if not stream:
@@ -289,7 +339,7 @@ class App:
                         raise PollamaError(msg.message)
                     msg = await events.__anext__()
             finally:
-                await cm.__aexit__(None, None, None)
+                await close()
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -307,8 +357,7 @@ class App:
             except StopAsyncIteration:
                 yield ndjson.encode(responses.error_body("runner stream ended unexpectedly"))
             finally:
-                with anyio.CancelScope(shield=True):
-                    await cm.__aexit__(None, None, None)
+                await close()
 
         return Response(status=200, body=body(), content_type=NDJSON)
 

@@ -11,7 +11,7 @@ import itertools
 import logging
 import math
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,8 +27,10 @@ log = logging.getLogger("pollama.runner")
 
 
 class RunnerProcess:
-    def __init__(self, proc: Process, load: rp.Load) -> None:
+    def __init__(self, proc: Process, load: rp.Load,
+                 on_exit: Callable[[str], None] | None = None) -> None:
         self.proc = proc
+        self.on_exit = on_exit
         self.load_spec = load
         self.loaded: rp.Loaded | None = None
         self.alive = True
@@ -40,12 +42,14 @@ class RunnerProcess:
         self.in_flight = 0
 
     @classmethod
-    async def start(cls, tg: TaskGroup, load: rp.Load) -> RunnerProcess:
+    async def start(cls, tg: TaskGroup, load: rp.Load,
+                    on_exit: Callable[[str], None] | None = None) -> RunnerProcess:
+        """Spawn a runner and load the model; ``on_exit(reason)`` is called once it exits."""
         proc = await anyio.open_process(
             [sys.executable, "-m", "pollama.runners.llama_runner"],
             stdin=-1, stdout=-1, stderr=-1,
         )
-        runner = cls(proc, load)
+        runner = cls(proc, load, on_exit)
         tg.start_soon(runner._read_stdout)
         tg.start_soon(runner._read_stderr)
         events = await runner._open(load.id)
@@ -127,6 +131,8 @@ class RunnerProcess:
                 pass
             stream.close()
         self._pending.clear()
+        if self.on_exit is not None:
+            self.on_exit(self.exit_reason)
 
     @asynccontextmanager
     async def complete(self, prompt: str, context: list[int] | None,

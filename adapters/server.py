@@ -1,4 +1,4 @@
-"""``pollama serve``: wire configuration, store, runner pool and HTTP server together."""
+"""``pollama serve``: wire configuration, store, scheduler and HTTP server together."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pollama.core.config import Config
 
 from .app import App
 from .http_server import serve
-from .runner_pool import RunnerPool
+from pollama.core import scheduler as sched
+
+from .scheduler_driver import SchedulerDriver
 from .store import Store
 
 log = logging.getLogger("pollama")
@@ -24,8 +26,11 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
     os.makedirs(store.blobs_dir, exist_ok=True)
     os.makedirs(store.manifests_dir, exist_ok=True)
     async with anyio.create_task_group() as tg:
-        pool = RunnerPool(tg, max_loaded=config.max_loaded_models)
-        app = App(config, store, pool)
+        driver = SchedulerDriver(tg, sched.Config(
+            num_parallel=config.num_parallel, max_loaded=config.max_loaded_models,
+            max_queue=config.max_queue, memory_budget=0,
+            default_keep_alive=config.keep_alive_ns), trace_path=config.trace_path)
+        app = App(config, store, driver)
         try:
             port = await tg.start(serve, app, config.host.host, config.host.port)
         except OSError as exc:
@@ -42,7 +47,7 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
                 async for _ in signals:
                     log.info("shutting down")
                     with anyio.CancelScope(shield=True):
-                        await pool.close()
+                        await driver.close()
                     tg.cancel_scope.cancel()
                     return
 

@@ -86,6 +86,7 @@ class Config:
     max_loaded_models: int
     max_queue: int
     debug: bool
+    trace_path: str | None = None
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -121,4 +122,5 @@ def load(env: Mapping[str, str], home: str) -> Config:
         max_loaded_models=_int(env, "MAX_LOADED_MODELS", 3),
         max_queue=_int(env, "MAX_QUEUE", 512),
         debug=debug_text not in ("", "0", "false", "info"),
+        trace_path=_get(env, "TRACE") or None,
     )

@@ -20,6 +20,7 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("/api/blobs/:digest", frozenset({"HEAD", "POST"}), "blob"),
     ("/api/create", frozenset({"POST"}), "create"),
     ("/api/pull", frozenset({"POST"}), "pull"),
+    ("/api/ps", frozenset({"GET"}), "ps"),
 )
 
 
