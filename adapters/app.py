@@ -21,7 +21,7 @@ from pollama.core import requests as rq
 from pollama.core import runner_protocol as rp
 from pollama.core import scheduler as sched
 from pollama.core.config import Config
-from pollama.core.errors import BadRequest, NotFound, PollamaError
+from pollama.core.errors import BadRequest, NotFound, PollamaError, StoreError
 from pollama.core.names import parse_digest
 from pollama.core.timefmt import rfc3339
 
@@ -216,7 +216,10 @@ class App:
         spec = sched.LoadSpec(**opts.load_spec(load, default_num_ctx=self.config.context_length,
                                                ctx_train=local.config.context_length))
         name = local.stored.name.display_shortest()
-        size = self.store.blob_size(local.model_digest)
+        try:
+            size = self.store.blob_size(local.model_digest)
+        except OSError:
+            raise StoreError(f"model file not found: {local.model_path}") from None
         req = sched.Request(id=self.driver.new_request_id(), model=local.model_digest, name=name,
                             spec=spec, kind=kind, keep_alive=keep_alive, size=size)
         info = RunnerInfo(name=name, digest=local.stored.manifest_digest,

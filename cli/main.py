@@ -74,6 +74,66 @@ def list_() -> None:
 cli.add_command(list_, name="ls")
 
 
+@cli.command()
+def ps() -> None:
+    """List running models."""
+    from pollama.core.memory import processor_label
+
+    client = Client()
+    client.ensure_server()
+    now = time.time_ns()
+    rows = []
+    for m in client.get("/api/ps").get("models") or []:
+        until = parse_rfc3339(m["expires_at"]) if m.get("expires_at") else 0
+        until_text = "Stopping..." if until and until < now else human_time(until, now)
+        rows.append([m["name"], m["digest"][:12], human_bytes(int(m["size"])),
+                     processor_label(int(m["size"]), int(m.get("size_vram", 0))),
+                     str(m.get("context_length", "")), until_text])
+    click.echo(table(["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], rows), nl=False)
+
+
+@cli.command()
+@click.argument("model")
+def stop(model: str) -> None:
+    """Stop a running model (unload it now)."""
+    client = Client()
+    client.ensure_server()
+    try:
+        client.post("/api/generate", {"model": model, "keep_alive": 0})
+    except APIError as exc:
+        if exc.status == 404:
+            raise click.ClickException(f"couldn't find model \"{model}\" to stop") from None
+        raise
+
+
+@cli.group(name="trace")
+def trace_group() -> None:
+    """Work with scheduler traces recorded with POLLAMA_TRACE=FILE."""
+
+
+@trace_group.command(name="replay")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def trace_replay(file: str) -> None:
+    """Re-run a recorded trace through the scheduler; report the first differing step."""
+    from pollama.core import trace
+
+    try:
+        with open(file, encoding="utf-8") as f:
+            result = trace.replay(f)
+    except PollamaError as exc:
+        raise click.ClickException(f"{file}: {exc.message}") from None
+    if result.ok:
+        click.echo(f"{file}: all {result.steps} steps match")
+        return
+    st = result.mismatch
+    assert st is not None
+    click.echo(f"{file}:{st.lineno}: step {result.steps} differs", err=True)
+    click.echo(f"  event:    {st.event!r}", err=True)
+    click.echo(f"  recorded: {list(st.commands)!r}", err=True)
+    click.echo(f"  replayed: {list(result.got)!r}", err=True)
+    sys.exit(1)
+
+
 def _pull(client: Client, model: str) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 

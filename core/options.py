@@ -214,12 +214,15 @@ def split(merged: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def load_spec(load: Mapping[str, Any], *, default_num_ctx: int, ctx_train: int | None) -> dict[str, Any]:
     """Load parameters for a runner: num_ctx defaults to configuration, clamped to the model's
     trained context, and raised to at least 4 (reference §1.13, §6)."""
+    num_batch = int(load.get("num_batch", DEFAULTS["num_batch"]))
+    if num_batch < 1:
+        raise BadRequest("num_batch must be at least 1")
     num_ctx = int(load.get("num_ctx") or default_num_ctx)
     if ctx_train:
         num_ctx = min(num_ctx, ctx_train)
     return {
         "num_ctx": max(4, num_ctx),
-        "num_batch": int(load.get("num_batch", DEFAULTS["num_batch"])),
+        "num_batch": num_batch,
         "num_gpu": int(load.get("num_gpu", DEFAULTS["num_gpu"])),
         "num_thread": int(load.get("num_thread", DEFAULTS["num_thread"])),
         "use_mmap": load.get("use_mmap"),

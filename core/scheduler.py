@@ -21,7 +21,8 @@ Theory of operation (reference §6):
 * Before a load, room is made: while ``max_loaded`` runners exist or the memory estimate of the
   new model does not fit the budget beside the live runners, the least recently used *idle*
   runner is stopped (a runner with requests in flight is never stopped or expired). A stopping
-  runner keeps its memory until it has exited. If nothing is idle, the load waits. When no other
+  runner keeps its memory and its place among ``max_loaded`` until it has exited, so the load
+  waits for that exit (Ollama waits for the unload too). If nothing is idle, the load waits. When no other
   runner exists at all the load proceeds even if the estimate says it will not fit (the
   runner's own failure is then reported), as Ollama does.
 * A runner whose load options differ from the waiting request's is drained and replaced: it
@@ -404,7 +405,7 @@ class _Builder:
                 return True
             active = [r for r in live if r.state is not RunnerState.STOPPING]
             used = sum(r.size for r in live)
-            fits_count = len(active) < cfg.max_loaded
+            fits_count = len(live) < cfg.max_loaded  # a stopping runner still counts
             fits_memory = cfg.memory_budget == 0 or used + req.size <= cfg.memory_budget
             if fits_count and fits_memory:
                 return True
