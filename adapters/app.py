@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from pollama.core import jsonwire, ndjson, prompt, responses, routes
+from pollama.core import jsonwire, memory, ndjson, prompt, responses, routes
 from pollama.core import options as opts
 from pollama.core import requests as rq
 from pollama.core import runner_protocol as rp
@@ -25,7 +25,7 @@ from pollama.core.errors import BadRequest, NotFound, PollamaError, StoreError
 from pollama.core.names import parse_digest
 from pollama.core.timefmt import rfc3339
 
-from . import creator, models
+from . import creator, gguf_file, models
 from .http_server import ClientDisconnected, Request, Response
 from .runner_process import RunnerProcess
 from .scheduler_driver import RunnerInfo, SchedulerDriver
@@ -59,8 +59,10 @@ def error_response(exc: PollamaError) -> Response:
 
 
 class App:
-    def __init__(self, config: Config, store: Store, driver: SchedulerDriver) -> None:
+    def __init__(self, config: Config, store: Store, driver: SchedulerDriver,
+                 inventory: memory.Inventory) -> None:
         self.config = config
+        self.inventory = inventory
         self.store = store
         self.driver = driver
         self._handlers: dict[str, Callable[[Request, dict[str, str]], Awaitable[Response]]] = {
@@ -209,19 +211,31 @@ class App:
             eos_token=loaded.eos_token,
         )
 
-    def _request(self, local: models.LocalModel, options: Mapping[str, Any],
-                 keep_alive: int | None, kind: sched.Kind) -> tuple[sched.Request, RunnerInfo]:
-        """The scheduler's view of a request: model, load options, keep_alive, memory size."""
+    async def _request(self, local: models.LocalModel, options: Mapping[str, Any],
+                       keep_alive: int | None, kind: sched.Kind
+                       ) -> tuple[sched.Request, RunnerInfo]:
+        """The scheduler's view of a request: model, load options, keep_alive, and the memory
+        a runner for it needs and where it goes (core.memory's estimate and fit)."""
         load, _ = opts.split(options)
         spec = sched.LoadSpec(**opts.load_spec(load, default_num_ctx=self.config.context_length,
                                                ctx_train=local.config.context_length))
         name = local.stored.name.display_shortest()
         try:
             size = self.store.blob_size(local.model_digest)
+            facts, n_vocab = await anyio.to_thread.run_sync(
+                gguf_file.read_facts_and_vocab, local.model_path)
         except OSError:
             raise StoreError(f"model file not found: {local.model_path}") from None
+        except BadRequest as exc:  # the stored blob is damaged: the server's problem, not the client's
+            raise StoreError(f"model file {local.model_path} is damaged: {exc.message}") from None
+        shape = memory.shape_from_facts(facts, size, n_vocab=n_vocab)
+        estimate = memory.estimate(shape, num_ctx=spec.num_ctx,
+                                   num_parallel=self.driver.state.config.num_parallel,
+                                   num_batch=spec.num_batch)
+        placement = memory.fit(estimate, shape, self.inventory, num_gpu=spec.num_gpu)
         req = sched.Request(id=self.driver.new_request_id(), model=local.model_digest, name=name,
-                            spec=spec, kind=kind, keep_alive=keep_alive, size=size)
+                            spec=spec, kind=kind, keep_alive=keep_alive, size=placement.size,
+                            size_vram=placement.size_vram, gpu_layers=placement.gpu_layers)
         info = RunnerInfo(name=name, digest=local.stored.manifest_digest,
                           details=models.details(local.config), model_path=local.model_path)
         return req, info
@@ -232,7 +246,7 @@ class App:
         """Merge options (defaults < Modelfile < request), wait for the scheduler to give a
         runner slot; the time this took is the request's load_duration."""
         options = opts.merge(opts.DEFAULTS, local.parameters, req_options)
-        req, info = self._request(local, options, keep_alive, sched.Kind.GENERATE)
+        req, info = await self._request(local, options, keep_alive, sched.Kind.GENERATE)
         runner = await self.driver.acquire(req, info)
         assert runner is not None and runner.loaded is not None
         load_ns = time.monotonic_ns() - started
@@ -283,7 +297,8 @@ class App:
     async def _load_only(self, local: models.LocalModel, model: str, options: Mapping[str, Any],
                          keep_alive: int | None, *, chat: bool) -> Response:
         kind = sched.Kind.UNLOAD if keep_alive == 0 else sched.Kind.LOAD
-        req, info = self._request(local, opts.merge(local.parameters, options), keep_alive, kind)
+        req, info = await self._request(local, opts.merge(local.parameters, options),
+                                        keep_alive, kind)
         await self.driver.acquire(req, info)
         return json_response(200, responses.load_response(model, now_utc(), chat=chat,
                                                           reason=kind.value))

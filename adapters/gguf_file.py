@@ -1,43 +1,50 @@
-"""Reading GGUF metadata from a file with the ``gguf`` package, for create and pull.
+"""Reading a GGUF file's header for create, pull and memory estimates.
 
-Returns plain data (key/values, parameter count, vocabulary) for ``core.gguf_details``; any
-unreadable or non-GGUF file becomes ``BadRequest`` with a clear message, never a traceback.
+Reads a growing prefix of the file and lets ``core.gguf`` parse it; facts are cached per path
+and size, since blobs are immutable. Any unreadable or non-GGUF file becomes ``BadRequest``
+with a clear message, never a traceback.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import os
 
-from pollama.core import gguf_details
+from pollama.core import gguf, gguf_details
 from pollama.core.errors import BadRequest
 
-_SKIP_ARRAYS = {"tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"}
+FIRST_READ = 4 * 1024 * 1024
+
+
+def read_header(path: str) -> gguf.Header:
+    size = os.path.getsize(path)
+    want = min(FIRST_READ, size)
+    with open(path, "rb") as f:
+        data = f.read(want)
+        while True:
+            try:
+                return gguf.parse_header(data, complete=len(data) >= size,
+                                         keep_arrays=("tokenizer.ggml.tokens",))
+            except gguf.Truncated as more:
+                data += f.read(min(more.need, size) - len(data))
+
+
+@functools.lru_cache(maxsize=64)
+def _facts(path: str, size: int, mtime: int) -> tuple[gguf_details.ModelFacts, int | None]:
+    header = read_header(path)
+    tokens = header.kv.get("tokenizer.ggml.tokens")
+    vocab = tokens if isinstance(tokens, list) else None
+    return (gguf_details.facts(header.kv, header.parameter_count, vocab),
+            header.array_len("tokenizer.ggml.tokens"))
 
 
 def read_facts(path: str) -> gguf_details.ModelFacts:
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"GGUF":
-        raise BadRequest("invalid file magic: not a GGUF model file")
-    try:
-        from gguf import GGUFReader
+    return read_facts_and_vocab(path)[0]
 
-        reader = GGUFReader(path, "r")
-        kv: dict[str, Any] = {}
-        for key, field in reader.fields.items():
-            if key in _SKIP_ARRAYS or key == "tokenizer.ggml.tokens":
-                continue
-            try:
-                kv[key] = field.contents()
-            except Exception:
-                continue
-        tokens_field = reader.fields.get("tokenizer.ggml.tokens")
-        tokens = list(tokens_field.contents()) if tokens_field is not None else None
-        params = sum(int(t.n_elements) for t in reader.tensors)
-    except BadRequest:
-        raise
-    except Exception as exc:  # the gguf package raises many kinds on corrupt files
-        raise BadRequest(f"invalid GGUF file: {type(exc).__name__}: {exc}") from None
-    if "general.architecture" not in kv:
-        raise BadRequest("invalid GGUF file: no general.architecture")
-    return gguf_details.facts(kv, params, tokens)
+
+def read_facts_and_vocab(path: str) -> tuple[gguf_details.ModelFacts, int | None]:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise BadRequest(f"cannot read model file: {exc.strerror}") from None
+    return _facts(path, st.st_size, st.st_mtime_ns)

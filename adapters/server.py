@@ -9,12 +9,13 @@ import sys
 
 import anyio
 
+from pollama.core import scheduler as sched
 from pollama.core.config import Config
+from pollama.core.humanize import human_bytes
 
+from . import devices
 from .app import App
 from .http_server import serve
-from pollama.core import scheduler as sched
-
 from .scheduler_driver import SchedulerDriver
 from .store import Store
 
@@ -25,12 +26,17 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
     store = Store(config.models_dir)
     os.makedirs(store.blobs_dir, exist_ok=True)
     os.makedirs(store.manifests_dir, exist_ok=True)
+    inventory = devices.discover()
+    for d in inventory.devices:
+        log.info("device %s (%s): %s total, %s free", d.id, d.name, human_bytes(d.total),
+                 human_bytes(d.free))
+    budget = sum(d.free for d in inventory.devices)
     async with anyio.create_task_group() as tg:
         driver = SchedulerDriver(tg, sched.Config(
             num_parallel=config.num_parallel, max_loaded=config.max_loaded_models,
-            max_queue=config.max_queue, memory_budget=0,
+            max_queue=config.max_queue, memory_budget=budget,
             default_keep_alive=config.keep_alive_ns), trace_path=config.trace_path)
-        app = App(config, store, driver)
+        app = App(config, store, driver, inventory)
         try:
             port = await tg.start(serve, app, config.host.host, config.host.port)
         except OSError as exc:

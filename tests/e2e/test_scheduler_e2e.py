@@ -188,9 +188,14 @@ def test_runner_load_failure_is_reported_and_replaced(smollm2_gguf: str, second_
         os.rename(blob, blob + ".away")
         r = gen(srv, "two")
         assert r.status_code == 500 and "model file not found" in r.json()["error"]
-        # A blob corrupted on disk: the runner fails to load; 500 with llama.cpp's reason.
+        # A blob with a damaged header: 500 naming the damage.
         with open(blob + ".away", "rb") as src, open(blob, "wb") as dst:
             dst.write(src.read(1 << 20))
+        r = gen(srv, "two")
+        assert r.status_code == 500 and "is damaged" in r.json()["error"]
+        # Tensor data cut short, header intact: the runner fails to load; 500 with the reason.
+        with open(blob + ".away", "rb") as src, open(blob, "wb") as dst:
+            dst.write(src.read(50 << 20))
         r = gen(srv, "two")
         assert r.status_code == 500 and "unable to load model" in r.json()["error"]
         assert ps(srv) == []
