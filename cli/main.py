@@ -34,12 +34,15 @@ def cli() -> None:
 ENV_HELP = """
 \b
 Environment variables (OLLAMA_* spellings are accepted too):
-  POLLAMA_HOST            address to bind/connect (default 127.0.0.1:11434)
-  POLLAMA_MODELS          model store (default ~/.pollama/models)
-  POLLAMA_KEEP_ALIVE      how long models stay loaded (default 5m)
-  POLLAMA_CONTEXT_LENGTH  default context length (default 4096)
+  POLLAMA_HOST               address to bind/connect (default 127.0.0.1:11434)
+  POLLAMA_MODELS             model store (default ~/.pollama/models)
+  POLLAMA_KEEP_ALIVE         how long idle models stay loaded (default 5m)
+  POLLAMA_CONTEXT_LENGTH     default context length (default 4096)
+  POLLAMA_NUM_PARALLEL       requests served at once per model (default 1)
   POLLAMA_MAX_LOADED_MODELS  most models loaded at once (default 3)
-  POLLAMA_DEBUG           verbose logging
+  POLLAMA_MAX_QUEUE          most waiting requests before 503 (default 512)
+  POLLAMA_TRACE              append scheduler decisions to this JSON-lines file
+  POLLAMA_DEBUG              verbose logging
 """
 
 
