@@ -15,7 +15,8 @@ from typing import Any
 
 import anyio
 
-from pollama.core import jsonwire, memory, ndjson, prompt, responses, routes
+from pollama.core import gguf_details, jsonwire, memory, ndjson, prompt, responses, routes
+from pollama.core import show as show_core
 from pollama.core import options as opts
 from pollama.core import requests as rq
 from pollama.core import runner_protocol as rp
@@ -69,6 +70,7 @@ class App:
             "root": self.root, "version": self.version, "tags": self.tags,
             "generate": self.generate, "chat": self.chat, "blob": self.blob,
             "create": self.create, "pull": self.pull, "ps": self.ps,
+            "show": self.show, "copy": self.copy, "delete": self.delete,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -140,6 +142,71 @@ class App:
             }))
         entries.sort(key=lambda e: e[0], reverse=True)
         return json_response(200, {"models": [e[1] for e in entries]})
+
+    # -- show / copy / delete -----------------------------------------------------------------
+    async def show(self, request: Request, params: dict[str, str]) -> Response:
+        req = rq.parse_show(jsonwire.loads_request(await request.read_body()))
+        local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
+        header = await anyio.to_thread.run_sync(gguf_file.read_header_full, local.model_path,
+                                                req.verbose)
+        system = req.system if req.system is not None else local.system
+        facts_template = header.kv.get("tokenizer.chat_template")
+        template = local.template if local.template is not None else (
+            facts_template if isinstance(facts_template, str) else None)
+        parts = show_core.ModelParts(
+            short_name=local.stored.name.display_shortest(), model_path=local.model_path,
+            template=local.template, system=system, parameters=local.parameters,
+            licenses=local.licenses, messages=local.messages)
+        out: dict[str, Any] = {}
+        if local.licenses:
+            out["license"] = "\n".join(local.licenses)
+        out["modelfile"] = show_core.modelfile_text(parts)
+        if local.parameters:
+            out["parameters"] = show_core.parameters_text(local.parameters)
+        if template is not None:
+            out["template"] = template
+        if system:
+            out["system"] = system
+        out["details"] = models.details(local.config)
+        if local.messages:
+            out["messages"] = [{"role": m.role, "content": m.content} for m in local.messages]
+        out["model_info"] = show_core.model_info(header.kv, header.parameter_count,
+                                                 verbose=req.verbose)
+        if req.verbose:
+            out["tensors"] = [{"name": t.name, "type": gguf_details.TENSOR_TYPES.get(t.type, str(t.type)),
+                               "shape": list(t.dims)} for t in header.tensors]
+        out["capabilities"] = show_core.capabilities(template)
+        out["modified_at"] = rfc3339(local.stored.modified_ns, local_offset())
+        return json_response(200, out)
+
+    async def copy(self, request: Request, params: dict[str, str]) -> Response:
+        source, destination = rq.parse_copy(jsonwire.loads_request(await request.read_body()))
+        try:
+            src = models.parse_model_name(source)
+        except BadRequest:
+            raise BadRequest(f'source "{source}" is invalid') from None
+        try:
+            dst = models.parse_model_name(destination)
+        except BadRequest:
+            raise BadRequest(f'destination "{destination}" is invalid') from None
+        try:
+            await anyio.to_thread.run_sync(self.store.copy, src, dst)
+        except NotFound:
+            raise NotFound(f'model "{source}" not found') from None
+        return Response(status=200, body=b"", content_type=None)
+
+    async def delete(self, request: Request, params: dict[str, str]) -> Response:
+        model = rq.parse_delete(jsonwire.loads_request(await request.read_body()))
+        try:
+            name = models.parse_model_name(model)
+        except BadRequest:
+            raise BadRequest(f'name "{model}" is invalid') from None
+        try:
+            removed = await anyio.to_thread.run_sync(self.store.delete, name)
+        except NotFound:
+            raise NotFound(f"model '{model}' not found") from None
+        log.info("deleted %s (%d blobs removed)", model, len(removed))
+        return Response(status=200, body=b"", content_type=None)
 
     # -- blobs ---------------------------------------------------------------------------------
     async def blob(self, request: Request, params: dict[str, str]) -> Response:

@@ -8,6 +8,7 @@ with a clear message, never a traceback.
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 import os
 
 from pollama.core import gguf, gguf_details
@@ -16,7 +17,8 @@ from pollama.core.errors import BadRequest
 FIRST_READ = 4 * 1024 * 1024
 
 
-def read_header(path: str) -> gguf.Header:
+def read_header(path: str,
+                keep_arrays: Collection[str] | str = ("tokenizer.ggml.tokens",)) -> gguf.Header:
     size = os.path.getsize(path)
     want = min(FIRST_READ, size)
     with open(path, "rb") as f:
@@ -24,7 +26,7 @@ def read_header(path: str) -> gguf.Header:
         while True:
             try:
                 return gguf.parse_header(data, complete=len(data) >= size,
-                                         keep_arrays=("tokenizer.ggml.tokens",))
+                                         keep_arrays=keep_arrays)
             except gguf.Truncated as more:
                 data += f.read(min(more.need, size) - len(data))
 
@@ -48,3 +50,12 @@ def read_facts_and_vocab(path: str) -> tuple[gguf_details.ModelFacts, int | None
     except OSError as exc:
         raise BadRequest(f"cannot read model file: {exc.strerror}") from None
     return _facts(path, st.st_size, st.st_mtime_ns)
+
+
+def read_header_full(path: str, verbose: bool) -> gguf.Header:
+    """For /api/show: small arrays always decoded, all of them when ``verbose``."""
+    try:
+        return read_header(path, gguf.ALL if verbose else gguf.SMALL)
+    except OSError as exc:
+        raise BadRequest(f"cannot read model file: {exc.strerror}") from None
+

@@ -175,6 +175,48 @@ class Store:
         return target
 
 
+    # -- copy / delete ------------------------------------------------------------------------
+    def copy(self, source: Name, destination: Name) -> Name:
+        """Copy a manifest (blobs are shared). Returns the stored destination name."""
+        src = self.get(source)
+        return self.write_manifest(destination, src.manifest)
+
+    def delete(self, name: Name) -> list[str]:
+        """Remove a manifest, then the blobs no other manifest references; prune empty dirs.
+
+        Returns the hex digests of the blobs removed.
+        """
+        stored = self.find(name)
+        if stored is None:
+            raise NotFound(f"model '{name.display_shortest()}' not found")
+        candidates = self._load(stored).manifest.all_digests()
+        path = self._manifest_path(stored)
+        os.unlink(path)
+        fsync_dir(os.path.dirname(path))
+        self._prune_dirs(os.path.dirname(path))
+        still_used: set[str] = set()
+        for other in self.list():
+            still_used |= other.manifest.all_digests()
+        removed = []
+        for hex_digest in sorted(candidates - still_used):
+            try:
+                os.unlink(self.blob_path(hex_digest))
+                removed.append(hex_digest)
+            except FileNotFoundError:
+                pass
+        return removed
+
+    def _prune_dirs(self, directory: str) -> None:
+        root = os.path.abspath(self.manifests_dir)
+        directory = os.path.abspath(directory)
+        while directory.startswith(root + os.sep):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return
+            directory = os.path.dirname(directory)
+
+
 def _listdir(path: str) -> list[str]:
     try:
         return sorted(os.listdir(path))

@@ -77,7 +77,7 @@ class Client:
             "run 'pollama serve' yourself")
 
     # -- requests -------------------------------------------------------------------------------
-    def _check(self, resp: httpx.Response) -> None:
+    def check(self, resp: httpx.Response) -> None:
         if resp.status_code >= 400:
             resp.read()
             try:
@@ -91,7 +91,7 @@ class Client:
             resp = self.http.get(path)
         except httpx.HTTPError as exc:
             raise click.ClickException(f"could not reach pollama at {self.url}: {exc}") from None
-        self._check(resp)
+        self.check(resp)
         return resp.json()
 
     def head(self, path: str) -> int:
@@ -105,7 +105,7 @@ class Client:
             resp = self.http.post(path, json=body)
         except httpx.HTTPError as exc:
             raise click.ClickException(f"could not reach pollama at {self.url}: {exc}") from None
-        self._check(resp)
+        self.check(resp)
         return resp.json() if resp.content else None
 
     def upload(self, path: str, file_path: str) -> None:
@@ -118,13 +118,13 @@ class Client:
             resp = self.http.post(path, content=chunks())
         except httpx.HTTPError as exc:
             raise click.ClickException(f"could not reach pollama at {self.url}: {exc}") from None
-        self._check(resp)
+        self.check(resp)
 
     def stream(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
         """POST and yield each NDJSON object; a mid-stream ``{"error"}`` line raises."""
         try:
             with self.http.stream("POST", path, json=body) as resp:
-                self._check(resp)
+                self.check(resp)
                 for line in resp.iter_lines():
                     if not line.strip():
                         continue

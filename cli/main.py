@@ -109,6 +109,75 @@ def stop(model: str) -> None:
         raise
 
 
+@cli.command()
+@click.argument("model")
+@click.option("--license", "license_", is_flag=True, help="Show license of a model")
+@click.option("--modelfile", is_flag=True, help="Show Modelfile of a model")
+@click.option("--parameters", is_flag=True, help="Show parameters of a model")
+@click.option("--template", is_flag=True, help="Show template of a model")
+@click.option("--system", is_flag=True, help="Show system message of a model")
+@click.option("-v", "--verbose", is_flag=True, help="Show detailed model information")
+def show(model: str, license_: bool, modelfile: bool, parameters: bool, template: bool,
+         system: bool, verbose: bool) -> None:
+    """Show information for a model."""
+    from pollama.core.show import show_sections
+
+    flags = {"license": license_, "modelfile": modelfile, "parameters": parameters,
+             "template": template, "system": system}
+    chosen = [k for k, v in flags.items() if v]
+    if len(chosen) > 1:
+        raise click.ClickException("only one of '--license', '--modelfile', '--parameters', "
+                                   "'--system', or '--template' can be specified")
+    client = Client()
+    client.ensure_server()
+    info = client.post("/api/show", {"model": model, "verbose": verbose})
+    if chosen:
+        key = chosen[0]
+        text = info.get(key, "")
+        click.echo(text if text.endswith("\n") or not text else text + "\n", nl=False)
+        return
+    click.echo(show_sections(info.get("model_info") or {}, info.get("details") or {},
+                             info.get("capabilities") or [], info.get("parameters") or "",
+                             info.get("system"), [info["license"]] if info.get("license") else []),
+               nl=False)
+    if verbose:
+        click.echo("  Metadata")
+        for key, value in (info.get("model_info") or {}).items():
+            click.echo(f"    {key:<40}{value}")
+        click.echo("")
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("destination")
+def cp(source: str, destination: str) -> None:
+    """Copy a model."""
+    client = Client()
+    client.ensure_server()
+    client.post("/api/copy", {"source": source, "destination": destination})
+    click.echo(f"copied '{source}' to '{destination}'")
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True)
+def rm(models: tuple[str, ...]) -> None:
+    """Remove one or more models (unloading them first)."""
+    client = Client()
+    client.ensure_server()
+    for model in models:
+        try:
+            client.post("/api/generate", {"model": model, "keep_alive": 0})
+        except APIError as exc:
+            if exc.status != 404:
+                raise
+        try:
+            resp = client.http.request("DELETE", "/api/delete", json={"model": model})
+        except Exception as exc:
+            raise click.ClickException(f"could not reach pollama at {client.url}: {exc}") from None
+        client.check(resp)
+        click.echo(f"deleted '{model}'")
+
+
 @cli.group(name="trace")
 def trace_group() -> None:
     """Work with scheduler traces recorded with POLLAMA_TRACE=FILE."""

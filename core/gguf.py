@@ -20,6 +20,9 @@ from typing import Any
 from .errors import BadRequest
 
 MAX_KV = 1 << 20
+ALL = "all"  # keep_arrays: decode every array
+SMALL = "small"  # keep_arrays: decode arrays of at most SMALL_ARRAY elements
+SMALL_ARRAY = 5
 MAX_TENSORS = 1 << 20
 MAX_DIMS = 8
 
@@ -123,7 +126,8 @@ class _Reader:
         except UnicodeDecodeError:
             return raw.decode("utf-8", errors="replace")
 
-    def value(self, t: int, keep: bool) -> Any:
+    def value(self, t: int, keep: bool | None) -> Any:
+        """``keep``: decode an array (True), skip it (False), or decode it if small (None)."""
         if t in _SCALARS:
             return self.scalar(t)
         if t == _STRING:
@@ -133,6 +137,8 @@ class _Reader:
             count = self.u64()
             if et not in _SCALARS and et != _STRING:
                 raise GGUFError(f"invalid GGUF file: array of type {et}")
+            if keep is None:
+                keep = count <= SMALL_ARRAY
             if et in _SCALARS:
                 size = _SCALARS[et][1]
                 if count > (1 << 40) // size:
@@ -150,10 +156,11 @@ class _Reader:
 
 
 def parse_header(data: bytes, *, complete: bool = False,
-                 keep_arrays: Collection[str] = ()) -> Header:
+                 keep_arrays: Collection[str] | str = ()) -> Header:
     """Parse the header from ``data`` (a file prefix, or the whole file if ``complete``).
 
-    Arrays are returned as ``ArrayInfo`` unless their key is in ``keep_arrays``.
+    Arrays are returned as ``ArrayInfo`` unless their key is in ``keep_arrays``, or
+    ``keep_arrays`` is ``ALL``, or it is ``SMALL`` and the array has at most 5 elements.
     Raises ``Truncated`` when more bytes are needed, ``GGUFError`` when the file is invalid.
     """
     r = _Reader(data, complete)
@@ -170,7 +177,13 @@ def parse_header(data: bytes, *, complete: bool = False,
     for _ in range(n_kv):
         key = r.string()
         t = r.u32()
-        kv[key] = r.value(t, key in keep_arrays)
+        if keep_arrays == ALL:
+            keep: bool | None = True
+        elif keep_arrays == SMALL:
+            keep = None
+        else:
+            keep = key in keep_arrays
+        kv[key] = r.value(t, keep)
     tensors = []
     for _ in range(n_tensors):
         name = r.string()

@@ -21,6 +21,16 @@ FILE_TYPES: Mapping[int, str] = {
 }
 
 
+# ggml tensor types → names (for /api/show verbose ``tensors``).
+TENSOR_TYPES: Mapping[int, str] = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
+    10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
+    17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S",
+    23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M",
+    30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
+}
+
+
 def human_number(n: int) -> str:
     """Ollama's format.HumanNumber: 134515008 → "134.52M", 8030261248 → "8.0B"."""
     if n >= 1_000_000_000:

@@ -400,3 +400,29 @@ def check_format(value: Any) -> Any:
 
     raw = jsonwire.dumps(value).decode()
     raise BadRequest(f'invalid format: "{raw}"; expected "json" or a valid JSON Schema object')
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShowRequest:
+    model: str
+    verbose: bool = False
+    system: str | None = None
+
+
+def parse_show(body: Any) -> ShowRequest:
+    obj = _object(body, "ShowRequest")
+    model = _model_field(obj)
+    if not model:
+        raise BadRequest("model is required")
+    return ShowRequest(model=model, verbose=bool(obj.get("verbose") or False),
+                       system=obj.get("system"))
+
+
+def parse_copy(body: Any) -> tuple[str, str]:
+    obj = _object(body, "CopyRequest")
+    return str(obj.get("source") or ""), str(obj.get("destination") or "")
+
+
+def parse_delete(body: Any) -> str:
+    return _model_field(_object(body, "DeleteRequest"))
+

@@ -21,6 +21,9 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("/api/create", frozenset({"POST"}), "create"),
     ("/api/pull", frozenset({"POST"}), "pull"),
     ("/api/ps", frozenset({"GET"}), "ps"),
+    ("/api/show", frozenset({"POST"}), "show"),
+    ("/api/copy", frozenset({"POST"}), "copy"),
+    ("/api/delete", frozenset({"DELETE"}), "delete"),
 )
 
 
