@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from pollama.core import gguf_details, jsonwire, memory, ndjson, prompt, responses, routes
+from pollama.core import embed as embed_core
 from pollama.core import show as show_core
 from pollama.core import options as opts
 from pollama.core import requests as rq
@@ -71,6 +72,7 @@ class App:
             "generate": self.generate, "chat": self.chat, "blob": self.blob,
             "create": self.create, "pull": self.pull, "ps": self.ps,
             "show": self.show, "copy": self.copy, "delete": self.delete,
+            "embed": self.embed, "embeddings": self.embeddings,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -339,7 +341,8 @@ class App:
             self.driver.finished(rid)
             raise
         context = list(req.context) if req.context else None
-        return await self._run(runner, rid, text, context, runtime, req.model, req.stream, chat=False,
+        return await self._run(runner, rid, text, context, runtime, req.format, req.model,
+                               req.stream, chat=False,
                                started=started, load_ns=load_ns, want_context=not req.raw)
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
@@ -358,8 +361,56 @@ class App:
         except BaseException:
             self.driver.finished(rid)
             raise
-        return await self._run(runner, rid, text, None, runtime, req.model, req.stream, chat=True,
+        return await self._run(runner, rid, text, None, runtime, req.format, req.model,
+                               req.stream, chat=True,
                                started=started, load_ns=load_ns, want_context=False)
+
+    # -- embeddings ----------------------------------------------------------------------------
+    async def _embed_on_runner(self, model: str, options: Mapping[str, Any],
+                               keep_alive: int | None, inputs: list[str],
+                               truncate: bool) -> tuple[rp.Embeddings, int]:
+        local = await anyio.to_thread.run_sync(lambda: models.resolve(
+            self.store, model, not_found='model "{}" not found, try pulling it first'))
+        started = time.monotonic_ns()
+        merged = opts.merge(opts.DEFAULTS, local.parameters, options)
+        req, info = await self._request(local, merged, keep_alive, sched.Kind.GENERATE)
+        runner = await self.driver.acquire(req, info)
+        assert runner is not None
+        load_ns = time.monotonic_ns() - started
+        try:
+            result = await runner.embed(inputs, truncate)
+        finally:
+            self.driver.finished(req.id)
+        return result, load_ns
+
+    async def embed(self, request: Request, params: dict[str, str]) -> Response:
+        started = time.monotonic_ns()
+        req = embed_core.parse_embed(jsonwire.loads_request(await request.read_body()))
+        if not req.model:
+            raise BadRequest("model is required")
+        if not req.inputs:
+            await anyio.to_thread.run_sync(lambda: models.resolve(
+                self.store, req.model, not_found='model "{}" not found, try pulling it first'))
+            return json_response(200, {"model": req.model, "embeddings": []})
+        result, load_ns = await self._embed_on_runner(req.model, req.options, req.keep_alive,
+                                                      list(req.inputs), req.truncate)
+        vectors = [embed_core.shape(v, req.dimensions) for v in result.embeddings]
+        return json_response(200, {
+            "model": req.model, "embeddings": vectors,
+            "total_duration": time.monotonic_ns() - started, "load_duration": load_ns,
+            "prompt_eval_count": result.prompt_eval_count,
+        })
+
+    async def embeddings(self, request: Request, params: dict[str, str]) -> Response:
+        req = embed_core.parse_embeddings(jsonwire.loads_request(await request.read_body()))
+        models.parse_model_name(req.model)
+        if not req.prompt:
+            await anyio.to_thread.run_sync(lambda: models.resolve(
+                self.store, req.model, not_found='model "{}" not found, try pulling it first'))
+            return json_response(200, {"embedding": []})
+        result, _ = await self._embed_on_runner(req.model, req.options, req.keep_alive,
+                                                [req.prompt], True)
+        return json_response(200, {"embedding": result.embeddings[0]})
 
     async def _load_only(self, local: models.LocalModel, model: str, options: Mapping[str, Any],
                          keep_alive: int | None, *, chat: bool) -> Response:
@@ -371,12 +422,12 @@ class App:
                                                           reason=kind.value))
 
     async def _run(self, runner: RunnerProcess, rid: int, text: str, context: list[int] | None,
-                   runtime: dict[str, Any], model: str, stream: bool, *, chat: bool,
+                   runtime: dict[str, Any], fmt: Any, model: str, stream: bool, *, chat: bool,
                    started: int, load_ns: int, want_context: bool) -> Response:
         log.debug("prompt: %r", text)
         chunk = responses.chat_chunk if chat else responses.generate_chunk
         final = responses.chat_final if chat else responses.generate_final
-        cm = runner.complete(text, context, runtime)
+        cm = runner.complete(text, context, runtime, rq.check_format(fmt))
         try:
             events = await cm.__aenter__()
         except BaseException:
@@ -409,7 +460,7 @@ class App:
             raise
         if isinstance(first, rp.Failed):
             await close()
-            raise PollamaError(first.message)
+            raise PollamaError(first.message, status_hint=first.status)
 
         if not stream:
             try:
@@ -421,7 +472,7 @@ class App:
                     elif isinstance(msg, rp.Done):
                         return json_response(200, finish(msg, "".join(parts)))
                     elif isinstance(msg, rp.Failed):
-                        raise PollamaError(msg.message)
+                        raise PollamaError(msg.message, status_hint=msg.status)
                     msg = await events.__anext__()
             finally:
                 await close()

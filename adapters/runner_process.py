@@ -20,7 +20,7 @@ from anyio.abc import Process, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pollama.core import runner_protocol as rp
-from pollama.core.errors import RunnerError
+from pollama.core.errors import PollamaError, RunnerError
 from pollama.core.ndjson import NEED_DATA
 
 log = logging.getLogger("pollama.runner")
@@ -96,7 +96,8 @@ class RunnerProcess:
                     stream = self._pending.get(msg.id)
                     if stream is not None:
                         stream.send_nowait(msg)
-                        if isinstance(msg, (rp.Done, rp.Failed, rp.Tokens, rp.Loaded)):
+                        if isinstance(msg, (rp.Done, rp.Failed, rp.Tokens, rp.Loaded,
+                                            rp.Embeddings)):
                             self._pending.pop(msg.id, None)
                             stream.close()
         except rp.RunnerProtocolError as exc:
@@ -135,8 +136,8 @@ class RunnerProcess:
             self.on_exit(self.exit_reason)
 
     @asynccontextmanager
-    async def complete(self, prompt: str, context: list[int] | None,
-                       options: dict[str, Any]) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
+    async def complete(self, prompt: str, context: list[int] | None, options: dict[str, Any],
+                       fmt: Any = None) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
         """Start a completion; yields its event stream. Leaving early cancels it on the runner."""
         if not self.alive:
             raise RunnerError(self.exit_reason or "llama runner process has terminated")
@@ -156,7 +157,8 @@ class RunnerProcess:
                 yield rp.Failed(id=rid, message=self.exit_reason or "runner stream ended")
 
         try:
-            await self._write(rp.Complete(id=rid, prompt=prompt, context=context, options=options))
+            await self._write(rp.Complete(id=rid, prompt=prompt, context=context, options=options,
+                                          format=fmt))
             yield stream()
         finally:
             self.in_flight -= 1
@@ -166,6 +168,25 @@ class RunnerProcess:
                         await self._write(rp.Cancel(id=next(self._ids), target=rid))
                     except RunnerError:
                         pass
+
+    async def embed(self, inputs: list[str], truncate: bool) -> rp.Embeddings:
+        """Embed texts on this runner; raises the runner's failure with its status."""
+        if not self.alive:
+            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+        rid = next(self._ids)
+        events = await self._open(rid)
+        self.in_flight += 1
+        try:
+            await self._write(rp.Embed(id=rid, inputs=inputs, truncate=truncate))
+            async for msg in events:
+                if isinstance(msg, rp.Embeddings):
+                    return msg
+                if isinstance(msg, rp.Failed):
+                    raise PollamaError(msg.message, status_hint=msg.status)
+            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+        finally:
+            self.in_flight -= 1
+            self._pending.pop(rid, None)
 
     async def stop(self) -> None:
         if self.proc.returncode is None:

@@ -17,6 +17,8 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("/api/tags", frozenset({"GET", "HEAD"}), "tags"),
     ("/api/generate", frozenset({"POST"}), "generate"),
     ("/api/chat", frozenset({"POST"}), "chat"),
+    ("/api/embed", frozenset({"POST"}), "embed"),
+    ("/api/embeddings", frozenset({"POST"}), "embeddings"),
     ("/api/blobs/:digest", frozenset({"HEAD", "POST"}), "blob"),
     ("/api/create", frozenset({"POST"}), "create"),
     ("/api/pull", frozenset({"POST"}), "pull"),

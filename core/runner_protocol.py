@@ -11,8 +11,10 @@ Server → runner (commands)::
     Load(id, model_path, num_ctx, num_batch, num_gpu, num_thread, use_mmap, seed)
         → Loaded(id, n_ctx, n_ctx_train, n_vocab, n_embd, chat_template, bos_token, eos_token)
           | Failed(id, message)
-    Complete(id, prompt, context, options) → Token(id, text)* then Done(id, ...) | Failed(id, ...)
+    Complete(id, prompt, context, options, format)
+                                → Token(id, text)* then Done(id, ...) | Failed(id, message, status)
     Cancel(id, target)          → the target ends with Done(done_reason="cancel")
+    Embed(id, inputs, truncate) → Embeddings(id, embeddings, prompt_eval_count) | Failed
     Tokenize(id, text)          → Tokens(id, tokens) | Failed
     Shutdown(id)                → the runner exits 0 after finishing nothing further
 
@@ -55,6 +57,14 @@ class Complete:
     prompt: str
     context: list[int] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    format: Any = None  # None, "json", or a JSON-schema object: constrains output by grammar
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Embed:
+    id: int
+    inputs: list[str]
+    truncate: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,23 +124,31 @@ class Tokens:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Embeddings:
+    id: int
+    embeddings: list[list[float]]  # raw pooled vectors, float32 values
+    prompt_eval_count: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Failed:
     id: int
     message: str
+    status: int = 500  # the HTTP status the failure maps to (400: the request was unusable)
 
 
-ServerMessage = Union[Load, Complete, Cancel, Tokenize, Shutdown]
-RunnerMessage = Union[Loaded, Token, Done, Tokens, Failed]
+ServerMessage = Union[Load, Complete, Embed, Cancel, Tokenize, Shutdown]
+RunnerMessage = Union[Loaded, Token, Done, Tokens, Embeddings, Failed]
 Message = Union[ServerMessage, RunnerMessage]
 
 _KINDS: dict[str, type[Any]] = {
-    "load": Load, "complete": Complete, "cancel": Cancel, "tokenize": Tokenize,
+    "load": Load, "complete": Complete, "embed": Embed, "cancel": Cancel, "tokenize": Tokenize,
     "shutdown": Shutdown, "loaded": Loaded, "token": Token, "done": Done, "tokens": Tokens,
-    "failed": Failed,
+    "embeddings": Embeddings, "failed": Failed,
 }
 _NAMES = {cls: name for name, cls in _KINDS.items()}
-SERVER_KINDS = (Load, Complete, Cancel, Tokenize, Shutdown)
-RUNNER_KINDS = (Loaded, Token, Done, Tokens, Failed)
+SERVER_KINDS = (Load, Complete, Embed, Cancel, Tokenize, Shutdown)
+RUNNER_KINDS = (Loaded, Token, Done, Tokens, Embeddings, Failed)
 
 
 def to_wire(msg: Message) -> dict[str, Any]:
@@ -182,6 +200,15 @@ def _check_types(msg: Any) -> None:
                 isinstance(v, int) and not isinstance(v, bool) for v in value))
         elif t == "dict[str, Any]":
             ok = isinstance(value, dict)
+        elif t == "Any":
+            ok = True
+        elif t == "list[str]":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        elif t == "list[list[float]]":
+            ok = isinstance(value, list) and all(
+                isinstance(row, list) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
+                for row in value)
         else:  # pragma: no cover - a new field type must be added above
             raise AssertionError(f"unchecked field type {t}")
         if not ok:

@@ -26,6 +26,26 @@ from pollama.core.errors import PollamaError
 from pollama.core.stops import StopMatcher
 
 
+class BadRequestError(PollamaError):
+    status_hint = 400
+
+
+def grammar_for(fmt: Any) -> Any:
+    """llama.cpp grammar for Ollama's ``format``: "json" or a JSON schema; None for no format."""
+    if fmt is None:
+        return None
+    import json
+
+    from llama_cpp import llama_grammar
+
+    try:
+        if fmt == "json":
+            return llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
+        return llama_grammar.LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
+    except Exception as exc:  # the schema converter raises many kinds
+        raise BadRequestError(f"invalid format: {type(exc).__name__}: {exc}") from None
+
+
 class Runner:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
@@ -90,8 +110,10 @@ class Runner:
                     self._complete(msg)
                 elif isinstance(msg, rp.Tokenize):
                     self._tokenize(msg)
+                elif isinstance(msg, rp.Embed):
+                    self._embed(msg)
             except PollamaError as exc:
-                self.send(rp.Failed(id=msg.id, message=exc.message))
+                self.send(rp.Failed(id=msg.id, message=exc.message, status=exc.status_hint))
             except Exception as exc:  # report, keep serving other requests
                 self.send(rp.Failed(id=msg.id, message=f"{type(exc).__name__}: {exc}"))
             finally:
@@ -115,6 +137,9 @@ class Runner:
             kwargs["use_mmap"] = msg.use_mmap
         if msg.seed >= 0:
             kwargs["seed"] = msg.seed
+        # Embeddings are pooled with the model's own pooling; a model without one (a chat
+        # model) gets mean pooling. The context serves completions and embeddings alike.
+        kwargs["pooling_type"] = self._pooling(msg.model_path, llama_cpp)
         try:
             self._llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
@@ -137,6 +162,60 @@ class Runner:
         if token < 0:
             return ""
         return llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    @staticmethod
+    def _pooling(path: str, llama_cpp: Any) -> int:
+        from pollama.core import gguf
+
+        with open(path, "rb") as f:
+            data = f.read(8 * 1024 * 1024)
+        try:
+            kv = gguf.parse_header(data).kv
+        except (gguf.Truncated, PollamaError):
+            return int(llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+        arch = kv.get("general.architecture")
+        value = kv.get(f"{arch}.pooling_type")
+        if isinstance(value, int) and value > 0:
+            return value
+        return int(llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+
+    def _embed(self, msg: rp.Embed) -> None:
+        import llama_cpp
+        import numpy as np
+
+        llm = self._require_llm()
+        ctx = llm._ctx.ctx
+        n_embd = llm.n_embd()
+        limit = min(llm.n_ctx(), llm.n_batch)
+        vectors: list[list[float]] = []
+        count = 0
+        llama_cpp.llama_set_embeddings(ctx, True)
+        try:
+            for text in msg.inputs:
+                toks = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+                if len(toks) > limit:
+                    if not msg.truncate:
+                        raise BadRequestError("the input length exceeds the context length")
+                    toks = toks[:limit]
+                if not toks:
+                    toks = [max(llm.token_bos(), 0)]
+                count += len(toks)
+                llm._ctx.kv_cache_clear()
+                llm._batch.reset()
+                llm._batch.add_sequence(toks, 0, True)
+                llm._ctx.decode(llm._batch)
+                ptr = llama_cpp.llama_get_embeddings_seq(ctx, 0)
+                vec = np.ctypeslib.as_array(ptr, shape=(n_embd,)).astype(np.float32)
+                if not np.all(np.isfinite(vec)):
+                    raise PollamaError("embedding contains NaN or Inf values")
+                # float32 values, printed shortest (as Go marshals []float32)
+                vectors.append([float(str(x)) for x in vec])
+        finally:
+            llama_cpp.llama_set_embeddings(ctx, False)
+            llm._batch.reset()
+            llm.reset()  # the KV cache no longer holds a prompt for generate()'s prefix reuse
+            llm._ctx.kv_cache_clear()
+        self.send(rp.Embeddings(id=msg.id, embeddings=vectors, prompt_eval_count=count))
 
     def _tokenize(self, msg: rp.Tokenize) -> None:
         llm = self._require_llm()
@@ -169,6 +248,7 @@ class Runner:
         if not tokens:
             tokens = [llm.token_bos()]
 
+        grammar = grammar_for(msg.format)
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else random.randrange(2**31))
         num_predict = int(opts.get("num_predict", -1))
@@ -192,6 +272,7 @@ class Runner:
             frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
             presence_penalty=float(opts.get("presence_penalty", 0.0)),
             reset=True,
+            grammar=grammar,
         )
         try:
             if num_predict == 0:
