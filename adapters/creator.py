@@ -20,12 +20,13 @@ import anyio
 from pollama.core import create as plan
 from pollama.core import library
 from pollama.core import manifest as mf
+from pollama.core import quantize
 from pollama.core.gguf_details import ModelFacts
 from pollama.core.errors import BadRequest, NotFound, PollamaError
 from pollama.core.names import Name, digest_str, parse_digest
 from pollama.core.requests import CreateRequest
 
-from . import gguf_file
+from . import gguf_file, quantizer
 from .models import resolve
 from .store import Store
 
@@ -41,6 +42,8 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     base_params: dict[str, Any] = {}
     new_layers: list[mf.Layer] = []
     model_hex: str | None = None
+    # quantize (reference §1.7): a bad type or source is a 400 before any status line.
+    target = quantize.parse_type(req.quantize) if req.quantize else None
 
     if req.from_:
         base = await anyio.to_thread.run_sync(
@@ -48,6 +51,8 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
         base_layers = base.stored.manifest.layers
         base_params = dict(base.parameters)
         model_hex = base.model_digest
+        if target is not None and not req.files:
+            await anyio.to_thread.run_sync(quantizer.source_facts, store, model_hex)
         for layer in base_layers:
             yield {"status": f"using existing layer {layer.digest}"}
     elif not req.files:
@@ -62,6 +67,8 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
             continue
         if model_hex is not None and not req.from_:
             raise BadRequest("only one model file is supported")
+        if target is not None:
+            await anyio.to_thread.run_sync(quantizer.source_facts, store, hex_digest)
         yield {"status": "parsing GGUF"}
         facts = await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(hex_digest))
         model_hex = hex_digest
@@ -71,6 +78,15 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
 
     if model_hex is None:
         raise BadRequest("no model file found in 'files'")
+
+    if target is not None:
+        job = quantizer.Quantization(store, model_hex, target)
+        async for status in job.run():
+            yield status
+        if job.layer is not None:
+            new_layers = [job.layer, *(x for x in new_layers if x.media_type != mf.MEDIA_TYPE_MODEL)]
+            model_hex, facts = job.layer.hex, None
+            yield {"status": f"creating new layer {job.layer.digest}"}
 
     def text_layer(media: str, text: str) -> mf.Layer:
         return store.put_layer(media, text.encode("utf-8"))

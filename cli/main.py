@@ -6,6 +6,7 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -236,7 +237,9 @@ def pull(model: str) -> None:
 @click.argument("model")
 @click.option("-f", "--file", "modelfile", default="Modelfile", show_default=True,
               help="Name of the Modelfile")
-def create(model: str, modelfile: str) -> None:
+@click.option("-q", "--quantize", default="",
+              help="Quantize model to this level (e.g. q4_K_M, q4_K_S, q8_0)")
+def create(model: str, modelfile: str, quantize: str) -> None:
     """Create a model from a Modelfile."""
     from pollama.core.modelfile import decode_modelfile, parse_modelfile, resolve_path
 
@@ -279,8 +282,42 @@ def create(model: str, modelfile: str) -> None:
         body["messages"] = [dict(m) for m in spec.messages]
     if spec.license:
         body["license"] = list(spec.license)
-    for status in client.stream("/api/create", body):
-        click.echo(status.get("status", ""), err=True)
+    if quantize:
+        body["quantize"] = quantize
+    _print_statuses(client.stream("/api/create", body))
+
+
+def _print_statuses(statuses: Iterator[dict[str, Any]]) -> None:
+    """Create's status lines on stderr; a step with ``total`` (quantizing) as a progress bar."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn)
+
+    progress: Progress | None = None
+    task: TaskID | None = None
+    shown = ""
+    try:
+        for status in statuses:
+            text = status.get("status", "")
+            if status.get("digest") and status.get("total"):
+                if progress is None or task is None or text != shown:
+                    if progress is not None:
+                        progress.stop()
+                    progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                        TaskProgressColumn(), TimeElapsedColumn(),
+                                        console=Console(stderr=True))
+                    progress.start()
+                    task = progress.add_task(text, total=status["total"])
+                    shown = text
+                progress.update(task, completed=status.get("completed", 0))
+                continue
+            if progress is not None:
+                progress.stop()
+                progress, task = None, None
+            click.echo(text, err=True)
+    finally:
+        if progress is not None:
+            progress.stop()
 
 
 def _upload(client: Client, path: str) -> str:
