@@ -27,7 +27,9 @@ PROMPT = "Write a short story about a robot who learns to paint."
 def in_process(gguf: str, tokens: int, repeats: int, num_ctx: int) -> list[float]:
     import llama_cpp
 
-    llm = llama_cpp.Llama(gguf, n_ctx=num_ctx, verbose=False)
+    threads = len(os.sched_getaffinity(0))  # what pollama's runner uses by default
+    llm = llama_cpp.Llama(gguf, n_ctx=num_ctx, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)
     text = llm.metadata.get("tokenizer.chat_template")
     prompt = (f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n" if text else PROMPT)
     rates = []

@@ -26,6 +26,13 @@ from pollama.core.errors import PollamaError
 from pollama.core.stops import StopMatcher
 
 
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class BadRequestError(PollamaError):
     status_hint = 400
 
@@ -131,8 +138,12 @@ class Runner:
             "n_gpu_layers": msg.num_gpu,
             "verbose": False,
         }
-        if msg.num_thread > 0:
-            kwargs["n_threads"] = msg.num_thread
+        # num_thread 0 means automatic: every core this process may run on (Ollama uses the
+        # physical cores; llama-cpp-python's own default of half of them halves decode speed
+        # on small machines).
+        threads = msg.num_thread if msg.num_thread > 0 else _usable_cores()
+        kwargs["n_threads"] = threads
+        kwargs["n_threads_batch"] = threads
         if msg.use_mmap is not None:
             kwargs["use_mmap"] = msg.use_mmap
         if msg.seed >= 0:
