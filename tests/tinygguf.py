@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +74,8 @@ def write(path: str, *, ftype: int = FTYPE_F16, shape: TinyShape = TinyShape(),
     def norm() -> np.ndarray:
         return np.ones(s.n_embd, dtype=np.float32)  # 1-D tensors stay F32, as llama.cpp keeps them
 
-    tmp = path + ".tmp"
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tiny-")
+    os.close(fd)
     w = gguf.GGUFWriter(tmp, "llama")
     w.add_name(name)
     w.add_context_length(s.n_ctx)
