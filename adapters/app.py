@@ -24,11 +24,13 @@ from pollama.core import runner_protocol as rp
 from pollama.core import scheduler as sched
 from pollama.core.config import Config
 from pollama.core.errors import BadRequest, NotFound, PollamaError, StoreError
-from pollama.core.names import parse_digest
+from pollama.core import library
+from pollama.core.names import Name, parse_digest, parse_name_with_scheme
 from pollama.core.timefmt import rfc3339
 
-from . import creator, gguf_file, models
+from . import creator, gguf_file, models, registry_client
 from .http_server import ClientDisconnected, Request, Response
+from .registry_server import RegistryServer
 from .runner_process import RunnerProcess
 from .scheduler_driver import RunnerInfo, SchedulerDriver
 from .store import Store
@@ -72,8 +74,9 @@ class App:
             "generate": self.generate, "chat": self.chat, "blob": self.blob,
             "create": self.create, "pull": self.pull, "ps": self.ps,
             "show": self.show, "copy": self.copy, "delete": self.delete,
-            "embed": self.embed, "embeddings": self.embeddings,
+            "embed": self.embed, "embeddings": self.embeddings, "push": self.push,
         }
+        self._handlers.update(RegistryServer(store).handlers())  # /v2/: pollama is a registry
 
     async def __call__(self, request: Request) -> Response:
         started = time.monotonic()
@@ -243,8 +246,20 @@ class App:
         req = rq.parse_pull(jsonwire.loads_request(await request.read_body()))
         if not req.model:
             raise BadRequest("model is required")
-        name = models.parse_model_name(req.model)
-        return await self._progress(creator.pull(self.store, name), req.stream)
+        scheme, name = _registry_name(req.model)
+        if scheme is None and library.lookup(name) is not None:
+            return await self._progress(creator.pull(self.store, name), req.stream)
+        return await self._progress(registry_client.pull(
+            self.store, name, scheme=scheme, insecure=req.insecure), req.stream)
+
+    async def push(self, request: Request, params: dict[str, str]) -> Response:
+        # PushRequest has PullRequest's fields (model/name, insecure, stream; reference §1.6).
+        req = rq.parse_pull(jsonwire.loads_request(await request.read_body()))
+        if not req.model:
+            raise BadRequest("model is required")
+        scheme, name = _registry_name(req.model)
+        return await self._progress(registry_client.push(
+            self.store, name, scheme=scheme, insecure=req.insecure), req.stream)
 
     async def _progress(self, gen: AsyncIterator[dict[str, Any]], stream: bool) -> Response:
         if not stream:
@@ -496,6 +511,13 @@ class App:
                 await close()
 
         return Response(status=200, body=body(), content_type=NDJSON)
+
+
+def _registry_name(text: str) -> tuple[str | None, Name]:
+    try:
+        return parse_name_with_scheme(text)
+    except BadRequest:
+        raise BadRequest("invalid model name") from None
 
 
 async def _first(gen: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:

@@ -72,6 +72,10 @@ class Response:
     body: bytes | AsyncIterator[bytes] = b""
     content_type: str | None = "application/json; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # Content-Length of an async-iterator body when it is known (a file): sent instead of
+    # chunked encoding, and h11 checks the body has exactly that many bytes. For HEAD, the
+    # length of what GET would send.
+    length: int | None = None
 
 
 App = Callable[[Request], Awaitable[Response]]
@@ -128,8 +132,8 @@ async def _send_response(conn: _Conn, resp: Response, head_only: bool) -> None:
         return
     body = resp.body
     try:
-        await conn.send(h11.Response(status_code=resp.status,
-                                     headers=_headers(resp, chunked=True, length=0)))
+        await conn.send(h11.Response(status_code=resp.status, headers=_headers(
+            resp, chunked=resp.length is None, length=resp.length or 0)))
         async for chunk in body:
             if chunk and not head_only:
                 await conn.send(h11.Data(data=chunk))

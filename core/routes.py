@@ -26,6 +26,16 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("/api/show", frozenset({"POST"}), "show"),
     ("/api/copy", frozenset({"POST"}), "copy"),
     ("/api/delete", frozenset({"DELETE"}), "delete"),
+    ("/api/push", frozenset({"POST"}), "push"),
+    # pollama as a registry (OCI distribution protocol, adapters/registry_server.py). The upload
+    # routes come before blobs/:digest, which has as many segments.
+    ("/v2", frozenset({"GET", "HEAD"}), "registry_base"),
+    ("/v2/:namespace/:model/manifests/:reference", frozenset({"GET", "HEAD", "PUT"}),
+     "registry_manifest"),
+    ("/v2/:namespace/:model/blobs/uploads", frozenset({"POST"}), "registry_upload_start"),
+    ("/v2/:namespace/:model/blobs/uploads/:upload", frozenset({"GET", "PATCH", "PUT", "DELETE"}),
+     "registry_upload"),
+    ("/v2/:namespace/:model/blobs/:digest", frozenset({"GET", "HEAD"}), "registry_blob"),
 )
 
 
