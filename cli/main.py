@@ -207,13 +207,14 @@ def trace_replay(file: str) -> None:
     sys.exit(1)
 
 
-def _pull(client: Client, model: str) -> None:
+def _progress(client: Client, path: str, body: dict[str, Any]) -> None:
+    """Show a pull/push status stream: a rich progress bar per layer, other lines as text."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     bars: dict[str, Any] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), transient=False) as progress:
-        for status in client.stream("/api/pull", {"model": model}):
+        for status in client.stream(path, body):
             text = status.get("status", "")
             digest = status.get("digest")
             if digest and status.get("total"):
@@ -224,13 +225,35 @@ def _pull(client: Client, model: str) -> None:
                 progress.console.print(text)
 
 
+def _pull(client: Client, model: str, insecure: bool = False) -> None:
+    body: dict[str, Any] = {"model": model}
+    if insecure:
+        body["insecure"] = True
+    _progress(client, "/api/pull", body)
+
+
 @cli.command()
 @click.argument("model")
-def pull(model: str) -> None:
-    """Pull a model (the built-in library: smollm2)."""
+@click.option("--insecure", is_flag=True, help="Use an insecure registry (plain http)")
+def pull(model: str, insecure: bool) -> None:
+    """Pull a model from the built-in library (smollm2) or a registry
+    (another pollama: host:port/namespace/model:tag with --insecure)."""
     client = Client()
     client.ensure_server()
-    _pull(client, model)
+    _pull(client, model, insecure)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--insecure", is_flag=True, help="Use an insecure registry (plain http)")
+def push(model: str, insecure: bool) -> None:
+    """Push a model to the registry its name starts with (host:port/namespace/model:tag)."""
+    client = Client()
+    client.ensure_server()
+    body: dict[str, Any] = {"model": model}
+    if insecure:
+        body["insecure"] = True
+    _progress(client, "/api/push", body)
 
 
 @cli.command()
