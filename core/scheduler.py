@@ -20,19 +20,24 @@ Theory of operation (reference §6):
   model wait for it.
 * Before a load, room is made: while ``max_loaded`` runners exist or the memory estimate of the
   new model does not fit the budget beside the live runners, the least recently used *idle*
-  runner is stopped (a runner with requests in flight is never stopped or expired). A stopping
-  runner keeps its memory and its place among ``max_loaded`` until it has exited, so the load
-  waits for that exit (Ollama waits for the unload too). If nothing is idle, the load waits. When no other
-  runner exists at all the load proceeds even if the estimate says it will not fit (the
-  runner's own failure is then reported), as Ollama does.
+  runner is stopped (a runner with requests in flight is never stopped or expired, nor is an
+  idle one that a waiting request is about to use). A stopping runner keeps its memory and its
+  place among ``max_loaded`` until it has exited, so the load waits for that exit (Ollama
+  waits for the unload too); only as many runners are stopped as the new one needs once they
+  are gone. If nothing is idle, the load waits. When no other runner exists at all the load
+  proceeds even if the estimate says it will not fit (the runner's own failure is then
+  reported), as Ollama does.
 * A runner whose load options differ from the waiting request's is drained and replaced: it
   takes no new requests, and is stopped as soon as it is idle.
 * keep_alive: each request that carries one overwrites its runner's duration; the countdown
   starts when the runner's in-flight count drops to 0 and ``expires_at = idle_since + keep_alive``;
-  negative means forever; 0 means "stop as soon as idle". An empty generate/chat with keep_alive
-  0 (UNLOAD) replies at once and stops the runner when idle.
+  negative means forever; 0 means "stop as soon as idle". A runner is not expired while a
+  request it can serve is waiting for it (Ollama counts a queued request as a reference), so a
+  fresh load with keep_alive 0 serves its request before it stops. An empty generate/chat with
+  keep_alive 0 (UNLOAD) replies at once and stops the runner when idle.
 * ``max_queue`` bounds the waiting requests; beyond it the new request is rejected with 503
-  ``server busy, please try again.  maximum pending requests exceeded``.
+  ``server busy, please try again.  maximum pending requests exceeded``. A rejected request
+  leaves no trace: nothing is evicted, drained or loaded for it.
 * A runner that fails to load fails every waiting request for its model and spec (500, its
   message); a runner that exits unexpectedly is forgotten, its in-flight requests learn of it from
   the runner pipe, and the next request loads a fresh one.
@@ -41,7 +46,7 @@ Runner states and the events that move them (anything else leaves the state unch
 
     (new) --SpawnRunner--> LOADING --RunnerReady--> READY --StopRunner--> STOPPING
     LOADING --RunnerFailed/RunnerExited--> (gone)      STOPPING --RunnerExited--> (gone)
-    READY --RunnerExited--> (gone)
+    READY --RunnerExited/RunnerFailed--> (gone)
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ class Kind(enum.Enum):
     LOAD = "load"  # empty prompt: load the model, reply, take no slot
     UNLOAD = "unload"  # empty prompt with keep_alive 0
 
+    def __repr__(self) -> str:  # valid Python, as every event's repr must be
+        return f"Kind.{self.name}"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
@@ -88,7 +96,7 @@ class Request:
     name: str = ""  # display name, for /api/ps
     spec: LoadSpec = field(default_factory=LoadSpec)
     kind: Kind = Kind.GENERATE
-    keep_alive: int | None = None  # ns; None = leave as is; FOREVER = never expire
+    keep_alive: int | None = None  # ns; None = leave as is; negative (FOREVER) = never expire
     size: int = 0  # memory estimate of a runner for this model and spec (bytes)
     size_vram: int = 0  # of which on GPUs
     gpu_layers: int = -1  # layers to offload, decided by core.memory.fit
@@ -103,6 +111,9 @@ class RunnerState(enum.Enum):
     READY = "ready"
     STOPPING = "stopping"
 
+    def __repr__(self) -> str:
+        return f"RunnerState.{self.name}"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Runner:
@@ -113,7 +124,7 @@ class Runner:
     state: RunnerState
     size: int
     size_vram: int
-    keep_alive: int  # ns or FOREVER
+    keep_alive: int  # ns; negative (FOREVER) = never expire
     in_flight: tuple[int, ...] = ()
     last_used: int = 0
     expires_at: int | None = None  # set while idle; None while busy or kept forever
@@ -258,10 +269,18 @@ def step(state: State, event: Event, now: int) -> tuple[State, tuple[Command, ..
         raise SchedulerError(f"unknown event {event!r}")
     b = _Builder(state, now)
     handler(b, event)
+    new_id = event.request.id if isinstance(event, RequestQueued) else None
     b.expire()
-    b.schedule()
-    if isinstance(event, RequestQueued):
-        b.bound_queue(event.request.id)
+    b.schedule(new_id)
+    # The result is a fixpoint (a Tick at the same ``now`` would do nothing), except when a
+    # pass enabled work for a request it had already passed: a runner spared from eviction
+    # for a waiting LOAD is still idle once the LOAD is answered, or a LOAD that set
+    # keep_alive 0 left an idle runner due now. Then one more pass; each one answers,
+    # stops or spawns something, so this ends.
+    while b.again:
+        b.again = False
+        b.expire()
+        b.schedule(None)
     return b.state, tuple(b.commands), next_deadline(b.state)
 
 
@@ -278,6 +297,7 @@ class _Builder:
         self.state = state
         self.now = now
         self.commands: list[Command] = []
+        self.again = False  # this pass enabled work for a request it had already passed
 
     # -- state edits --------------------------------------------------------------------------
     def put_runner(self, runner: Runner) -> None:
@@ -304,33 +324,58 @@ class _Builder:
         runner = replace(runner, last_used=self.now)
         if runner.state is not RunnerState.READY:
             return runner
-        if runner.keep_alive == FOREVER and not runner.draining:
+        if runner.keep_alive < 0 and not runner.draining:  # any negative: forever
             return replace(runner, expires_at=None)
         ttl = 0 if runner.draining else runner.keep_alive
         return replace(runner, expires_at=self.now + ttl)
 
     # -- periodic passes ----------------------------------------------------------------------
-    def expire(self) -> None:
-        for r in self.state.runners:
-            if (r.state is RunnerState.READY and r.idle and r.expires_at is not None
-                    and r.expires_at <= self.now):
+    def expire(self) -> bool:
+        """Stop idle runners whose keep-alive ran out; True if any was stopped.
+
+        A runner that a waiting request can use is spared: the request is served by it in
+        this step (Ollama's queued request holds a reference), instead of a needless reload.
+        """
+        due = [r for r in self.state.runners
+               if r.state is RunnerState.READY and r.idle and r.expires_at is not None
+               and r.expires_at <= self.now]
+        if not due:
+            return False
+        wanted = self.wanted()
+        stopped = False
+        for r in due:
+            if r.draining or (r.model, r.spec) not in wanted:
                 self.stop(r)
+                stopped = True
+        return stopped
 
-    def bound_queue(self, request_id: int) -> None:
+    def wanted(self) -> set[tuple[str, LoadSpec]]:
+        """(model, spec) of the runners that waiting requests can use."""
+        return {(q.model, q.spec) for q in self.state.waiting if q.kind is not Kind.UNLOAD}
+
+    def schedule(self, new_id: int | None) -> None:
+        """Serve waiting requests in FIFO order; make room and load when needed.
+
+        ``new_id`` is the request that just arrived (last in the queue): if it would have to
+        wait in a full queue it is rejected, and whatever was arranged for it is undone.
+        """
         limit = self.state.config.max_queue
-        if len(self.state.waiting) > limit and any(
-                q.id == request_id for q in self.state.waiting):
-            self.set_waiting(tuple(q for q in self.state.waiting if q.id != request_id))
-            self.emit(Reject(request_id=request_id, status=503, message=BUSY_MESSAGE))
-
-    def schedule(self) -> None:
-        """Serve waiting requests in FIFO order; make room and load when needed."""
         blocked: set[str] = set()  # models whose earlier request is waiting (FIFO per model)
         kept: list[Request] = []
         for req in self.state.waiting:
-            if req.model in blocked or not self._try_serve(req):
-                blocked.add(req.model)
-                kept.append(req)
+            full = req.id == new_id and len(kept) >= limit
+            if req.model not in blocked:
+                saved = self.state, len(self.commands)
+                if self._try_serve(req):
+                    continue
+                if full:
+                    self.state = saved[0]
+                    del self.commands[saved[1]:]
+            if full:
+                self.emit(Reject(request_id=req.id, status=503, message=BUSY_MESSAGE))
+                continue
+            blocked.add(req.model)
+            kept.append(req)
         self.set_waiting(tuple(kept))
 
     def _try_serve(self, req: Request) -> bool:
@@ -375,6 +420,8 @@ class _Builder:
         else:
             if r.idle:
                 r = self.went_idle(r)
+                if r.expires_at is not None and r.expires_at <= self.now:
+                    self.again = True  # keep_alive 0: due now, expire it in another pass
             self.put_runner(r)
             self.emit(ReplyLoaded(request_id=req.id, runner_id=r.id))
         return True
@@ -397,22 +444,42 @@ class _Builder:
         return False  # the request waits for RunnerReady
 
     def _make_room(self, req: Request) -> bool:
-        """Stop idle runners (least recently used first) until the new one fits."""
+        """Stop idle runners (least recently used first) until the new one fits.
+
+        True when it fits now. A stopping runner still holds its place and memory, so it
+        counts for "fits now"; but once the runners that are not stopping leave room, no more
+        are stopped: the load waits for the exits. An idle runner that a waiting request can
+        use is not a candidate: that request is served by it in this pass, and evicting it
+        would only reload it (a livelock when the two loads cannot fit together).
+        """
         cfg = self.state.config
+        wanted: set[tuple[str, LoadSpec]] | None = None
+
+        def fits(runners: list[Runner]) -> bool:
+            return len(runners) < cfg.max_loaded and (
+                cfg.memory_budget == 0
+                or sum(r.size for r in runners) + req.size <= cfg.memory_budget)
+
         while True:
-            live = self.state.runners
+            live = list(self.state.runners)
             if not live:
                 return True
-            active = [r for r in live if r.state is not RunnerState.STOPPING]
-            used = sum(r.size for r in live)
-            fits_count = len(live) < cfg.max_loaded  # a stopping runner still counts
-            fits_memory = cfg.memory_budget == 0 or used + req.size <= cfg.memory_budget
-            if fits_count and fits_memory:
+            if fits(live):
                 return True
-            idle = sorted((r for r in active if r.state is RunnerState.READY and r.idle),
-                          key=lambda r: (r.last_used, r.id))
+            active = [r for r in live if r.state is not RunnerState.STOPPING]
+            if fits(active):
+                return False  # enough is stopping already: wait for the exits
+            idle = [r for r in active if r.state is RunnerState.READY and r.idle]
+            if idle:
+                if wanted is None:
+                    wanted = self.wanted()
+                spared = [r for r in idle if not r.draining and (r.model, r.spec) in wanted]
+                if spared:
+                    self.again = True  # they may be idle again once their request is served
+                    idle = [r for r in idle if r not in spared]
             if not idle:
                 return False  # wait for in-flight work or a stopping runner to exit
+            idle.sort(key=lambda r: (r.last_used, r.id))
             self.stop(idle[0])
 
 
