@@ -179,3 +179,47 @@ def test_cli_create_quantize(srv: Server, http: httpx.Client, tiny: str,
             os.path.join(d, "Modelfile"))
     assert r.returncode != 0
     assert UNSUPPORTED in r.stderr and "Traceback" not in r.stderr
+
+
+def _quantize_children(server_pid: int) -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == server_pid and b"pollama.runners.quantize" in cmd:
+            out.append(int(pid))
+    return out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_hang_up_kills_the_quantizer_and_cleans_up(srv: Server, http: httpx.Client,
+                                                   tmp_path: object) -> None:
+    import json
+    import time
+
+    # ~57 MB of F16: a couple of seconds of quantizing on a small machine.
+    shape = tinygguf.TinyShape(n_embd=1024, n_ff=2048, n_layer=3, n_head=8, n_head_kv=4)
+    big = tinygguf.write(os.path.join(str(tmp_path), "big.gguf"), shape=shape)
+    digest = upload(http, big)
+    with http.stream("POST", "/api/create", json={"model": "big-q", "files": {"b.gguf": digest},
+                                                  "quantize": "q4_K_M"}) as r:
+        for line in r.iter_lines():
+            if json.loads(line).get("completed"):
+                assert _quantize_children(srv.proc.pid)
+                break  # hang up mid-quantize
+    blobs = os.path.join(srv.models_dir, "blobs")
+
+    def leftovers() -> list[object]:
+        return [*_quantize_children(srv.proc.pid),
+                *(f for f in os.listdir(blobs) if f.startswith(".tmp"))]
+
+    deadline = time.monotonic() + 10
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers() == []
+    assert "big-q:latest" not in tags(http)
