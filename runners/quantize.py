@@ -69,7 +69,7 @@ class _Reporter:
 def quantize(src: str, dst: str, target: q.QuantType, reporter: _Reporter) -> int:
     import llama_cpp
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
     def on_log(level: int, text: bytes, user_data: Any) -> None:
         try:
             reporter.log(level, text.decode("utf-8", "replace"))
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     proto_fd = os.dup(1)
     os.dup2(2, 1)
     out = os.fdopen(proto_fd, "wb", buffering=0)
-    reporter = _Reporter(out)  # type: ignore[arg-type]
+    reporter = _Reporter(out)
     try:
         if len(args) != 3:
             raise PollamaError("usage: python -m pollama.runners.quantize SRC DST TYPE")
