@@ -92,3 +92,25 @@ def _innermost_is_object(text: str, pos: int) -> bool:
         elif c in "]}" and depth_stack:
             depth_stack.pop()
     return bool(depth_stack) and depth_stack[-1] == "{"
+
+
+def go_quote(text: str) -> str:
+    """Go's %q / strconv.Quote for text (ASCII control characters escaped)."""
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)

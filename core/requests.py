@@ -399,7 +399,8 @@ def check_format(value: Any) -> Any:
     from . import jsonwire
 
     raw = jsonwire.dumps(value).decode()
-    raise BadRequest(f'invalid format: "{raw}"; expected "json" or a valid JSON Schema object')
+    raise BadRequest(f'invalid format: {jsonwire.go_quote(raw)}; expected "json" or a valid '
+                     "JSON Schema object")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

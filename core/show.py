@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .gguf import ArrayInfo
+from .jsonwire import go_quote
 from .modelfile import Command, Modelfile
 from .requests import Message
 
@@ -27,27 +28,6 @@ def go_value(value: Any) -> str:
             return str(int(value))
         return repr(value)
     return str(value)
-
-
-def go_quote(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def parameters_text(params: Mapping[str, Any]) -> str:

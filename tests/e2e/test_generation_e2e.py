@@ -1,0 +1,97 @@
+"""Generation features against SmolLM2 with the official client: structured output and
+embeddings (more features join this file as they land)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import jsonschema
+import ollama
+import pytest
+
+from tests.conftest import Server
+
+pytestmark = pytest.mark.e2e
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 24},
+                   "age": {"type": "integer", "minimum": 0, "maximum": 120},
+                   "hobbies": {"type": "array", "maxItems": 3,
+                               "items": {"type": "string", "maxLength": 24}}},
+    "required": ["name", "age", "hobbies"],
+}
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> ollama.Client:
+    return ollama.Client(host=server.url)
+
+
+def test_format_json_parses(client: ollama.Client) -> None:
+    r = client.chat(model="smol", format="json", options={"temperature": 0, "num_predict": 300},
+                    messages=[{"role": "user", "content":
+                               'Give the capital of France as JSON: {"capital": ...}'}])
+    assert r.done_reason == "stop"
+    assert json.loads(r.message.content) == {"capital": "Paris"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_format_schema_validates(client: ollama.Client, seed: int) -> None:
+    r = client.generate(model="smol", format=PERSON, prompt="Invent a person.",
+                        options={"temperature": 0.7, "seed": seed, "num_predict": 400})
+    assert r.done_reason == "stop"
+    jsonschema.validate(json.loads(r.response), PERSON)
+
+
+def test_format_errors(server: Server) -> None:
+    r = httpx.post(f"{server.url}/api/generate", json={"model": "smol", "prompt": "x",
+                                                       "format": "yaml"})
+    assert r.status_code == 400
+    assert r.json()["error"] == 'invalid format: "\\"yaml\\""; expected "json" or a valid JSON Schema object'
+    r = httpx.post(f"{server.url}/api/generate", timeout=60, json={
+        "model": "smol", "prompt": "x", "stream": False, "format": {"type": "nonsense"}})
+    assert r.status_code == 400 and r.json()["error"].startswith("invalid format")
+
+
+def test_embed(client: ollama.Client) -> None:
+    r = client.embed(model="smol", input=["The sky is blue.", "The sky is blue.", "Pizza!"])
+    vecs = r.embeddings
+    assert len(vecs) == 3 and all(len(v) == 576 for v in vecs)
+    assert all(abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-4 for v in vecs)
+    assert vecs[0] == vecs[1]
+    same = sum(a * b for a, b in zip(vecs[0], vecs[1]))
+    other = sum(a * b for a, b in zip(vecs[0], vecs[2]))
+    assert same > other
+    assert r.prompt_eval_count and r.prompt_eval_count > 6
+    short = client.embed(model="smol", input="The sky is blue.", dimensions=32).embeddings[0]
+    assert len(short) == 32 and abs(math.sqrt(sum(x * x for x in short)) - 1) < 1e-4
+
+
+def test_embed_then_generate_same_runner(client: ollama.Client) -> None:
+    a = client.generate(model="smol", prompt="Say hi.", options={"temperature": 0, "num_predict": 8})
+    client.embed(model="smol", input="interleaved")
+    b = client.generate(model="smol", prompt="Say hi.", options={"temperature": 0, "num_predict": 8})
+    assert a.response == b.response
+
+
+def test_legacy_embeddings_unnormalised(client: ollama.Client, server: Server) -> None:
+    e = client.embeddings(model="smol", prompt="The sky is blue.").embedding
+    assert len(e) == 576 and math.sqrt(sum(x * x for x in e)) > 1.5
+    r = httpx.post(f"{server.url}/api/embeddings", json={"model": "smol", "prompt": ""})
+    assert r.json() == {"embedding": []}
+    r = httpx.post(f"{server.url}/api/embeddings", json={"prompt": "x"})
+    assert (r.status_code, r.json()) == (400, {"error": "model is required"})
+
+
+def test_embed_errors(server: Server) -> None:
+    post = lambda body: httpx.post(f"{server.url}/api/embed", json=body, timeout=60)  # noqa: E731
+    assert post({"model": "smol", "input": [1, 2]}).json() == {"error": "invalid input type"}
+    r = post({"model": "nope", "input": "x"})
+    assert (r.status_code, r.json()) == (404, {"error": 'model "nope" not found, try pulling it first'})
+    assert post({"model": "smol", "input": []}).json() == {"model": "smol", "embeddings": []}
+    r = post({"model": "smol", "input": "word " * 5000, "truncate": False})
+    assert (r.status_code, r.json()) == (400, {"error": "the input length exceeds the context length"})
+    assert post({"model": "smol", "input": "word " * 5000}).status_code == 200
