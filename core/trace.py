@@ -46,7 +46,9 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
-def _build(cls: type[Any], data: dict[str, Any]) -> Any:
+def _build(cls: type[Any], data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise TraceError(f"{cls.__name__} must be an object, not {type(data).__name__}")
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
@@ -63,7 +65,8 @@ def _build(cls: type[Any], data: dict[str, Any]) -> Any:
 
 
 def _decode(table: dict[str, type[Any]], data: Any) -> Any:
-    if not isinstance(data, dict) or data.get("type") not in table:
+    kind = data.get("type") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind not in table:
         raise TraceError(f"unknown entry {data!r}")
     try:
         return _build(table[data["type"]], data)
@@ -98,7 +101,7 @@ class Step:
 
 def parse(lines: Iterable[str]) -> tuple[s.Config, Iterator[Step]]:
     it = iter(enumerate(lines, 1))
-    for _, first in it:
+    for head_line, first in it:
         if first.strip():
             break
     else:
@@ -106,10 +109,13 @@ def parse(lines: Iterable[str]) -> tuple[s.Config, Iterator[Step]]:
     try:
         head = json.loads(first)
     except ValueError as exc:
-        raise TraceError(f"line 1: not JSON: {exc}") from None
+        raise TraceError(f"line {head_line}: not JSON: {exc}") from None
     if not isinstance(head, dict) or head.get("trace") != FORMAT or head.get("version") != VERSION:
-        raise TraceError("line 1: not a pollama scheduler trace (version 1)")
-    config = _decode({"Config": s.Config}, head.get("config"))
+        raise TraceError(f"line {head_line}: not a pollama scheduler trace (version 1)")
+    try:
+        config = _decode({"Config": s.Config}, head.get("config"))
+    except TraceError as exc:
+        raise TraceError(f"line {head_line}: {exc.message}") from None
 
     def steps() -> Iterator[Step]:
         for lineno, text in it:
@@ -124,7 +130,7 @@ def parse(lines: Iterable[str]) -> tuple[s.Config, Iterator[Step]]:
                 raise TraceError(f"line {lineno}: {exc}") from None
             except TraceError as exc:
                 raise TraceError(f"line {lineno}: {exc.message}") from None
-            if not isinstance(now, int):
+            if not isinstance(now, int) or isinstance(now, bool):
                 raise TraceError(f"line {lineno}: now is not an integer")
             yield Step(lineno=lineno, now=now, event=event, commands=commands)
 
@@ -147,7 +153,10 @@ def replay(lines: Iterable[str]) -> ReplayResult:
     state = s.State(config=config)
     n = 0
     for st in steps:
-        state, commands, _ = s.step(state, st.event, st.now)
+        try:
+            state, commands, _ = s.step(state, st.event, st.now)
+        except s.SchedulerError as exc:
+            raise TraceError(f"line {st.lineno}: {exc.message}") from None
         n += 1
         if commands != st.commands:
             return ReplayResult(steps=n, mismatch=st, got=commands)

@@ -280,8 +280,6 @@ def test_bad_header_raises_trace_error(lines: list[str]) -> None:
         trace.replay(lines)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="trace.parse: a non-string type tag in the header escapes as TypeError")
 def test_bad_header_type_tag_raises_trace_error() -> None:
     with pytest.raises(TraceError):
         trace.parse([json.dumps({"trace": "pollama-scheduler", "version": 1,
@@ -343,3 +341,28 @@ def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     data = trace.to_json(sc.Dispatch(request_id=1, runner_id=2))
     data["added_in_v2"] = True
     assert trace.command_from_json(data) == sc.Dispatch(request_id=1, runner_id=2)
+
+
+@pytest.mark.parametrize("line", [
+    '{"now": true, "event": {"type": "Tick"}, "commands": []}',
+    '{"now": 1, "event": {"type": "RequestQueued", "request": {"type": "Request", "id": 1, '
+    '"model": "m", "spec": [1, 2]}}, "commands": []}',
+])
+def test_loose_values_rejected(line: str) -> None:
+    head = json.dumps({"trace": "pollama-scheduler", "version": 1, "config": {"type": "Config"}})
+    with pytest.raises(TraceError):
+        trace.replay([head, line])
+
+
+def test_header_errors_name_the_real_line() -> None:
+    with pytest.raises(TraceError, match="line 3"):
+        trace.parse(["", "  ", "not json"])
+
+
+def test_duplicate_request_id_is_a_trace_error() -> None:
+    head = json.dumps({"trace": "pollama-scheduler", "version": 1, "config": {"type": "Config"}})
+    q = ('{"now": 1, "event": {"type": "RequestQueued", "request": {"type": "Request", "id": 1, '
+         '"model": "m"}}, "commands": [{"type": "SpawnRunner", "runner_id": 1, "model": "m", '
+         '"spec": {"type": "LoadSpec"}}]}')
+    with pytest.raises(TraceError, match="line 3"):
+        trace.replay([head, q, q])
