@@ -52,7 +52,7 @@ Runner states and the events that move them (anything else leaves the state unch
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .errors import PollamaError
@@ -281,7 +281,8 @@ def step(state: State, event: Event, now: int) -> tuple[State, tuple[Command, ..
         b.again = False
         b.expire()
         b.schedule(None)
-    return b.state, tuple(b.commands), next_deadline(b.state)
+    new = b.build()
+    return new, tuple(b.commands), next_deadline(new)
 
 
 def next_deadline(state: State) -> int | None:
@@ -290,44 +291,91 @@ def next_deadline(state: State) -> int | None:
     return min(times) if times else None
 
 
+_RUNNER_SLOTS = tuple((f, getattr(Runner, f)) for f in Runner.__slots__)
+_STATE_SLOTS = tuple(getattr(State, f) for f in ("config", "runners", "waiting",
+                                                  "next_runner_id"))
+
+
+def _evolve(runner: Runner, **changes: Any) -> Runner:
+    """``dataclasses.replace`` for Runner, without its generic machinery (the reducer's hot
+    path: a step copies a few runners). Runner has no ``__post_init__`` to skip."""
+    new = object.__new__(Runner)
+    for name, slot in _RUNNER_SLOTS:
+        slot.__set__(new, changes[name] if name in changes else slot.__get__(runner))
+    return new
+
+
 class _Builder:
     """Mutable scratch space for one step: the new state is built up, commands appended."""
 
     def __init__(self, state: State, now: int) -> None:
-        self.state = state
+        # Lists edited in place during the step (the items stay immutable); ``build()`` makes
+        # the new State once at the end, instead of one State per edit.
+        self.config = state.config
+        self.runners: list[Runner] = list(state.runners)
+        self.waiting: list[Request] = list(state.waiting)
+        self.next_runner_id = state.next_runner_id
         self.now = now
         self.commands: list[Command] = []
         self.again = False  # this pass enabled work for a request it had already passed
 
+    def build(self) -> State:
+        # Once per step: set the slots directly (State has no __post_init__ to skip).
+        new = object.__new__(State)
+        _STATE_SLOTS[0].__set__(new, self.config)
+        _STATE_SLOTS[1].__set__(new, tuple(self.runners))
+        _STATE_SLOTS[2].__set__(new, tuple(self.waiting))
+        _STATE_SLOTS[3].__set__(new, self.next_runner_id)
+        return new
+
+    def runner(self, runner_id: int) -> Runner | None:
+        for r in self.runners:
+            if r.id == runner_id:
+                return r
+        return None
+
+    def loading(self) -> Runner | None:
+        for r in self.runners:
+            if r.state is RunnerState.LOADING:
+                return r
+        return None
+
     # -- state edits --------------------------------------------------------------------------
     def put_runner(self, runner: Runner) -> None:
-        runners = tuple(runner if r.id == runner.id else r for r in self.state.runners)
-        self.state = replace(self.state, runners=runners)
+        for i, r in enumerate(self.runners):
+            if r.id == runner.id:
+                self.runners[i] = runner
+                return
 
     def drop_runner(self, runner_id: int) -> None:
-        self.state = replace(self.state, runners=tuple(
-            r for r in self.state.runners if r.id != runner_id))
+        self.runners = [r for r in self.runners if r.id != runner_id]
 
-    def set_waiting(self, waiting: tuple[Request, ...]) -> None:
-        self.state = replace(self.state, waiting=waiting)
+    def set_waiting(self, waiting: list[Request]) -> None:
+        self.waiting = waiting
 
     def emit(self, command: Command) -> None:
         self.commands.append(command)
 
     def stop(self, runner: Runner) -> None:
-        self.put_runner(replace(runner, state=RunnerState.STOPPING, expires_at=None,
+        self.put_runner(_evolve(runner, state=RunnerState.STOPPING, expires_at=None,
                                 draining=True))
         self.emit(StopRunner(runner_id=runner.id))
 
-    def went_idle(self, runner: Runner) -> Runner:
-        """A runner just finished its last request: start its keep-alive countdown."""
-        runner = replace(runner, last_used=self.now)
-        if runner.state is not RunnerState.READY:
-            return runner
-        if runner.keep_alive < 0 and not runner.draining:  # any negative: forever
-            return replace(runner, expires_at=None)
-        ttl = 0 if runner.draining else runner.keep_alive
-        return replace(runner, expires_at=self.now + ttl)
+    def went_idle(self, runner: Runner, **changes: Any) -> Runner:
+        """A runner just finished its last request: start its keep-alive countdown.
+
+        ``changes`` are applied first; the result is one copy of the runner.
+        """
+        state = changes.get("state", runner.state)
+        changes["last_used"] = self.now
+        if state is RunnerState.READY:
+            keep = changes.get("keep_alive", runner.keep_alive)
+            draining = changes.get("draining", runner.draining)
+            if keep < 0 and not draining:  # any negative: forever
+                changes["expires_at"] = None
+            else:
+                changes["expires_at"] = self.now + (0 if draining else keep)
+        return _evolve(runner, **changes)
 
     # -- periodic passes ----------------------------------------------------------------------
     def expire(self) -> bool:
@@ -336,7 +384,7 @@ class _Builder:
         A runner that a waiting request can use is spared: the request is served by it in
         this step (Ollama's queued request holds a reference), instead of a needless reload.
         """
-        due = [r for r in self.state.runners
+        due = [r for r in self.runners
                if r.state is RunnerState.READY and r.idle and r.expires_at is not None
                and r.expires_at <= self.now]
         if not due:
@@ -351,7 +399,7 @@ class _Builder:
 
     def wanted(self) -> set[tuple[str, LoadSpec]]:
         """(model, spec) of the runners that waiting requests can use."""
-        return {(q.model, q.spec) for q in self.state.waiting if q.kind is not Kind.UNLOAD}
+        return {(q.model, q.spec) for q in self.waiting if q.kind is not Kind.UNLOAD}
 
     def schedule(self, new_id: int | None) -> None:
         """Serve waiting requests in FIFO order; make room and load when needed.
@@ -359,33 +407,37 @@ class _Builder:
         ``new_id`` is the request that just arrived (last in the queue): if it would have to
         wait in a full queue it is rejected, and whatever was arranged for it is undone.
         """
-        limit = self.state.config.max_queue
+        limit = self.config.max_queue
         blocked: set[str] = set()  # models whose earlier request is waiting (FIFO per model)
         kept: list[Request] = []
-        for req in self.state.waiting:
+        for req in self.waiting:
+            if req.model in blocked and req.id != new_id:  # the common case in a long queue
+                kept.append(req)
+                continue
             full = req.id == new_id and len(kept) >= limit
             if req.model not in blocked:
-                saved = self.state, len(self.commands)
+                saved = (list(self.runners), self.next_runner_id, len(self.commands)) \
+                    if full else None
                 if self._try_serve(req):
                     continue
-                if full:
-                    self.state = saved[0]
-                    del self.commands[saved[1]:]
+                if saved is not None:
+                    self.runners, self.next_runner_id = saved[0], saved[1]
+                    del self.commands[saved[2]:]
             if full:
                 self.emit(Reject(request_id=req.id, status=503, message=BUSY_MESSAGE))
                 continue
             blocked.add(req.model)
             kept.append(req)
-        self.set_waiting(tuple(kept))
+        self.set_waiting(kept)
 
     def _try_serve(self, req: Request) -> bool:
         """Serve ``req`` now if possible (True), else arrange what it waits for (False)."""
-        cfg = self.state.config
-        same_model = [r for r in self.state.runners if r.model == req.model]
+        cfg = self.config
+        same_model = [r for r in self.runners if r.model == req.model]
         if req.kind is Kind.UNLOAD:
             for r in same_model:
                 if r.state is RunnerState.READY:
-                    r = replace(r, draining=True, keep_alive=0)
+                    r = _evolve(r, draining=True, keep_alive=0)
                     if r.idle:
                         self.stop(r)
                     else:
@@ -399,7 +451,7 @@ class _Builder:
                 continue
             if r.spec != req.spec:
                 # Reload: drain the old runner; it stops once idle.
-                r = replace(r, draining=True)
+                r = _evolve(r, draining=True)
                 if r.idle:
                     self.stop(r)
                 else:
@@ -412,33 +464,35 @@ class _Builder:
         if req.kind is Kind.GENERATE and len(r.in_flight) >= cfg.num_parallel:
             return False
         keep = r.keep_alive if req.keep_alive is None else req.keep_alive
-        r = replace(r, keep_alive=keep, last_used=self.now)
         if req.kind is Kind.GENERATE:
-            r = replace(r, in_flight=r.in_flight + (req.id,), expires_at=None)
+            r = _evolve(r, keep_alive=keep, last_used=self.now,
+                        in_flight=r.in_flight + (req.id,), expires_at=None)
             self.put_runner(r)
             self.emit(Dispatch(request_id=req.id, runner_id=r.id))
         else:
             if r.idle:
-                r = self.went_idle(r)
+                r = self.went_idle(r, keep_alive=keep)
                 if r.expires_at is not None and r.expires_at <= self.now:
                     self.again = True  # keep_alive 0: due now, expire it in another pass
+            else:
+                r = _evolve(r, keep_alive=keep, last_used=self.now)
             self.put_runner(r)
             self.emit(ReplyLoaded(request_id=req.id, runner_id=r.id))
         return True
 
     def _load(self, req: Request) -> bool:
-        if self.state.loading is not None:
+        if self.loading() is not None:
             return False
         if not self._make_room(req):
             return False
-        cfg = self.state.config
-        rid = self.state.next_runner_id
+        cfg = self.config
+        rid = self.next_runner_id
         keep = cfg.default_keep_alive if req.keep_alive is None else req.keep_alive
         runner = Runner(id=rid, model=req.model, name=req.name, spec=req.spec,
                         state=RunnerState.LOADING, size=req.size, size_vram=req.size_vram,
                         keep_alive=keep, last_used=self.now)
-        self.state = replace(self.state, runners=self.state.runners + (runner,),
-                             next_runner_id=rid + 1)
+        self.runners.append(runner)
+        self.next_runner_id = rid + 1
         self.emit(SpawnRunner(runner_id=rid, model=req.model, spec=req.spec,
                               gpu_layers=req.gpu_layers))
         return False  # the request waits for RunnerReady
@@ -452,7 +506,7 @@ class _Builder:
         use is not a candidate: that request is served by it in this pass, and evicting it
         would only reload it (a livelock when the two loads cannot fit together).
         """
-        cfg = self.state.config
+        cfg = self.config
         wanted: set[tuple[str, LoadSpec]] | None = None
 
         def fits(runners: list[Runner]) -> bool:
@@ -461,7 +515,7 @@ class _Builder:
                 or sum(r.size for r in runners) + req.size <= cfg.memory_budget)
 
         while True:
-            live = list(self.state.runners)
+            live = list(self.runners)
             if not live:
                 return True
             if fits(live):
@@ -489,35 +543,37 @@ class _Builder:
 
 def _on_queued(b: _Builder, ev: RequestQueued) -> None:
     req = ev.request
-    if any(q.id == req.id for q in b.state.waiting) or any(
-            req.id in r.in_flight for r in b.state.runners):
+    if any(q.id == req.id for q in b.waiting) or any(
+            req.id in r.in_flight for r in b.runners):
         raise SchedulerError(f"duplicate request id {req.id}")
-    b.set_waiting(b.state.waiting + (req,))
+    b.waiting.append(req)
 
 
 def _on_finished(b: _Builder, ev: RequestFinished | RequestCancelled) -> None:
-    if any(q.id == ev.request_id for q in b.state.waiting):
-        b.set_waiting(tuple(q for q in b.state.waiting if q.id != ev.request_id))
+    if any(q.id == ev.request_id for q in b.waiting):
+        b.set_waiting([q for q in b.waiting if q.id != ev.request_id])
         return
-    for r in b.state.runners:
+    for r in b.runners:
         if ev.request_id in r.in_flight:
-            r = replace(r, in_flight=tuple(i for i in r.in_flight if i != ev.request_id))
-            if r.idle:
-                r = b.went_idle(r)
+            in_flight = tuple(i for i in r.in_flight if i != ev.request_id)
+            if in_flight:
+                r = _evolve(r, in_flight=in_flight)
+            else:
+                r = b.went_idle(r, in_flight=in_flight)
             b.put_runner(r)
             return
     # Unknown ids are fine: the runner it ran on may have exited already.
 
 
 def _on_ready(b: _Builder, ev: RunnerReady) -> None:
-    r = b.state.runner(ev.runner_id)
+    r = b.runner(ev.runner_id)
     if r is None or r.state is not RunnerState.LOADING:
         return
-    b.put_runner(b.went_idle(replace(r, state=RunnerState.READY)))
+    b.put_runner(b.went_idle(r, state=RunnerState.READY))
 
 
 def _on_failed(b: _Builder, ev: RunnerFailed) -> None:
-    r = b.state.runner(ev.runner_id)
+    r = b.runner(ev.runner_id)
     if r is None:
         return
     b.drop_runner(r.id)
@@ -526,7 +582,7 @@ def _on_failed(b: _Builder, ev: RunnerFailed) -> None:
 
 
 def _on_exited(b: _Builder, ev: RunnerExited) -> None:
-    r = b.state.runner(ev.runner_id)
+    r = b.runner(ev.runner_id)
     if r is None:
         return
     b.drop_runner(r.id)
@@ -536,12 +592,12 @@ def _on_exited(b: _Builder, ev: RunnerExited) -> None:
 
 def _fail_waiting(b: _Builder, r: Runner, message: str) -> None:
     kept = []
-    for q in b.state.waiting:
+    for q in b.waiting:
         if q.model == r.model and q.spec == r.spec and q.kind is not Kind.UNLOAD:
             b.emit(Reject(request_id=q.id, status=500, message=message))
         else:
             kept.append(q)
-    b.set_waiting(tuple(kept))
+    b.set_waiting(kept)
 
 
 def _on_tick(b: _Builder, ev: Tick) -> None:
