@@ -28,7 +28,7 @@ import enum
 import functools
 import math
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Final, NoReturn
@@ -328,7 +328,7 @@ class _Lexer:
             return self.lex_variable
         elif r == "'":
             return self.lex_char
-        elif r == "." and not ("0" <= self.peek() <= "9" and self.peek() != _EOF):
+        elif r == "." and self.peek() != _EOF and not "0" <= self.peek() <= "9":
             return self.lex_field
         elif r in ".+-" or "0" <= r <= "9":
             self.backup()
@@ -828,7 +828,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.toks = _Lexer(text).run()
         self.i = 0
-        self.last_line = 1
+        self.far = 0  # furthest token read: Go reports errors at the lexer's last item
         self.vars: list[str] = ["$"]
         self.range_depth = 0
         self.depth = 0
@@ -837,18 +837,18 @@ class _Parser:
 
     # -- token stream
     def next(self) -> _Token:
-        t = self.toks[min(self.i, len(self.toks) - 1)]
+        i = min(self.i, len(self.toks) - 1)
+        self.far = max(self.far, i)
         self.i += 1
-        self.last_line = t.line
-        return t
+        return self.toks[i]
 
     def backup(self, n: int = 1) -> None:
         self.i -= n
 
     def peek(self) -> _Token:
-        t = self.toks[min(self.i, len(self.toks) - 1)]
-        self.last_line = t.line
-        return t
+        i = min(self.i, len(self.toks) - 1)
+        self.far = max(self.far, i)
+        return self.toks[i]
 
     def next_non_space(self) -> _Token:
         while True:
@@ -862,7 +862,7 @@ class _Parser:
         return t
 
     def errorf(self, msg: str) -> NoReturn:
-        raise _ParseError(f"template: :{self.last_line}: {msg}")
+        raise _ParseError(f"template: :{self.toks[self.far].line}: {msg}")
 
     def expect(self, typ: _T, context: str) -> _Token:
         t = self.next_non_space()
@@ -1042,9 +1042,11 @@ class _Parser:
         name = self.template_name(tok, context)
         pipe = self.pipeline(context, _T.RIGHT_DELIM)
         self.nest("max expression depth exceeded")
+        outer_far = self.far
         root, end = self.sub_tree()
         self.depth -= 1
         if not isinstance(end, _EndNode):
+            self.far = outer_far  # Go raises this from the enclosing tree's token state
             self.errorf(f"unexpected {end} in {context}")
         self.add_tree(name, root)
         return TemplateNode(pos=tok.pos, line=tok.line, name=name, pipe=pipe)
@@ -1293,12 +1295,14 @@ def _go_parse_float(text: str) -> float | None:
                 s = s.replace("_", "")
             if "p" not in s.lower():
                 return None
-            return float.fromhex(s)
-        if "_" in s and not _underscore_ok(s):
-            return None
-        if any(c not in "0123456789.eE+-_" for c in s):
-            return None
-        return float(s.replace("_", ""))
+            f = float.fromhex(s)
+        else:
+            if "_" in s and not _underscore_ok(s):
+                return None
+            if any(c not in "0123456789.eE+-_" for c in s):
+                return None
+            f = float(s.replace("_", ""))
+        return None if math.isinf(f) else f  # Go: ErrRange
     except (ValueError, OverflowError):
         return None
 
@@ -1321,6 +1325,7 @@ class GoStruct:
     go_fields: ClassVar[tuple[str, ...]] = ()
     go_json_fields: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
     go_pointer: ClassVar[bool] = False
+    go_any_fields: ClassVar[frozenset[str]] = frozenset()  # fields of type interface{}
 
     def go_string(self) -> str | None:
         """Go's ``String()`` method when the type has one (used by ``%v``, ``%s``)."""
@@ -1332,13 +1337,51 @@ class GoStruct:
         return False, None
 
 
+class _SliceView(Sequence[Any]):
+    """``slice`` of a list without copying (Go slices share their array), so templates that
+    slice the message list once per message stay linear."""
+
+    __slots__ = ("base", "start", "stop")
+    base: Sequence[Any]
+    start: int
+    stop: int
+
+    def __init__(self, base: Sequence[Any], start: int, stop: int) -> None:
+        if isinstance(base, _SliceView):
+            view = base
+            base, start, stop = view.base, view.start + start, view.start + stop
+        self.base, self.start, self.stop = base, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return list(self)[i]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self.base[self.start + (i % len(self))]
+
+    def __iter__(self) -> Iterator[Any]:
+        for i in range(self.start, self.stop):
+            yield self.base[i]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, (list, tuple, _SliceView)) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_SEQ: Final = (list, tuple, _SliceView)
+
+
 def _type_name(v: Any) -> str:
     if v is None:
         return "<nil>"
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):
-        return "int"
+        return "uint8" if type(v) is _Uint8 else "int"
     if isinstance(v, float):
         return "float64"
     if isinstance(v, str):
@@ -1346,11 +1389,17 @@ def _type_name(v: Any) -> str:
     t = getattr(v, "go_type", None)
     if isinstance(t, str):
         return t
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, _SEQ):
         return "[]interface {}"
     if isinstance(v, dict):
         return "map[string]interface {}"
     return "interface {}"
+
+
+class _Uint8(int):
+    """A byte of a string (``index "abc" 0``), which Go types as uint8."""
+
+    __slots__ = ()
 
 
 def _truth(v: Any) -> bool:
@@ -1359,7 +1408,7 @@ def _truth(v: Any) -> bool:
         return False
     if isinstance(v, (bool, int, float)):
         return v != 0  # NaN is true, as in Go
-    if isinstance(v, (str, list, tuple, dict)):
+    if isinstance(v, (str, dict, *_SEQ)):
         return len(v) > 0
     return True
 
@@ -1446,18 +1495,37 @@ def _format_float(v: float, verb: str, prec: int) -> str:
 
 
 def _format_hex_float(v: float, prec: int, verb: str) -> str:
-    h = float.hex(abs(v))  # 0x1.8000000000000p+0
-    mant, _, exp = h[2:].partition("p")
-    whole, _, frac = mant.partition(".")
-    frac = frac.rstrip("0")
-    if prec >= 0:
-        frac = (frac + "0" * prec)[:prec]
-    e = int(exp)
-    s = ("-" if math.copysign(1.0, v) < 0 else "") + "0x" + whole
-    if frac:
-        s += "." + frac
-    s += "p" + ("-" if e < 0 else "+") + str(abs(e)).rjust(2, "0")
-    return s.upper().replace("0X", "0X") if verb == "X" else s
+    """strconv's %x/%X for floats (Go fmtX): 1.xxxp±dd, rounded half to even."""
+    mask64 = (1 << 64) - 1
+    neg = math.copysign(1.0, v) < 0
+    mant, exp = 0, 0
+    if v != 0:
+        m, e = math.frexp(abs(v))
+        mant, exp = int(m * (1 << 53)) << 8, e - 1  # leading 1 at bit 60
+    if 0 <= prec < 15:
+        shift = prec * 4
+        extra = (mant << shift) & ((1 << 60) - 1)
+        mant >>= 60 - shift
+        if extra | (mant & 1) > 1 << 59:
+            mant += 1
+        mant = (mant << (60 - shift)) & mask64
+        if mant & (1 << 61):
+            mant >>= 1
+            exp += 1
+    digits = "0123456789ABCDEF" if verb == "X" else "0123456789abcdef"
+    out = ["-" if neg else "", "0", verb, str((mant >> 60) & 1)]
+    mant = (mant << 4) & mask64
+    if (prec < 0 and mant != 0) or prec > 0:
+        out.append(".")
+        n = 0
+        while (prec < 0 and mant != 0) or (0 <= n < prec):
+            out.append(digits[(mant >> 60) & 15])
+            mant = (mant << 4) & mask64
+            n += 1
+    out.append("P" if verb == "X" else "p")
+    out.append("-" if exp < 0 else "+")
+    out.append(str(abs(exp)).rjust(2, "0"))
+    return "".join(out)
 
 
 def _json_float(v: float) -> str:
@@ -1507,7 +1575,7 @@ def _json_empty(v: Any) -> bool:
         return True
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return v == 0
-    if isinstance(v, (list, tuple, dict)):
+    if isinstance(v, (dict, *_SEQ)):
         return len(v) == 0
     return False
 
@@ -1543,7 +1611,9 @@ def go_json(v: Any, _depth: int = 0) -> str:
                 continue
             parts.append(_json_string(name) + ":" + go_json(val, _depth + 1))
         return "{" + ",".join(parts) + "}"
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, _SEQ):
+        if isinstance(v, tuple) and not v:
+            return "null"  # a nil typed slice (.ToolCalls, .Images when there are none)
         return "[" + ",".join(go_json(x, _depth + 1) for x in v) + "]"
     if isinstance(v, dict):
         keys = list(v) if getattr(v, "go_ordered", False) else _sorted_keys(v)
@@ -1683,7 +1753,7 @@ class _Printer:
                     self.buf.append(name + ":")
                 self.print_value(getattr(v, name), verb, depth + 1)
             self.buf.append("}")
-        elif isinstance(v, (list, tuple)):
+        elif isinstance(v, _SEQ):
             if self.sharp_v:
                 self.buf.append(_type_name(v) + "{")
                 for i, x in enumerate(v):
@@ -1811,6 +1881,8 @@ class _Printer:
             self.pad(num)
             self.zero = saved
             return
+        if self.sharp and verb != "b":
+            num = _sharp_float(num, verb, prec)
         if self.plus or num[0] != "+":
             if self.zero and not self.minus and self.wid is not None and self.wid > len(num):
                 self.buf.append(num[0])
@@ -1872,6 +1944,35 @@ class _Printer:
         self.buf.append("".join(out))
         if self.wid is not None and self.wid > width and self.minus:
             self.write_padding(self.wid - width)
+
+
+def _sharp_float(num: str, verb: str, prec: int) -> str:
+    """Go fmt's ``#`` flag on floats: always a decimal point; %g keeps trailing zeros."""
+    digits = (6 if prec == -1 else prec) if verb in "vgGx" else 0
+    tail = ""
+    body = [num[0]]
+    has_point = saw_nonzero = False
+    for i in range(1, len(num)):
+        c = num[i]
+        if c == ".":
+            has_point = True
+        elif c in "pP" or (c in "eE" and verb not in "xX"):
+            tail = num[i:]
+            break
+        else:
+            if c != "0":
+                saw_nonzero = True
+            if saw_nonzero:
+                digits -= 1
+        body.append(c)
+    out = "".join(body)
+    if not has_point:
+        if len(out) == 2 and out[1] == "0":
+            digits -= 1
+        out += "."
+    if digits > 0:
+        out += "0" * digits
+    return out + tail
 
 
 def _too_large(n: int) -> bool:
@@ -2054,8 +2155,9 @@ def _printable(v: Any) -> str:
     if isinstance(v, str):
         return v
     p = _Printer()
-    if isinstance(v, GoStruct) and v.go_pointer and not p.handle_methods(v, "v"):
-        p.print_value(v, "v", 1)  # pointers are dereferenced, so no "&"
+    if isinstance(v, GoStruct) and v.go_pointer:
+        if not p.handle_methods(v, "v"):
+            p.print_value(v, "v", 1)  # pointers are dereferenced, so no "&"
         return p.out()
     p.print_arg(v, "v")
     return p.out()
@@ -2083,7 +2185,7 @@ def _basic_kind(v: Any) -> str:
 def _reflect_kind(v: Any) -> str:
     if v is None:
         return "invalid"
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, _SEQ):
         return "slice"
     if isinstance(v, dict):
         return "map"
@@ -2093,9 +2195,15 @@ def _reflect_kind(v: Any) -> str:
 
 
 def _is_nil(v: Any) -> bool:
-    # Empty slices and maps in template data stand for Go's nil ones (Ollama never sets
-    # empty non-nil ones), so ``eq .ToolCalls nil`` holds as it does in Ollama.
-    return v is None or (isinstance(v, (list, tuple, dict)) and len(v) == 0)
+    """Go nil: None, and empty typed slices (tuples, Tools...) or maps marked nil. Decoded JSON
+    ``[]``/``{}`` (plain lists and dicts) are empty but not nil, as in Go."""
+    if v is None:
+        return True
+    if getattr(v, "nil", False) is True:
+        return True
+    if isinstance(v, (tuple, list)) and type(v) is not list:
+        return len(v) == 0
+    return False
 
 
 def _eq(a: Any, *bs: Any) -> bool:
@@ -2114,14 +2222,14 @@ def _eq(a: Any, *bs: Any) -> bool:
         else:
             r1, r2 = _reflect_kind(a), _reflect_kind(b)
             if r1 != r2 and "invalid" not in (r1, r2):
-                raise _FuncError(f"non-comparable types {go_sprint([a])}: {_type_name(a)}, "
-                                 f"{_type_name(b)}: {go_sprint([b])}")
+                raise _FuncError(go_sprintf("non-comparable types %s: %v, %s: %v",
+                                            [a, _type_name(a), _type_name(b), b]))
             if _is_nil(a) or _is_nil(b):
                 truth = _is_nil(a) == _is_nil(b)
             elif r2 == "ptr":
                 truth = a is b
             else:
-                raise _FuncError(f"non-comparable type {go_sprint([b])}: {_type_name(b)}")
+                raise _FuncError(go_sprintf("non-comparable type %s: %v", [b, _type_name(b)]))
         if truth:
             return True
     return False
@@ -2142,6 +2250,12 @@ def _lt(a: Any, b: Any) -> bool:
 
 
 def _index_arg(index: Any, cap: int) -> int:
+    if isinstance(index, _IfaceArg):
+        if index.value is None:
+            raise _FuncError("cannot index slice/array with type interface {}")
+        index = index.value
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise _FuncError("cannot index slice/array with type interface {}")
     if index is None:
         raise _FuncError("cannot index slice/array with nil")
     if isinstance(index, bool) or not isinstance(index, int):
@@ -2149,6 +2263,10 @@ def _index_arg(index: Any, cap: int) -> int:
     if index < 0 or index > cap:
         raise _FuncError(f"index out of range: {index}")
     return index
+
+
+def _plain(v: Any) -> Any:
+    return v.value if isinstance(v, _IfaceArg) else v
 
 
 def _elem_type(v: Any) -> str:
@@ -2160,12 +2278,13 @@ def _fn_index(st: _State, name: str, argv: list[Any]) -> Any:
     if item is None:
         raise _FuncError("index of untyped nil")
     for index in argv[1:]:
-        if isinstance(item, (list, tuple, str)):
+        if isinstance(item, (str, *_SEQ)):
             seq: Any = item.encode("utf-8", "replace") if isinstance(item, str) else item
             x = _index_arg(index, len(seq))
             if x >= len(seq):
-                raise _FuncError("reflect: slice index out of range")
-            item = seq[x]
+                kind = "string" if isinstance(item, str) else "slice"
+                raise _FuncError(f"reflect: {kind} index out of range")
+            item = _Uint8(seq[x]) if isinstance(item, str) else seq[x]
         elif isinstance(item, dict):
             if index is None:
                 raise _FuncError("value is nil; should be of type string")
@@ -2180,7 +2299,7 @@ def _fn_index(st: _State, name: str, argv: list[Any]) -> Any:
 
 
 def _fn_slice(st: _State, name: str, argv: list[Any]) -> Any:
-    item, indexes = argv[0], argv[1:]
+    item, indexes = _plain(argv[0]), argv[1:]
     if item is None:
         raise _FuncError("slice of untyped nil")
     if len(indexes) > 3:
@@ -2189,7 +2308,7 @@ def _fn_slice(st: _State, name: str, argv: list[Any]) -> Any:
         if len(indexes) == 3:
             raise _FuncError("cannot 3-index slice a string")
         seq: Any = item.encode("utf-8", "replace")
-    elif isinstance(item, (list, tuple)):
+    elif isinstance(item, _SEQ):
         seq = item
     else:
         raise _FuncError(f"can't slice item of type {_type_name(item)}")
@@ -2201,19 +2320,24 @@ def _fn_slice(st: _State, name: str, argv: list[Any]) -> Any:
         raise _FuncError(f"invalid slice index: {idx[0]} > {idx[1]}")
     if len(indexes) == 3 and idx[1] > idx[2]:
         raise _FuncError(f"invalid slice index: {idx[1]} > {idx[2]}")
-    out = seq[idx[0]:idx[1]]
     if isinstance(item, str):
-        return bytes(out).decode("utf-8", "replace")
-    return list(out)
+        return bytes(seq[idx[0]:idx[1]]).decode("utf-8", "replace")
+    if type(item) in _SEQ:
+        return _SliceView(item, idx[0], idx[1])
+    return type(item)(item[idx[0]:idx[1]])  # a typed slice keeps its type (String method)
 
 
 def _fn_len(st: _State, name: str, argv: list[Any]) -> Any:
     item = argv[0]
+    if isinstance(item, _IfaceArg):
+        if item.value is None:
+            raise _FuncError("len of nil pointer")
+        item = item.value
     if item is None:
         raise _FuncError("reflect: call of reflect.Value.Type on zero Value")
     if isinstance(item, str):
         return len(item.encode("utf-8", "replace"))
-    if isinstance(item, (list, tuple, dict)):
+    if isinstance(item, (dict, *_SEQ)):
         return len(item)
     raise _FuncError(f"len of type {_elem_type(item)}")
 
@@ -2224,7 +2348,12 @@ def _eval_args(args: Sequence[Any]) -> str:
         return args[0]
     pieces: list[Any] = []
     for a in args:
-        pieces.append(_PrintedAs(_printable(a)) if a is None or isinstance(a, GoStruct) else a)
+        if a is None:
+            pieces.append("<no value>")
+        elif isinstance(a, GoStruct) and a.go_pointer:
+            pieces.append(_PrintedAs(_printable(a)))
+        else:
+            pieces.append(a)
     return go_sprint(pieces)
 
 
@@ -2316,6 +2445,16 @@ class _Func:
     impl: Callable[[_State, str, list[Any]], Any]
 
 
+class _IfaceArg:
+    """An argument that came out of an ``interface{}`` slot (a map[string]any value, a []any
+    element). Only ``len`` and ``slice`` can tell (their error messages differ)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 _FUNCS: Final[Mapping[str, _Func]] = {
     "and": _Func(("any",), "any", lambda st, n, a: None),  # short-circuits in _eval_call
     "or": _Func(("any",), "any", lambda st, n, a: None),
@@ -2344,6 +2483,16 @@ _FUNCS: Final[Mapping[str, _Func]] = {
 }
 
 
+def _holds_any(container: Any) -> bool:
+    """Whether the container's elements are Go ``interface{}`` values ([]any, map[string]any).
+
+    Plain lists and dicts (decoded JSON) hold ``any``; tuples, typed lists and lists of
+    structs stand for typed slices (``[]*api.Message``, ``[]string``...)."""
+    if isinstance(container, _SliceView):
+        container = container.base
+    return type(container) in (list, dict, ToolCallArguments)
+
+
 def _map_zero(m: Mapping[Any, Any]) -> Any:
     zero = getattr(m, "go_zero", None)
     return zero() if callable(zero) else None
@@ -2364,9 +2513,11 @@ class _State:
         self.size = 0
         self.steps = 0
         self.depth = 0
-        self.vars: list[list[Any]] = []
+        self.vars: list[list[Any]] = []  # [name, value, holds an interface{}]
         self.name = ""
         self.node: _Node | None = None
+        self.dot_iface = False  # dot is an element of []any / map[string]any
+        self.arg_iface = False  # the last field/variable evaluated sat in an interface{}
 
     # -- errors and bookkeeping
     def errorf(self, msg: str) -> NoReturn:
@@ -2394,18 +2545,25 @@ class _State:
             self.errorf(f"output exceeds limit of {self.max_output} bytes")
         self.out.append(s)
 
-    def set_var(self, name: str, value: Any) -> None:
+    def set_var(self, name: str, value: Any, iface: bool = False) -> None:
         for v in reversed(self.vars):
             if v[0] == name:
-                v[1] = value
+                v[1], v[2] = value, iface
                 return
         self.errorf(f"undefined variable: {name}")
 
-    def var_value(self, name: str) -> Any:
+    def var_entry(self, name: str) -> tuple[Any, bool]:
         for v in reversed(self.vars):
             if v[0] == name:
-                return v[1]
+                return v[1], v[2]
         self.errorf(f"undefined variable: {name}")
+
+    def walk_dot(self, dot: Any, iface: bool, node: _Node) -> None:
+        saved, self.dot_iface = self.dot_iface, iface
+        try:
+            self.walk(dot, node)
+        finally:
+            self.dot_iface = saved
 
     # -- walking
     def walk(self, dot: Any, node: _Node) -> None:
@@ -2425,8 +2583,10 @@ class _State:
             mark = len(self.vars)
             try:
                 val = self.eval_pipeline(dot, node.pipe)
-                if _truth(val):
-                    self.walk(val if isinstance(node, WithNode) else dot, node.list)
+                if isinstance(node, WithNode) and _truth(val):
+                    self.walk_dot(val, False, node.list)
+                elif _truth(val):
+                    self.walk(dot, node.list)
                 elif node.else_list is not None:
                     self.walk(dot, node.else_list)
             finally:
@@ -2446,32 +2606,37 @@ class _State:
         mark0 = len(self.vars)
         try:
             val = self.eval_pipeline(dot, r.pipe)
-            self.node = r
             mark = len(self.vars)
             decl = r.pipe.decl
+
+            elem_iface = _holds_any(val)
 
             def one(index: Any, elem: Any) -> None:
                 self.node = r
                 self.step()
+                iface = elem_iface and not isinstance(elem, GoStruct)
                 if decl:
                     if r.pipe.is_assign:
-                        self.set_var(decl[0].ident[0], index if len(decl) > 1 else elem)
+                        if len(decl) > 1:
+                            self.set_var(decl[0].ident[0], index)
+                        else:
+                            self.set_var(decl[0].ident[0], elem, iface)
                     else:
-                        self.vars[-1][1] = elem
+                        self.vars[-1][1:] = [elem, iface]
                 if len(decl) > 1:
                     if r.pipe.is_assign:
-                        self.set_var(decl[1].ident[0], elem)
+                        self.set_var(decl[1].ident[0], elem, iface)
                     else:
-                        self.vars[-2][1] = index
+                        self.vars[-2][1:] = [index, False]
                 try:
-                    self.walk(elem, r.list)
+                    self.walk_dot(elem, iface, r.list)
                 except _Continue:
                     pass
                 finally:
                     del self.vars[mark:]
 
             try:
-                if isinstance(val, (list, tuple)):
+                if isinstance(val, _SEQ):
                     if val:
                         for i, e in enumerate(val):
                             one(i, e)
@@ -2505,10 +2670,10 @@ class _State:
             self.errorf(f"exceeded maximum template depth ({MAX_DEPTH})")
         dot = self.eval_pipeline(dot, t.pipe)  # variables it declares persist
         saved = (self.vars, self.name)
-        self.vars, self.name = [["$", dot]], t.name
+        self.vars, self.name = [["$", dot, False]], t.name
         self.depth += 1
         try:
-            self.walk(dot, tree)
+            self.walk_dot(dot, False, tree)
         finally:
             self.vars, self.name = saved
             self.depth -= 1
@@ -2525,7 +2690,7 @@ class _State:
             if pipe.is_assign:
                 self.set_var(v.ident[0], value)
             else:
-                self.vars.append([v.ident[0], value])
+                self.vars.append([v.ident[0], value, False])
         return value
 
     def not_a_function(self, args: Sequence[_Node], final: Any) -> None:
@@ -2537,7 +2702,8 @@ class _State:
         first = cmd.args[0]
         if isinstance(first, FieldNode):
             self.node = first
-            return self.eval_field_chain(dot, dot, first, first.ident, cmd.args, final)
+            return self.eval_field_chain(dot, dot, self.dot_iface, first, first.ident, cmd.args,
+                                         final)
         if isinstance(first, ChainNode):
             return self.eval_chain(dot, first, cmd.args, final)
         if isinstance(first, IdentifierNode):
@@ -2579,44 +2745,49 @@ class _State:
         if isinstance(chain.node, NilNode):
             self.errorf(f"indirection through explicit nil in {chain}")
         receiver = self.eval_arg(dot, "any", chain.node)
-        return self.eval_field_chain(dot, receiver, chain, chain.fields, args, final)
+        return self.eval_field_chain(dot, receiver, False, chain, chain.fields, args, final)
 
     def eval_variable(self, dot: Any, var: VariableNode, args: Sequence[_Node] | None,
                       final: Any) -> Any:
         self.node = var
-        value = self.var_value(var.ident[0])
+        value, iface = self.var_entry(var.ident[0])
         if len(var.ident) == 1:
             self.not_a_function(args or (var,), final)
+            self.arg_iface = iface
             return value
-        return self.eval_field_chain(dot, value, var, var.ident[1:], args, final)
+        return self.eval_field_chain(dot, value, iface, var, var.ident[1:], args, final)
 
-    def eval_field_chain(self, dot: Any, receiver: Any, node: _Node, ident: Sequence[str],
-                         args: Sequence[_Node] | None, final: Any) -> Any:
+    def eval_field_chain(self, dot: Any, receiver: Any, iface: bool, node: _Node,
+                         ident: Sequence[str], args: Sequence[_Node] | None, final: Any) -> Any:
         for name in ident[:-1]:
-            receiver = self.eval_field(name, node, None, _MISSING, receiver)
-        return self.eval_field(ident[-1], node, args, final, receiver)
+            receiver, iface = self.eval_field(name, node, None, _MISSING, receiver, iface)
+        value, self.arg_iface = self.eval_field(ident[-1], node, args, final, receiver, iface)
+        return value
 
     def eval_field(self, name: str, node: _Node, args: Sequence[_Node] | None, final: Any,
-                   receiver: Any) -> Any:
+                   receiver: Any, iface: bool) -> tuple[Any, bool]:
+        """``receiver.name`` and whether the result sits in an ``interface{}`` slot."""
         if receiver is None:
-            return None  # missingkey=zero: a field of nothing is nothing
+            if iface:  # a nil interface{} (a JSON null, a missing map key) has no fields
+                self.errorf(f"nil pointer evaluating interface {{}}.{name}")
+            return None, False  # no value at all: missingkey=zero gives nothing
         has_args = (args is not None and len(args) > 1) or final is not _MISSING
         if isinstance(receiver, GoStruct):
             found, value = receiver.go_field(name)
             if found:
                 if has_args:
-                    self.node = node
                     self.errorf(f"{name} has arguments but cannot be invoked as function")
-                return value
+                return value, name in receiver.go_any_fields
         elif isinstance(receiver, dict):
             if has_args:
-                self.node = node
                 self.errorf(f"{name} is not a method but has arguments")
+            any_values = _holds_any(receiver)
             if name in receiver:
-                return receiver[name]
-            return _map_zero(receiver)
-        self.node = node
-        self.errorf(f"can't evaluate field {name} in type {_type_name(receiver)}")
+                value = receiver[name]
+                return value, any_values and not isinstance(value, GoStruct)
+            return _map_zero(receiver), any_values
+        typ = "interface {}" if iface else _type_name(receiver)
+        self.errorf(f"can't evaluate field {name} in type {typ}")
 
     def eval_function(self, dot: Any, node: IdentifierNode, cmd: _Node,
                       args: Sequence[_Node] | None, final: Any) -> Any:
@@ -2647,10 +2818,13 @@ class _State:
                 v = final
             return v
         argv: list[Any] = []
+        keep_iface = fn.impl is _fn_len or fn.impl is _fn_slice
         for i, a in enumerate(rest):
             kind = fn.fixed[i] if i < nfixed else fn.variadic
             assert kind is not None
-            argv.append(self.eval_arg(dot, kind, a))
+            self.arg_iface = False
+            v = self.eval_arg(dot, kind, a)
+            argv.append(_IfaceArg(v) if keep_iface and self.arg_iface else v)
         if final is not _MISSING:
             kind2 = fn.fixed[num_in - 1] if num_in - 1 < nfixed else fn.variadic
             assert kind2 is not None
@@ -2660,6 +2834,8 @@ class _State:
             argv.insert(0, callee)
         # Work on long strings costs steps too, so loops over big values stay bounded.
         self.steps += sum(len(a) for a in argv if isinstance(a, str)) >> 12
+        if name == "call":
+            argv = [_plain(a) for a in argv]
         try:
             result = fn.impl(self, name, argv)
         except _FuncError as e:
@@ -2681,6 +2857,12 @@ class _State:
         return value
 
     def eval_arg(self, dot: Any, kind: str, n: _Node) -> Any:
+        value = self.eval_arg_(dot, kind, n)
+        if not isinstance(n, (FieldNode, VariableNode)):
+            self.arg_iface = isinstance(n, DotNode) and self.dot_iface
+        return value
+
+    def eval_arg_(self, dot: Any, kind: str, n: _Node) -> Any:
         self.node = n
         if isinstance(n, DotNode):
             return self.validate(dot, kind)
@@ -2689,8 +2871,8 @@ class _State:
                 return None
             self.errorf(f"cannot assign nil to {kind}")
         if isinstance(n, FieldNode):
-            return self.validate(self.eval_field_chain(dot, dot, n, n.ident, (n,), _MISSING),
-                                 kind)
+            return self.validate(self.eval_field_chain(dot, dot, self.dot_iface, n, n.ident, (n,),
+                                                       _MISSING), kind)
         if isinstance(n, VariableNode):
             return self.validate(self.eval_variable(dot, n, None, _MISSING), kind)
         if isinstance(n, PipeNode):
@@ -2801,6 +2983,7 @@ class ToolProperty(GoStruct):
     """``api.ToolProperty``: one property of a tool's parameter schema."""
 
     go_type: ClassVar[str] = "api.ToolProperty"
+    go_any_fields: ClassVar[frozenset[str]] = frozenset({"Items"})
     go_fields: ClassVar[tuple[str, ...]] = (
         "AnyOf", "Type", "Items", "Description", "Enum", "Properties", "Required")
     go_json_fields: ClassVar[tuple[tuple[str, str, bool], ...]] = (
@@ -2811,7 +2994,7 @@ class ToolProperty(GoStruct):
     Type: PropertyType = dataclasses.field(default_factory=PropertyType)
     Items: Any = None
     Description: str = ""
-    Enum: tuple[Any, ...] = ()
+    Enum: list[Any] = dataclasses.field(default_factory=list)
     Properties: ToolProperties | None = None
     Required: tuple[str, ...] = ()
 
@@ -2838,7 +3021,7 @@ class ToolProperty(GoStruct):
             Type=PropertyType(types),
             Items=_go_any(m.get("items")),
             Description=_as_str(m.get("description")),
-            Enum=tuple(_go_any(x) for x in enum) if isinstance(enum, list) else (),
+            Enum=[_go_any(x) for x in enum] if isinstance(enum, list) else [],
             Properties=ToolProperties.from_json(props, ordered=True, depth=depth + 1)
             if isinstance(props, Mapping) and depth < 32 else None,
             Required=tuple(x for x in req if isinstance(x, str)) if isinstance(req, list) else (),
@@ -2889,6 +3072,7 @@ class _JSONStringer(GoStruct):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolFunctionParameters(_JSONStringer):
     go_type: ClassVar[str] = "api.ToolFunctionParameters"
+    go_any_fields: ClassVar[frozenset[str]] = frozenset({"Defs", "Items"})
     go_fields: ClassVar[tuple[str, ...]] = ("Type", "Defs", "Items", "Required", "Properties")
     go_json_fields: ClassVar[tuple[tuple[str, str, bool], ...]] = (
         ("Type", "type", False), ("Defs", "$defs", True), ("Items", "items", True),
@@ -2916,6 +3100,7 @@ class ToolFunction(_JSONStringer):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tool(_JSONStringer):
     go_type: ClassVar[str] = "api.Tool"
+    go_any_fields: ClassVar[frozenset[str]] = frozenset({"Items"})
     go_fields: ClassVar[tuple[str, ...]] = ("Type", "Items", "Function")
     go_json_fields: ClassVar[tuple[tuple[str, str, bool], ...]] = (
         ("Type", "type", False), ("Items", "items", True), ("Function", "function", False))
@@ -3013,12 +3198,13 @@ class TemplateMessage(GoStruct):
     ToolCallID: str = ""
 
 
-def template_messages(messages: Sequence[Message]) -> list[TemplateMessage]:
-    return [TemplateMessage(Role=m.role, Content=m.content, Thinking=m.thinking,
-                            Images=tuple(m.images),
-                            ToolCalls=tuple(ToolCall.from_json(c) for c in m.tool_calls),
-                            ToolName=m.tool_name, ToolCallID=m.tool_call_id)
-            for m in messages]
+def template_messages(messages: Sequence[Message]) -> tuple[TemplateMessage, ...]:
+    """``.Messages`` (a typed Go slice: a tuple, nil when empty)."""
+    return tuple(TemplateMessage(Role=m.role, Content=m.content, Thinking=m.thinking,
+                                 Images=tuple(m.images),
+                                 ToolCalls=tuple(ToolCall.from_json(c) for c in m.tool_calls),
+                                 ToolName=m.tool_name, ToolCallID=m.tool_call_id)
+                 for m in messages)
 
 
 def template_tools(tools: Sequence[Mapping[str, Any]]) -> Tools:
@@ -3119,7 +3305,7 @@ class Template:
         day = _dt.date.fromisoformat(today)
         st = _State(self, day, max_output, max_steps)
         value = dict(data)
-        st.vars = [["$", value]]
+        st.vars = [["$", value, False]]
         try:
             st.walk(value, root)
         except _ExecError as e:

@@ -251,6 +251,13 @@ def test_tools_print_as_json() -> None:
     assert chat("{{ .Tools }}", tools=[WEATHER_TOOL]) == "<no value>"
 
 
+def test_nil_typed_slices() -> None:
+    src = ("{{ range .Messages }}{{ eq .ToolCalls nil }} {{ json .ToolCalls }} {{ .Images }} "
+           "{{ json .Images }}|{{ end }}")
+    assert chat(src, [Message(role="user", content="x")]) == "true null [] null|"
+    assert chat(src, [CALL])[:5] == "false"
+
+
 def test_tool_property_helpers() -> None:
     tool = {"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {
@@ -302,8 +309,9 @@ RENDER_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("{{ true }} {{ false }} {{ print nil }}", {}, "true false <nil>"),
     # fields and missing keys (missingkey=zero)
     ("{{ .A.B.C }}", {"A": {"B": {"C": "deep"}}}, "deep"),
-    ("{{ .Missing }}|{{ .Missing.Deeper }}|{{ .A.Missing }}", {"A": {}},
+    ("{{ .Missing }}|{{ .A.Missing }}|{{ $x := .Missing }}{{ $x.Deeper }}", {"A": {}},
      "<no value>|<no value>|<no value>"),
+    ('{{ template "t" .Missing }}{{ define "t" }}{{ .X.Y }}{{ end }}', {}, "<no value>"),
     ("{{ .A }}", {"A": None}, "<no value>"),
     ("{{ $.A }}{{ with .B }}{{ $.A }}{{ . }}{{ end }}", {"A": 1, "B": 2}, "112"),
     ("{{ (index .L 1).X }}", {"L": [{}, {"X": "y"}]}, "y"),
@@ -363,14 +371,16 @@ RENDER_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("{{ and 1 0 2 }} {{ and 1 2 }} {{ or 0 \"\" \"x\" }} {{ or 0 \"\" }} {{ not 0 }}", {},
      "0 2 x  true"),
     ("{{ and .A .A.B }}", {}, "<no value>"),
-    ("{{ or .A.B 1 }}", {}, "1"),
+    ("{{ or .A.B 1 }}", {"A": {}}, "1"),
     # comparisons
     ("{{ eq 1 1 }} {{ eq 1 2 3 1 }} {{ eq \"a\" \"a\" }} {{ ne 1 2 }} {{ eq .X .X }}",
      {"X": None}, "true true true true true"),
     ("{{ lt 1 2 }} {{ le 2 2 }} {{ gt 1.5 0.5 }} {{ ge \"b\" \"a\" }} {{ lt \"B\" \"a\" }}", {},
      "true true true true true"),
     ("{{ eq .Missing \"x\" }} {{ eq .A 1.5 }}", {"A": 1.5}, "false true"),
-    ("{{ eq .L nil }} {{ eq .M nil }}", {"L": [], "M": {}}, "true true"),
+    # decoded JSON [] and {} are empty but not nil; nil typed slices are (see below)
+    ("{{ eq .L nil }} {{ eq .M nil }} {{ eq .N nil }}", {"L": [], "M": {}, "N": None},
+     "false false true"),
     # index, slice, len
     ("{{ index .L 1 }} {{ index .M \"a\" }} {{ index .M \"zz\" }} {{ index .N 0 1 }}",
      {"L": [1, 2], "M": {"a": 1}, "N": [[5, 6]]}, "2 1 <no value> 6"),
@@ -487,7 +497,12 @@ EXEC_ERRORS = [
     ("{{ lt true false }}", {}, "error calling lt: invalid type for comparison"),
     ("{{ eq }}", {}, "wrong number of args for eq: want at least 1 got 0"),
     ("{{ eq 1 }}", {}, "error calling eq: missing argument for comparison"),
-    ("{{ eq .L .L }}", {"L": [1]}, "error calling eq: non-comparable type [1]: []interface {}"),
+    ("{{ eq .L .L }}", {"L": [1]},
+     "error calling eq: non-comparable type [%!s(int=1)]: []interface {}"),
+    ("{{ len (.N) }}", {"N": None},
+     "error calling len: reflect: call of reflect.Value.Type on zero Value"),
+    ("{{ slice .L .F }}", {"L": [1], "F": 1.0},
+     "error calling slice: cannot index slice/array with type interface {}"),
     ("{{ and }}", {}, "wrong number of args for and: want at least 1 got 0"),
     ("{{ len 1 }}", {}, "error calling len: len of type int"),
     ("{{ index .L 5 }}", {"L": [1]}, "error calling index: index out of range: 5"),
@@ -498,7 +513,14 @@ EXEC_ERRORS = [
     ("{{ slice .L 2 1 }}", {"L": [1, 2]}, "error calling slice: invalid slice index: 2 > 1"),
     ("{{ slice 1 }}", {}, "error calling slice: can't slice item of type int"),
     ("{{ .X 1 }}", {"X": 1}, 'at <.X>: X is not a method but has arguments'),
-    ("{{ .X.Y }}", {"X": "s"}, "can't evaluate field Y in type string"),
+    ("{{ .X.Y }}", {"X": "s"}, "can't evaluate field Y in type interface {}"),
+    ("{{ $x := .X }}{{ $x.Y }}", {"X": "s"}, "can't evaluate field Y in type string"),
+    # a nil interface{} (missing map key, JSON null) has no fields, as in Go
+    ("{{ .Missing.Deeper }}", {}, "nil pointer evaluating interface {}.Deeper"),
+    ("{{ .A.B.C }}", {"A": {"B": None}}, "nil pointer evaluating interface {}.C"),
+    ("{{ range .L }}{{ .X }}{{ end }}", {"L": [None]}, "nil pointer evaluating interface {}.X"),
+    ("{{ range .L }}{{ .X }}{{ end }}", {"L": [1]}, "can't evaluate field X in type interface {}"),
+    ("{{ len .Missing }}", {}, "error calling len: len of nil pointer"),
     ("{{ 1 2 }}", {}, "can't give argument to non-function 1"),
     ("{{ nil }}", {}, "nil is not a command"),
     ("{{ printf 1 }}", {}, "expected string; found 1"),
