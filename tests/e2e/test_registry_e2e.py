@@ -642,3 +642,42 @@ def test_corrupted_blob_in_transit_is_rejected(registry_a: Server, proxy: Proxy,
     lines = stream_post(f.url, "/api/pull", {"model": name, "insecure": True})
     assert lines[-1] == {"status": "success"}
     assert name in tags(f.url)
+
+
+def test_client_hang_up_stops_the_pull_and_the_next_pull_resumes(registry_a: Server,
+                                                                  proxy: Proxy,
+                                                                  fresh: Fresh) -> None:
+    e, _ = fresh.start()
+    name = f"127.0.0.1:{proxy.port}/library/smol:latest"
+    proxy.bytes_per_second = 1_000_000
+    with httpx.Client(base_url=e.url, timeout=120) as c:
+        with c.stream("POST", "/api/pull", json={"model": name, "insecure": True}) as r:
+            for line in r.iter_lines():
+                if json.loads(line).get("completed", 0) >= 3_000_000:
+                    break  # leaving the block closes the connection
+    blobs = os.path.join(e.models_dir, "blobs")
+
+    def partial_bytes() -> int:
+        return sum(os.path.getsize(os.path.join(blobs, f)) for f in os.listdir(blobs)
+                   if f.startswith(f"sha256-{SMOL_HEX}-partial-"))
+
+    # The server notices at its next progress line and cancels the transfer: the partial files
+    # stop growing (the throttled proxy would otherwise go on delivering ~8 MB/s).
+    deadline = time.monotonic() + 10
+    last = -1
+    while time.monotonic() < deadline:
+        now = partial_bytes()
+        if now == last:
+            break
+        last = now
+        time.sleep(0.5)
+    assert 0 < last < SMOL_SIZE and partial_bytes() == last
+    assert e.proc.poll() is None
+    assert "Traceback" not in e.log() and "unhandled" not in e.log()
+
+    proxy.bytes_per_second = None
+    proxy.reset()
+    lines = stream_post(e.url, "/api/pull", {"model": name, "insecure": True})
+    assert lines[-1] == {"status": "success"}
+    assert proxy.blob_bytes == SMOL_SIZE - last
+    assert sha256_file(os.path.join(blobs, "sha256-" + SMOL_HEX)) == SMOL_HEX
