@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .errors import BadRequest, PollamaError, StoreError
-from .manifest import Layer, Manifest, parse_manifest
+from .manifest import MEDIA_TYPE_MANIFEST, Layer, Manifest, parse_manifest
 from .names import DEFAULT_HOST, INVALID_DIGEST, Name, digest_str, parse_digest
 
 MIB = 1024 * 1024
@@ -57,7 +57,7 @@ MAX_PARTS = 8
 HF_HOSTS = frozenset({"hf.co", "huggingface.co"})
 HF_REGISTRY_HOST = "hf.co"
 
-MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_ACCEPT = MEDIA_TYPE_MANIFEST
 
 
 # --- client: endpoints and URLs -----------------------------------------------------------
@@ -597,12 +597,13 @@ class DigestRef:
 
 
 def parse_reference(reference: str) -> Tag | DigestRef:
-    """A manifest reference: a tag (§4.1 tag grammar) or a ``sha256:<hex>`` digest."""
+    """A manifest reference: a tag (§4.1 tag grammar) or a ``sha256:<hex>`` digest (a tag
+    cannot hold ``:``, so ``sha256-...`` is a tag)."""
     try:
         ref = unquote(reference)
     except BadRequest:
         raise RegistryError(ErrorCode.MANIFEST_INVALID, "invalid tag") from None
-    if ref.lower().startswith("sha256"):
+    if ":" in ref:
         try:
             return DigestRef(parse_digest(ref))
         except BadRequest:

@@ -405,8 +405,10 @@ def test_parse_reference() -> None:
     assert reg.parse_reference("latest") == reg.Tag("latest")
     assert reg.parse_reference("sha256:" + HEX) == reg.DigestRef(HEX)
     assert reg.parse_reference("sha256%3A" + HEX.upper()) == reg.DigestRef(HEX)
+    assert reg.parse_reference("sha256-" + HEX) == reg.Tag("sha256-" + HEX)  # a valid tag
     for bad, code in [("..", reg.ErrorCode.MANIFEST_INVALID), ("a/b", reg.ErrorCode.MANIFEST_INVALID),
-                      ("sha256:xyz", reg.ErrorCode.DIGEST_INVALID), ("", reg.ErrorCode.MANIFEST_INVALID)]:
+                      ("sha256:xyz", reg.ErrorCode.DIGEST_INVALID), ("", reg.ErrorCode.MANIFEST_INVALID),
+                      ("md5:abc", reg.ErrorCode.DIGEST_INVALID)]:
         with pytest.raises(reg.RegistryError) as info:
             reg.parse_reference(bad)
         assert info.value.code is code
