@@ -17,6 +17,22 @@ the last one cut after ``.Response`` so the model continues) and suffix (fill-in
 The engine is pure: the date for ``currentDate``/``yesterdayDate`` is passed in as ``today``.
 Untrusted templates are bounded: output size, execution steps, and nesting depth (parse and
 template recursion) are capped, and every failure is a ``TemplateError`` (HTTP 400).
+
+Go's typing is modelled where templates can observe it: values in ``interface{}`` slots
+(elements of decoded JSON lists/maps, missing map keys) are nil interfaces that error on field
+access (``nil pointer evaluating interface {}.X``); tuples and typed lists are typed Go slices
+that are nil when empty, while decoded JSON ``[]``/``{}`` are empty but not nil; JSON numbers are
+float64, so ``eq .Function.Arguments.n 3`` is Go's "incompatible types" error. The test suite
+replays vectors recorded from Go's own ``text/template``.
+
+Known differences: complex constants are rejected; methods of data values cannot be called
+(``call`` only reports Go's errors, as template data holds no functions); a pointer nested in
+a printed value prints as its struct, not an address; Go's only execution cap is a template
+depth of 100000. Ollama-level choices: ``.Tools``, each tool, its ``.Function`` and
+``.Parameters`` print as JSON (the ``String()`` methods of Ollama's ``api`` types; Ollama HEAD
+prints the inner structs Go-style); ``.Images`` are the base64 strings; in legacy mode an
+``{{else}}`` after the cut is dropped where Ollama crashes; ``{{template "x"}}`` without a
+pipeline is refused as Ollama refuses it (``parse_go`` accepts it).
 """
 
 from __future__ import annotations
@@ -37,7 +53,8 @@ from .errors import BadRequest
 from .requests import Message
 
 __all__ = [
-    "MAX_OUTPUT", "MAX_STEPS", "MAX_DEPTH", "TemplateError", "Template", "parse", "uses",
+    "MAX_OUTPUT", "MAX_STEPS", "MAX_DEPTH", "TemplateError", "Template", "parse", "parse_go",
+    "uses",
     "render_chat", "render_suffix", "GoStruct", "TemplateMessage", "ToolCall",
     "ToolCallFunction", "ToolCallArguments", "Tools", "Tool", "ToolFunction",
     "ToolFunctionParameters", "ToolProperties", "ToolProperty", "PropertyType",
@@ -3316,6 +3333,25 @@ class Template:
         return "".join(st.out)
 
 
+def _parse_trees(text: str) -> dict[str, ListNode]:
+    try:
+        return _Parser(text).parse()
+    except _ParseError as e:
+        raise TemplateError(str(e)) from None
+    except RecursionError:
+        raise TemplateError("template: :1: max expression depth exceeded") from None
+
+
+@functools.lru_cache(maxsize=32)
+def parse_go(text: str) -> Template:
+    """Parse with plain Go ``text/template`` semantics (``missingkey=zero``, Ollama's functions
+    available) and none of Ollama's touch-ups. ``render_*`` expect ``parse`` instead."""
+    trees = _parse_trees(text)
+    names = {i.lower() for t in trees.values() for i in _identifiers(t)}
+    return Template(source=text, trees=types.MappingProxyType(trees), vars=tuple(sorted(names)),
+                    legacy_root=_cut_after_response(trees[""]))
+
+
 @functools.lru_cache(maxsize=128)
 def parse(text: str) -> Template:
     """Parse a Go template as Ollama's ``template.Parse`` does.
@@ -3324,12 +3360,7 @@ def parse(text: str) -> Template:
     Appends ``{{ .Response }}`` when the template mentions neither ``.Messages`` nor
     ``.Response``.
     """
-    try:
-        trees = _Parser(text).parse()
-    except _ParseError as e:
-        raise TemplateError(str(e)) from None
-    except RecursionError:
-        raise TemplateError("template: :1: max expression depth exceeded") from None
+    trees = _parse_trees(text)
     for tree in trees.values():
         if _has_bare_template_call(tree):
             # Ollama's Identifiers() rejects {{template "x"}} without a pipeline.

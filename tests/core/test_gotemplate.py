@@ -240,8 +240,9 @@ def test_arguments_range_sorted_and_numbers_are_float64() -> None:
 
 
 def test_tools_print_as_json() -> None:
-    out = chat("{{ range .Messages }}{{ end }}{{ .Tools }}|{{ range .Tools }}{{ .Function }}|{{ .Function.Parameters.Required }}"
-               "|{{ .Function.Parameters.Properties.unit.Type }}{{ end }}", tools=[WEATHER_TOOL])
+    out = chat("{{ range .Messages }}{{ end }}{{ .Tools }}|{{ range .Tools }}{{ .Function }}|"
+               "{{ .Function.Parameters.Required }}|{{ .Function.Parameters.Properties.unit.Type }}"
+               "{{ end }}", tools=[WEATHER_TOOL])
     tools_json, fn_json, required, typ = out.split("|")
     assert json.loads(tools_json) == [WEATHER_TOOL]
     assert json.loads(fn_json) == WEATHER_TOOL["function"]
@@ -268,8 +269,9 @@ def test_tool_property_helpers() -> None:
            "{{ toTypeScriptType $p }}:{{ $p.Type }};{{ end }}"
            "{{ .Function.Parameters.Properties.missing.Description }}|"
            "{{ toTypeScriptType \"x\" }}{{ end }}{{ range .Messages }}{{ end }}")
-    assert chat(src, tools=[tool]) == ("a:string | null:[string null];b:number | any[]:;"
-                                        "c:Record<string, any>:object;d:any:;e:boolean:boolean;|any")
+    assert chat(src, tools=[tool]) == (
+        "a:string | null:[string null];b:number | any[]:;c:Record<string, any>:object;d:any:;"
+        "e:boolean:boolean;|any")
 
 
 def test_struct_errors_and_printing() -> None:
@@ -587,6 +589,32 @@ def test_parse_is_cached_and_immutable() -> None:
     assert repr(t) == "parse('{{ .Prompt }}')"
     with pytest.raises(TypeError):
         t.trees["x"] = t.root  # type: ignore[index]
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectors produced by Go's own text/template (Go 1.19.8, missingkey=zero, Ollama's functions):
+# printf with random verbs/flags/widths and grammar-generated templates. Cases whose Go 1.19
+# behaviour differs from the Go Ollama ships (range over int, else with, comparison messages,
+# paren lexing) were left out when recording.
+
+GO_VECTORS = json.loads((DATA.parent / "gotemplate-go-vectors.json").read_text())
+
+
+@pytest.mark.parametrize("case", GO_VECTORS["cases"], ids=range(len(GO_VECTORS["cases"])))
+def test_go_vectors(case: dict[str, Any]) -> None:
+    data = GO_VECTORS["data"][case["data"]]
+    try:
+        out = gt.parse_go(case["template"]).execute(data)
+    except gt.TemplateError as e:
+        assert e.go_message == case["err"]
+    else:
+        assert case["err"] == ""
+        assert out == case["out"]
+
+
+def test_parse_go_has_no_ollama_touch_ups() -> None:
+    assert gt.parse_go("{{ .Prompt }}").execute({"Prompt": "p", "Response": "r"}) == "p"
+    assert gt.parse_go('{{ define "x" }}y{{ end }}{{ template "x" }}').execute({}) == "y"
 
 
 # ---------------------------------------------------------------------------------------------
