@@ -357,7 +357,7 @@ class App:
             raise
         context = list(req.context) if req.context else None
         return await self._run(runner, rid, text, context, runtime, req.format, req.model,
-                               req.stream, chat=False,
+                               req.stream, chat=False, logprobs=(req.logprobs, req.top_logprobs),
                                started=started, load_ns=load_ns, want_context=not req.raw)
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
@@ -377,7 +377,7 @@ class App:
             self.driver.finished(rid)
             raise
         return await self._run(runner, rid, text, None, runtime, req.format, req.model,
-                               req.stream, chat=True,
+                               req.stream, chat=True, logprobs=(req.logprobs, req.top_logprobs),
                                started=started, load_ns=load_ns, want_context=False)
 
     # -- embeddings ----------------------------------------------------------------------------
@@ -438,11 +438,13 @@ class App:
 
     async def _run(self, runner: RunnerProcess, rid: int, text: str, context: list[int] | None,
                    runtime: dict[str, Any], fmt: Any, model: str, stream: bool, *, chat: bool,
-                   started: int, load_ns: int, want_context: bool) -> Response:
+                   started: int, load_ns: int, want_context: bool,
+                   logprobs: tuple[bool, int] = (False, 0)) -> Response:
         log.debug("prompt: %r", text)
         chunk = responses.chat_chunk if chat else responses.generate_chunk
         final = responses.chat_final if chat else responses.generate_final
-        cm = runner.complete(text, context, runtime, rq.check_format(fmt))
+        cm = runner.complete(text, context, runtime, rq.check_format(fmt),
+                             logprobs=logprobs[0], top_logprobs=logprobs[1])
         try:
             events = await cm.__aenter__()
         except BaseException:
@@ -454,7 +456,8 @@ class App:
                 await cm.__aexit__(None, None, None)
             self.driver.finished(rid)
 
-        def finish(done: rp.Done, collected: str = "") -> dict[str, Any]:
+        def finish(done: rp.Done, collected: str = "",
+                   lps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             metrics = responses.Metrics(
                 total_duration=time.monotonic_ns() - started,
                 load_duration=load_ns,
@@ -466,7 +469,7 @@ class App:
             reason = "stop" if done.done_reason == "cancel" else done.done_reason
             fin = responses.Final(done_reason=reason, metrics=metrics,
                                   context=done.context if want_context else None)
-            return final(model, now_utc(), fin, collected)
+            return final(model, now_utc(), fin, collected, lps)
 
         try:
             first = await events.__anext__()
@@ -480,12 +483,14 @@ class App:
         if not stream:
             try:
                 parts: list[str] = []
+                all_lps: list[dict[str, Any]] = []
                 msg: rp.RunnerMessage = first
                 while True:
                     if isinstance(msg, rp.Token):
                         parts.append(msg.text)
+                        all_lps.extend(msg.logprobs or ())
                     elif isinstance(msg, rp.Done):
-                        return json_response(200, finish(msg, "".join(parts)))
+                        return json_response(200, finish(msg, "".join(parts), all_lps))
                     elif isinstance(msg, rp.Failed):
                         raise PollamaError(msg.message, status_hint=msg.status)
                     msg = await events.__anext__()
@@ -497,7 +502,7 @@ class App:
                 msg: rp.RunnerMessage = first
                 while True:
                     if isinstance(msg, rp.Token):
-                        yield ndjson.encode(chunk(model, now_utc(), msg.text))
+                        yield ndjson.encode(chunk(model, now_utc(), msg.text, msg.logprobs))
                     elif isinstance(msg, rp.Done):
                         yield ndjson.encode(finish(msg))
                         return

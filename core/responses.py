@@ -38,11 +38,17 @@ class Final:
     context: Sequence[int] | None = None
 
 
-def generate_chunk(model: str, created_at: str, text: str) -> dict[str, Any]:
-    return {"model": model, "created_at": created_at, "response": text, "done": False}
+def generate_chunk(model: str, created_at: str, text: str,
+                   logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "created_at": created_at, "response": text,
+                           "done": False}
+    if logprobs:
+        out["logprobs"] = logprobs
+    return out
 
 
-def generate_final(model: str, created_at: str, final: Final, text: str = "") -> dict[str, Any]:
+def generate_final(model: str, created_at: str, final: Final, text: str = "",
+                   logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": model, "created_at": created_at, "response": text, "done": True,
         "done_reason": final.done_reason,
@@ -50,22 +56,31 @@ def generate_final(model: str, created_at: str, final: Final, text: str = "") ->
     if final.context:
         out["context"] = list(final.context)
     out.update(final.metrics.fields())
+    if logprobs:
+        out["logprobs"] = logprobs  # GenerateResponse: logprobs come after the metrics
     return out
 
 
-def chat_chunk(model: str, created_at: str, text: str) -> dict[str, Any]:
-    return {
+def chat_chunk(model: str, created_at: str, text: str,
+               logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "model": model, "created_at": created_at,
         "message": {"role": "assistant", "content": text}, "done": False,
     }
+    if logprobs:
+        out["logprobs"] = logprobs
+    return out
 
 
-def chat_final(model: str, created_at: str, final: Final, text: str = "") -> dict[str, Any]:
+def chat_final(model: str, created_at: str, final: Final, text: str = "",
+               logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": model, "created_at": created_at,
         "message": {"role": "assistant", "content": text}, "done": True,
         "done_reason": final.done_reason,
     }
+    if logprobs:
+        out["logprobs"] = logprobs  # ChatResponse: logprobs come before the metrics
     out.update(final.metrics.fields())
     return out
 

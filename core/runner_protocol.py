@@ -58,6 +58,8 @@ class Complete:
     context: list[int] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     format: Any = None  # None, "json", or a JSON-schema object: constrains output by grammar
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +102,9 @@ class Loaded:
 class Token:
     id: int
     text: str
+    # With Complete.logprobs: one entry per token this text came from, in Ollama's shape
+    # {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}.
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +207,11 @@ def _check_types(msg: Any) -> None:
             ok = isinstance(value, dict)
         elif t == "Any":
             ok = True
+        elif t == "list[dict[str, Any]] | None":
+            ok = value is None or (isinstance(value, list) and all(
+                isinstance(v, dict) for v in value))
+        elif t == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
         elif t == "list[str]":
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         elif t == "list[list[float]]":

@@ -270,6 +270,7 @@ class Runner:
         llm.last_n_tokens_size = self._repeat_last_n(opts, n_ctx)
 
         generated: list[int] = []
+        pending_lp: list[dict[str, Any]] = []
         first_token_at = 0
         done_reason = "stop"
         gen = llm.generate(
@@ -298,10 +299,15 @@ class Runner:
                     if llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok):
                         break
                     generated.append(tok)
-                    piece = decoder.decode(llm.detokenize([tok]))
+                    raw = llm.detokenize([tok])
+                    if msg.logprobs:
+                        pending_lp.append(self._logprob(llm, tok, raw, msg.top_logprobs))
+                    piece = decoder.decode(raw)
                     out = stops.feed(piece) if piece else ""
                     if out:
-                        self.send(rp.Token(id=rid, text=out))
+                        self.send(rp.Token(id=rid, text=out,
+                                           logprobs=pending_lp if msg.logprobs else None))
+                        pending_lp = []
                     if stops.stopped:
                         break
                     if 0 < num_predict <= len(generated):
@@ -315,8 +321,9 @@ class Runner:
         end = time.perf_counter_ns()
         if done_reason != "cancel":
             rest = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
-            if rest:
-                self.send(rp.Token(id=rid, text=rest))
+            if rest or pending_lp:
+                self.send(rp.Token(id=rid, text=rest,
+                                   logprobs=pending_lp if msg.logprobs else None))
         if not first_token_at:
             first_token_at = end
         self.send(rp.Done(
@@ -328,6 +335,30 @@ class Runner:
             eval_duration=max(1, end - first_token_at) if generated else 0,
             context=tokens + generated,
         ))
+
+    @staticmethod
+    def _logprob(llm: Any, tok: int, raw: bytes, top: int) -> dict[str, Any]:
+        """Log-probability of ``tok`` (and the ``top`` most likely) under the logits the
+        sampler just used: llama.cpp keeps the last decoded position's logits."""
+        import llama_cpp
+        import numpy as np
+
+        n_vocab = llm.n_vocab()
+        ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64)
+        m = logits.max()
+        logp = logits - (m + np.log(np.exp(logits - m).sum()))
+
+        def entry(t: int, piece: bytes) -> dict[str, Any]:
+            return {"token": piece.decode("utf-8", errors="replace"),
+                    "logprob": float(logp[t]), "bytes": list(piece)}
+
+        out = entry(tok, raw)
+        if top > 0:
+            best = np.argpartition(-logp, top)[:top]
+            best = best[np.argsort(-logp[best])]
+            out["top_logprobs"] = [entry(int(t), llm.detokenize([int(t)])) for t in best]
+        return out
 
     @staticmethod
     def _repeat_last_n(opts: dict[str, Any], n_ctx: int) -> int:

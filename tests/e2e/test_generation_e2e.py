@@ -95,3 +95,28 @@ def test_embed_errors(server: Server) -> None:
     r = post({"model": "smol", "input": "word " * 5000, "truncate": False})
     assert (r.status_code, r.json()) == (400, {"error": "the input length exceeds the context length"})
     assert post({"model": "smol", "input": "word " * 5000}).status_code == 200
+
+
+def test_logprobs_generate_and_chat(server: Server) -> None:
+    body = {"model": "smol", "prompt": "The capital of France is", "raw": True, "stream": False,
+            "logprobs": True, "top_logprobs": 3, "options": {"temperature": 0, "num_predict": 5}}
+    r = httpx.post(f"{server.url}/api/generate", json=body, timeout=60).json()
+    lps = r["logprobs"]
+    assert len(lps) == r["eval_count"] == 5
+    assert "".join(lp["token"] for lp in lps) == r["response"]
+    for lp in lps:
+        assert lp["logprob"] <= 0 and bytes(lp["bytes"]).decode() == lp["token"]
+        alts = lp["top_logprobs"]
+        assert len(alts) == 3 and alts[0]["logprob"] >= alts[1]["logprob"] >= alts[2]["logprob"]
+        # greedy: the chosen token is the most likely one
+        assert alts[0]["token"] == lp["token"] and abs(alts[0]["logprob"] - lp["logprob"]) < 1e-6
+    keys = list(r)
+    assert keys.index("logprobs") > keys.index("eval_duration")  # generate: after metrics
+    chat = {"model": "smol", "messages": [{"role": "user", "content": "Hi"}], "logprobs": True,
+            "options": {"temperature": 0, "num_predict": 4}}
+    with httpx.stream("POST", f"{server.url}/api/chat", json=chat, timeout=60) as s:
+        chunks = [json.loads(line) for line in s.iter_lines() if line]
+    streamed = [lp for c in chunks for lp in c.get("logprobs", [])]
+    assert len(streamed) == 4 and all("top_logprobs" not in lp for lp in streamed)
+    bad = httpx.post(f"{server.url}/api/generate", json={**body, "top_logprobs": 21})
+    assert (bad.status_code, bad.json()) == (400, {"error": "top_logprobs must be between 0 and 20"})
