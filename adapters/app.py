@@ -180,7 +180,7 @@ class App:
         if req.verbose:
             out["tensors"] = [{"name": t.name, "type": gguf_details.TENSOR_TYPES.get(t.type, str(t.type)),
                                "shape": list(t.dims)} for t in header.tensors]
-        out["capabilities"] = show_core.capabilities(template)
+        out["capabilities"] = show_core.capabilities(template, go=local.template is not None)
         out["modified_at"] = rfc3339(local.stored.modified_ns, local_offset())
         return json_response(200, out)
 
@@ -289,6 +289,8 @@ class App:
     def _prompting(self, local: models.LocalModel, loaded: rp.Loaded) -> prompt.ModelPrompting:
         return prompt.ModelPrompting(
             chat_template=loaded.chat_template or None,
+            go_template=local.template,
+            full_name=local.stored.name.display_full(),
             system=local.system,
             messages=local.messages,
             bos_token=loaded.bos_token,
@@ -533,6 +535,6 @@ async def _first(gen: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _today() -> str:
-    return datetime.date.today().strftime("%d %b %Y")
+    return datetime.date.today().isoformat()
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from pollama.core import create as plan
+from pollama.core import gotemplate
 from pollama.core import library
 from pollama.core import manifest as mf
 from pollama.core import quantize
@@ -37,6 +38,8 @@ def _layer_for(store: Store, media_type: str, hex_digest: str) -> mf.Layer:
 
 
 async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
+    if req.template is not None:
+        gotemplate.parse(req.template)  # 400 "template error: ..." now, never at request time
     base_layers: tuple[mf.Layer, ...] = ()
     facts = None
     base_params: dict[str, Any] = {}

@@ -22,6 +22,16 @@ class TemplateError(BadRequest):
     pass
 
 
+def _strftime(today: str, fmt: Any) -> str:
+    """HF's ``strftime_now(fmt)`` for the date passed in (YYYY-MM-DD), at midnight."""
+    import datetime
+
+    try:
+        return datetime.date.fromisoformat(today).strftime(str(fmt))
+    except ValueError:
+        return today
+
+
 def _raise_exception(message: str) -> None:
     raise TemplateError(f"template error: {message}")
 
@@ -56,7 +66,7 @@ def render(
     eos_token: str = "",
     add_generation_prompt: bool = True,
     tools: Sequence[Mapping[str, Any]] | None = None,
-    today: str = "01 Jan 2025",
+    today: str = "2025-01-01",
     extra: Mapping[str, Any] | None = None,
 ) -> str:
     template = compile_template(source)
@@ -65,7 +75,7 @@ def render(
         "bos_token": bos_token,
         "eos_token": eos_token,
         "add_generation_prompt": add_generation_prompt,
-        "strftime_now": lambda fmt: today,
+        "strftime_now": lambda fmt: _strftime(today, fmt),
     }
     if tools:
         context["tools"] = [dict(t) for t in tools]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import chat_template
+from . import chat_template, gotemplate
 from .errors import BadRequest
 from .requests import ChatRequest, GenerateRequest, Message
 
@@ -23,6 +23,8 @@ class ModelPrompting:
     """What a stored model contributes to prompts."""
 
     chat_template: str | None = None  # GGUF tokenizer.chat_template (jinja)
+    go_template: str | None = None  # Modelfile TEMPLATE (Go text/template); wins when set
+    full_name: str = ""  # host/namespace/model:tag, for "... does not support insert"
     system: str | None = None  # Modelfile SYSTEM
     messages: tuple[Message, ...] = ()  # Modelfile MESSAGEs
     bos_token: str = ""
@@ -49,8 +51,14 @@ def generate_messages(req: GenerateRequest, model: ModelPrompting) -> list[Messa
 
 
 def render(messages: Sequence[Message], model: ModelPrompting, *, today: str,
-           tools: Sequence[dict[str, Any]] = ()) -> str:
-    """Render messages with the model's chat template, ready for the assistant's answer."""
+           tools: Sequence[dict[str, Any]] = (), go_template: str | None = None) -> str:
+    """Render messages for the assistant's answer. A Go template (the request's override, else
+    the Modelfile TEMPLATE) is used when there is one, else the GGUF jinja template, as
+    Ollama does (reference §5.2). ``today`` is YYYY-MM-DD."""
+    source = go_template if go_template is not None else model.go_template
+    if source is not None:
+        return gotemplate.render_chat(gotemplate.parse(source), messages, tools=tools,
+                                      today=today)
     if model.chat_template:
         return chat_template.render(
             model.chat_template,
@@ -76,7 +84,14 @@ def generate_prompt(req: GenerateRequest, model: ModelPrompting, *, today: str) 
         if req.template or req.system or req.context:
             raise BadRequest("raw mode does not support template, system, or context")
         return req.prompt
-    return render(generate_messages(req, model), model, today=today)
+    if req.suffix:
+        source = req.template if req.template else model.go_template
+        tmpl = gotemplate.parse(source) if source is not None else None
+        if tmpl is None or not tmpl.uses("Suffix"):
+            raise BadRequest(f"{model.full_name} does not support insert")
+        return gotemplate.render_suffix(tmpl, req.prompt, req.suffix, today=today)
+    return render(generate_messages(req, model), model, today=today,
+                  go_template=req.template or None)
 
 
 def chat_prompt(req: ChatRequest, model: ModelPrompting, *, today: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import gotemplate
 from .gguf import ArrayInfo
 from .jsonwire import go_quote
 from .modelfile import Command, Modelfile
@@ -93,17 +94,26 @@ def model_info(kv: Mapping[str, Any], parameter_count: int, *, verbose: bool) ->
     return dict(sorted(out.items()))
 
 
-def capabilities(template: str | None, *, embedding_only: bool = False) -> list[str]:
-    """Capabilities inferred from the template in use (reference §5.1)."""
+def capabilities(template: str | None, *, go: bool = False,
+                 embedding_only: bool = False) -> list[str]:
+    """Capabilities inferred from the template in use (reference §5.1): a Go template that
+    uses ``.Tools`` ⇒ tools, ``.Suffix`` ⇒ insert; thinking tags ⇒ thinking."""
     if embedding_only:
         return ["embedding"]
     caps = ["completion"]
     text = template or ""
-    if ".Tools" in text or "tools" in text:
+    if go and template is not None:
+        try:
+            tmpl = gotemplate.parse(template)
+        except gotemplate.TemplateError:
+            return caps
+        if tmpl.uses("Tools"):
+            caps.append("tools")
+        if tmpl.uses("Suffix"):
+            caps.append("insert")
+    elif "tools" in text:
         caps.append("tools")
-    if ".Suffix" in text:
-        caps.append("insert")
-    if "<think>" in text or ".Thinking" in text:
+    if "<think>" in text:
         caps.append("thinking")
     return caps
 

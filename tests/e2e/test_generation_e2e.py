@@ -120,3 +120,48 @@ def test_logprobs_generate_and_chat(server: Server) -> None:
     assert len(streamed) == 4 and all("top_logprobs" not in lp for lp in streamed)
     bad = httpx.post(f"{server.url}/api/generate", json={**body, "top_logprobs": 21})
     assert (bad.status_code, bad.json()) == (400, {"error": "top_logprobs must be between 0 and 20"})
+
+
+CHATML_GO = ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
+             "{{ end }}<|im_start|>assistant\n")
+FIM_GO = "<fim_prefix>{{ .Prompt }}<fim_suffix>{{ .Suffix }}<fim_middle>"
+
+
+def test_go_template_renders_prompts(server: Server, client: ollama.Client) -> None:
+    client.create(model="gochat", from_="smol", template=CHATML_GO, system="Be brief.")
+    info = client.show("gochat")
+    assert info.template == CHATML_GO and info.capabilities == ["completion"]
+    opts = {"temperature": 0, "num_predict": 12}
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    via_go = client.chat(model="gochat", messages=msgs, options=opts).message.content
+    # The same conversation rendered by hand and sent raw must give the same answer.
+    raw = ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"
+           "What is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
+    by_hand = client.generate(model="smol", prompt=raw, raw=True, options=opts).response
+    assert via_go == by_hand
+
+
+def test_template_override_and_suffix(server: Server, client: ollama.Client) -> None:
+    opts = {"temperature": 0, "num_predict": 8}
+    over = client.generate(model="smol", prompt="Hello", template="Q: {{ .Prompt }}\nA:",
+                           options=opts).response
+    assert over == client.generate(model="smol", prompt="Q: Hello\nA:", raw=True,
+                                   options=opts).response
+    r = httpx.post(f"{server.url}/api/generate", timeout=60, json={
+        "model": "smol", "prompt": "def f(", "suffix": "return x", "stream": False})
+    assert (r.status_code, r.json()) == (
+        400, {"error": "registry.ollama.ai/library/smol:latest does not support insert"})
+    client.create(model="fim", from_="smol", template=FIM_GO)
+    assert "insert" in client.show("fim").capabilities
+    fim = client.generate(model="fim", prompt="def add(a, b):\n", suffix="\n\nprint(add(1, 2))",
+                          options=opts)
+    assert fim.done
+
+
+def test_bad_template_is_400_at_create(server: Server) -> None:
+    r = httpx.post(f"{server.url}/api/create", timeout=60, json={
+        "model": "broken", "from": "smol", "template": "{{ .Messages "})
+    assert r.status_code == 400 and r.json()["error"].startswith("template error:")
+    r = httpx.post(f"{server.url}/api/create", timeout=60, json={
+        "model": "broken", "from": "smol", "template": "{{ nosuchfunc }}"})
+    assert r.status_code == 400 and "not defined" in r.json()["error"]
