@@ -123,7 +123,9 @@ async def _write_model(store: Store, name: Name, model_hex: str, layers: tuple[m
     config_layer = store.put_layer(mf.MEDIA_TYPE_CONFIG, config.to_json())
     yield {"status": "writing manifest"}
     manifest = mf.Manifest(config=config_layer, layers=layers)
-    await anyio.to_thread.run_sync(store.write_manifest, name, manifest)
+    unused = await anyio.to_thread.run_sync(store.replace_manifest, name, manifest)
+    if unused:
+        yield {"status": "removing unused layers"}
     yield {"status": "success"}
 
 

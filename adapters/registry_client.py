@@ -32,7 +32,7 @@ import anyio
 import httpx
 
 from pollama.core import registry as reg
-from pollama.core.errors import BadRequest, NotFound, PollamaError, StoreError
+from pollama.core.errors import BadRequest, PollamaError, StoreError
 from pollama.core.manifest import Layer, Manifest, parse_manifest
 from pollama.core.names import Name
 
@@ -179,17 +179,14 @@ async def pull(store: Store, name: Name, *, scheme: str | None = None,
     yield reg.pulling_manifest().to_dict()
     async with _Registry(endpoint) as registry:
         manifest = await _get_manifest(registry, name.tag)
-        old = await anyio.to_thread.run_sync(_existing_manifest, store, name)
         for layer in reg.blobs_of(manifest):
             async for progress in _pull_blob(registry, store, layer):
                 yield progress
     yield reg.verifying().to_dict()  # each blob was verified before it became visible
     yield reg.writing_manifest().to_dict()
-    await anyio.to_thread.run_sync(store.write_manifest, name, manifest)
-    unused = await anyio.to_thread.run_sync(_unused, store, old, manifest)
+    unused = await anyio.to_thread.run_sync(store.replace_manifest, name, manifest)
     if unused:
         yield reg.removing_unused_layers().to_dict()
-        await anyio.to_thread.run_sync(_remove_blobs, store, unused)
     yield reg.success().to_dict()
 
 
@@ -206,25 +203,6 @@ async def _get_manifest(registry: _Registry, tag: str) -> Manifest:
         return parse_manifest(response.content)
     except StoreError as exc:
         raise PollamaError(f"pull model manifest: {exc.message}") from None
-
-
-def _existing_manifest(store: Store, name: Name) -> Manifest | None:
-    try:
-        return store.get(name).manifest
-    except (NotFound, PollamaError, OSError):
-        return None
-
-
-def _unused(store: Store, old: Manifest | None, new: Manifest) -> frozenset[str]:
-    if old is None:
-        return frozenset()
-    return reg.unused_after_pull(old, new, (m.manifest for m in store.list()))
-
-
-def _remove_blobs(store: Store, hexes: frozenset[str]) -> None:
-    for hex_digest in hexes:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(store.blob_path(hex_digest))
 
 
 async def _pull_blob(registry: _Registry, store: Store,

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pollama.core import manifest as mf
-from pollama.core.errors import BadRequest, NotFound
+from pollama.core.errors import BadRequest, NotFound, PollamaError
+from pollama.core.registry import unused_after_pull as unused_after_replace
 from pollama.core.names import Name, blob_filename, digest_str
 
 from .files import atomic_write, fsync_dir
@@ -174,6 +175,25 @@ class Store:
         atomic_write(self._manifest_path(target), manifest.to_json())
         return target
 
+
+    def replace_manifest(self, name: Name, manifest: mf.Manifest) -> frozenset[str]:
+        """Write ``manifest`` under ``name``; then remove the blobs the old manifest of that name
+        used that no manifest references any more (Ollama's "removing unused layers").
+
+        Returns the hex digests removed.
+        """
+        try:
+            old: mf.Manifest | None = self.get(name).manifest
+        except (NotFound, PollamaError, OSError):
+            old = None
+        self.write_manifest(name, manifest)
+        unused = unused_after_replace(old, manifest, (m.manifest for m in self.list()))
+        for hex_digest in unused:
+            try:
+                os.unlink(self.blob_path(hex_digest))
+            except FileNotFoundError:
+                pass
+        return unused
 
     # -- copy / delete ------------------------------------------------------------------------
     def copy(self, source: Name, destination: Name) -> Name:

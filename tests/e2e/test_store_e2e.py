@@ -135,3 +135,16 @@ def test_cli_show_cp_rm(srv: Server, client: ollama.Client) -> None:
     assert "tmpcopy:latest" not in {m.model for m in client.list().models}
     r = cli(srv, "rm", "tmpcopy")
     assert r.returncode != 0 and "not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_recreate_removes_layers_nothing_uses(srv: Server, client: ollama.Client) -> None:
+    blobs = os.path.join(srv.models_dir, "blobs")
+    client.create(model="again2", from_="base", system="First system prompt, 7f3a.")
+    before = set(os.listdir(blobs))
+    statuses = [p.status for p in client.create(model="again2", from_="base", stream=True,
+                                                system="Second system prompt, 9c1d.")]
+    assert "removing unused layers" in statuses and statuses[-1] == "success"
+    after = set(os.listdir(blobs))
+    assert len(before - after) == 2  # the old system layer and the old config
+    assert "SYSTEM Second system prompt, 9c1d." in client.show("again2").modelfile
+    client.delete("again2")
