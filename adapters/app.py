@@ -161,7 +161,7 @@ class App:
         parts = show_core.ModelParts(
             short_name=local.stored.name.display_shortest(), model_path=local.model_path,
             template=local.template, system=system, parameters=local.parameters,
-            licenses=local.licenses, messages=local.messages)
+            licenses=local.licenses, messages=local.messages, adapters=local.adapter_paths)
         out: dict[str, Any] = {}
         if local.licenses:
             out["license"] = "\n".join(local.licenses)
@@ -319,11 +319,12 @@ class App:
                                    num_parallel=self.driver.state.config.num_parallel,
                                    num_batch=spec.num_batch)
         placement = memory.fit(estimate, shape, self.inventory, num_gpu=spec.num_gpu)
-        req = sched.Request(id=self.driver.new_request_id(), model=local.model_digest, name=name,
+        req = sched.Request(id=self.driver.new_request_id(), model=local.runner_key, name=name,
                             spec=spec, kind=kind, keep_alive=keep_alive, size=placement.size,
                             size_vram=placement.size_vram, gpu_layers=placement.gpu_layers)
         info = RunnerInfo(name=name, digest=local.stored.manifest_digest,
-                          details=models.details(local.config), model_path=local.model_path)
+                          details=models.details(local.config), model_path=local.model_path,
+                          adapters=local.adapter_paths)
         return req, info
 
     async def _start(self, local: models.LocalModel, req_options: Mapping[str, Any],

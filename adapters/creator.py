@@ -81,6 +81,19 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
 
     if model_hex is None:
         raise BadRequest("no model file found in 'files'")
+    if len(req.adapters) > 1:
+        raise BadRequest("only one adapter is currently supported")
+    for filename, digest in req.adapters.items():
+        hex_digest = parse_digest(digest)
+        if not store.has_blob(hex_digest):
+            raise BadRequest(f"adapter {filename!r}: blob {digest} not found; upload it with "
+                             "POST /api/blobs/:digest first")
+        header = await anyio.to_thread.run_sync(gguf_file.read_header, store.blob_path(hex_digest))
+        if header.kv.get("general.type") != "adapter":
+            raise BadRequest(f"adapter {filename!r} is not a GGUF LoRA adapter")
+        layer = _layer_for(store, mf.MEDIA_TYPE_ADAPTER, hex_digest)
+        new_layers.append(layer)
+        yield {"status": f"using existing layer {layer.digest}"}
 
     if target is not None:
         job = quantizer.Quantization(store, model_hex, target)

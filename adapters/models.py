@@ -25,6 +25,13 @@ class LocalModel:
     template: str | None = None
     messages: tuple[Message, ...] = ()
     licenses: tuple[str, ...] = ()
+    adapter_paths: tuple[str, ...] = ()
+
+    @property
+    def runner_key(self) -> str:
+        """What makes two runners interchangeable: the weights plus any adapters."""
+        adapters = [p.rsplit("sha256-", 1)[-1] for p in self.adapter_paths]
+        return "+".join([self.model_digest, *adapters])
 
 
 def parse_model_name(text: str) -> Name:
@@ -83,6 +90,7 @@ def load(store: Store, stored: StoredModel) -> LocalModel:
         messages=messages,
         licenses=tuple(store.read_blob(x.hex).decode("utf-8", "replace")
                        for x in m.layers_of(mf.MEDIA_TYPE_LICENSE)),
+        adapter_paths=tuple(store.blob_path(x.hex) for x in m.layers_of(mf.MEDIA_TYPE_ADAPTER)),
     )
 
 

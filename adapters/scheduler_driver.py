@@ -42,6 +42,7 @@ class RunnerInfo:
     digest: str
     details: dict[str, Any]
     model_path: str
+    adapters: tuple[str, ...] = ()
 
 
 class SchedulerDriver:
@@ -96,7 +97,8 @@ class SchedulerDriver:
         load = rp.Load(id=0, model_path=info.model_path, num_ctx=spec.num_ctx,
                        num_batch=spec.num_batch,
                        num_gpu=spec.num_gpu if spec.num_gpu >= 0 else command.gpu_layers,
-                       num_thread=spec.num_thread, use_mmap=spec.use_mmap)
+                       num_thread=spec.num_thread, use_mmap=spec.use_mmap,
+                       adapters=list(info.adapters))
         rid = command.runner_id
 
         def exited(reason: str) -> None:

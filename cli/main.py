@@ -295,6 +295,14 @@ def create(model: str, modelfile: str, quantize: str) -> None:
             body["from"] = value
     if files:
         body["files"] = files
+    adapters: dict[str, str] = {}
+    for value in spec.adapters:
+        path = resolve_path(value, base, home)
+        if not os.path.isfile(path):
+            raise click.ClickException(f"ADAPTER {value}: no such file")
+        adapters[os.path.basename(path)] = _upload(client, path)
+    if adapters:
+        body["adapters"] = adapters
     if spec.template is not None:
         body["template"] = spec.template
     if spec.system is not None:

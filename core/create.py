@@ -14,7 +14,8 @@ from . import manifest as mf
 from .gguf_details import ModelFacts
 
 _REPLACED_BY_NEW = (mf.MEDIA_TYPE_MODEL, mf.MEDIA_TYPE_TEMPLATE, mf.MEDIA_TYPE_PROMPT,
-                    mf.MEDIA_TYPE_SYSTEM, mf.MEDIA_TYPE_PARAMS, mf.MEDIA_TYPE_MESSAGES)
+                    mf.MEDIA_TYPE_SYSTEM, mf.MEDIA_TYPE_PARAMS, mf.MEDIA_TYPE_MESSAGES,
+                    mf.MEDIA_TYPE_ADAPTER)
 
 
 def merge_layers(base: Sequence[mf.Layer], new: Sequence[mf.Layer]) -> tuple[mf.Layer, ...]:

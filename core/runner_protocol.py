@@ -49,6 +49,7 @@ class Load:
     use_mmap: bool | None = None
     seed: int = -1
     embedding: bool = False
+    adapters: list[str] = field(default_factory=list)  # LoRA GGUF paths, applied at load
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -151,6 +151,8 @@ class Runner:
         # Embeddings are pooled with the model's own pooling; a model without one (a chat
         # model) gets mean pooling. The context serves completions and embeddings alike.
         kwargs["pooling_type"] = self._pooling(msg.model_path, llama_cpp)
+        if msg.adapters:
+            kwargs["lora_path"] = msg.adapters[0]
         try:
             self._llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError) as exc:

@@ -145,3 +145,30 @@ def cached(directory: str, *, ftype: int = FTYPE_F16, shape: TinyShape = TinySha
 if __name__ == "__main__":
     kind = sys.argv[2] if len(sys.argv) > 2 else "f16"
     write(sys.argv[1], ftype=FTYPE_F32 if kind == "f32" else FTYPE_F16)
+
+
+def write_lora(path: str, *, shape: TinyShape = TinyShape(), rank: int = 8, alpha: float = 16.0,
+               seed: int = 7) -> str:
+    """A LoRA adapter GGUF for the tiny model (attn_q and attn_v of every block): large random
+    low-rank updates, so greedy output visibly changes when it is applied."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    s = shape
+    head_dim = s.n_embd // s.n_head
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_type("adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", alpha)
+    for i in range(s.n_layer):
+        for name, n_out in (("attn_q", s.n_head * head_dim), ("attn_v", s.n_head_kv * head_dim)):
+            # ggml shapes: lora_a ne=(n_in, rank), lora_b ne=(rank, n_out); numpy is reversed.
+            w.add_tensor(f"blk.{i}.{name}.weight.lora_a",
+                         rng.standard_normal((rank, s.n_embd)).astype(np.float32))
+            w.add_tensor(f"blk.{i}.{name}.weight.lora_b",
+                         rng.standard_normal((n_out, rank)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
