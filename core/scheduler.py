@@ -58,6 +58,9 @@ from typing import Any, Union
 from .errors import PollamaError
 
 FOREVER = -1
+# The shortcuts in ``step`` (deciding only what an event can affect) must give exactly the
+# commands of the full pass; tests run both ways and compare.
+FAST_PATHS = True
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 
 
@@ -270,8 +273,20 @@ def step(state: State, event: Event, now: int) -> tuple[State, tuple[Command, ..
     b = _Builder(state, now)
     handler(b, event)
     new_id = event.request.id if isinstance(event, RequestQueued) else None
-    b.expire()
-    b.schedule(new_id)
+    expired = b.expire()
+    # The previous step ended at a fixpoint (a Tick then would do nothing). When an event
+    # changed little, only what it can affect needs deciding; the full pass would make the
+    # same decisions and re-decide everything else with no effect:
+    if expired or not FAST_PATHS:
+        b.schedule(new_id)
+    elif new_id is not None:
+        b.schedule_arrival()  # only the new request (last in the queue)
+    elif isinstance(event, Tick):
+        pass  # nothing expired: nothing changed
+    elif b.focus is not None:
+        b.schedule(None, only=b.focus)  # a slot freed on a still-busy runner of this model
+    else:
+        b.schedule(new_id)
     # The result is a fixpoint (a Tick at the same ``now`` would do nothing), except when a
     # pass enabled work for a request it had already passed: a runner spared from eviction
     # for a waiting LOAD is still idle once the LOAD is answered, or a LOAD that set
@@ -318,6 +333,7 @@ class _Builder:
         self.now = now
         self.commands: list[Command] = []
         self.again = False  # this pass enabled work for a request it had already passed
+        self.focus: str | None = None  # the event only freed a slot for this model's requests
 
     def build(self) -> State:
         # Once per step: set the slots directly (State has no __post_init__ to skip).
@@ -401,7 +417,7 @@ class _Builder:
         """(model, spec) of the runners that waiting requests can use."""
         return {(q.model, q.spec) for q in self.waiting if q.kind is not Kind.UNLOAD}
 
-    def schedule(self, new_id: int | None) -> None:
+    def schedule(self, new_id: int | None, only: str | None = None) -> None:
         """Serve waiting requests in FIFO order; make room and load when needed.
 
         ``new_id`` is the request that just arrived (last in the queue): if it would have to
@@ -411,7 +427,8 @@ class _Builder:
         blocked: set[str] = set()  # models whose earlier request is waiting (FIFO per model)
         kept: list[Request] = []
         for req in self.waiting:
-            if req.model in blocked and req.id != new_id:  # the common case in a long queue
+            if (req.model in blocked or (only is not None and req.model != only)) \
+                    and req.id != new_id:  # the common case in a long queue
                 kept.append(req)
                 continue
             full = req.id == new_id and len(kept) >= limit
@@ -429,6 +446,26 @@ class _Builder:
             blocked.add(req.model)
             kept.append(req)
         self.set_waiting(kept)
+
+    def schedule_arrival(self) -> None:
+        """``schedule`` for the request that just arrived (last in the queue) when the
+        requests before it are known to stay blocked."""
+        req = self.waiting[-1]
+        earlier = len(self.waiting) - 1
+        blocked = any(q.model == req.model for q in self.waiting[:-1])
+        full = earlier >= self.config.max_queue
+        if not blocked:
+            saved = (list(self.runners), self.next_runner_id, len(self.commands)) \
+                if full else None
+            if self._try_serve(req):
+                self.waiting.pop()
+                return
+            if saved is not None:
+                self.runners, self.next_runner_id = saved[0], saved[1]
+                del self.commands[saved[2]:]
+        if full:
+            self.waiting.pop()
+            self.emit(Reject(request_id=req.id, status=503, message=BUSY_MESSAGE))
 
     def _try_serve(self, req: Request) -> bool:
         """Serve ``req`` now if possible (True), else arrange what it waits for (False)."""
@@ -558,6 +595,7 @@ def _on_finished(b: _Builder, ev: RequestFinished | RequestCancelled) -> None:
             in_flight = tuple(i for i in r.in_flight if i != ev.request_id)
             if in_flight:
                 r = _evolve(r, in_flight=in_flight)
+                b.focus = r.model
             else:
                 r = b.went_idle(r, in_flight=in_flight)
             b.put_runner(r)
