@@ -580,19 +580,17 @@ class _Builder:
 
 def _on_queued(b: _Builder, ev: RequestQueued) -> None:
     req = ev.request
-    if any(q.id == req.id for q in b.waiting) or any(
-            req.id in r.in_flight for r in b.runners):
-        raise SchedulerError(f"duplicate request id {req.id}")
+    rid = req.id
+    if rid in [q.id for q in b.waiting] or any(rid in r.in_flight for r in b.runners):
+        raise SchedulerError(f"duplicate request id {rid}")
     b.waiting.append(req)
 
 
 def _on_finished(b: _Builder, ev: RequestFinished | RequestCancelled) -> None:
-    if any(q.id == ev.request_id for q in b.waiting):
-        b.set_waiting([q for q in b.waiting if q.id != ev.request_id])
-        return
-    for r in b.runners:
-        if ev.request_id in r.in_flight:
-            in_flight = tuple(i for i in r.in_flight if i != ev.request_id)
+    rid = ev.request_id
+    for r in b.runners:  # the usual case: it was running
+        if rid in r.in_flight:
+            in_flight = tuple(i for i in r.in_flight if i != rid)
             if in_flight:
                 r = _evolve(r, in_flight=in_flight)
                 b.focus = r.model
@@ -600,6 +598,9 @@ def _on_finished(b: _Builder, ev: RequestFinished | RequestCancelled) -> None:
                 r = b.went_idle(r, in_flight=in_flight)
             b.put_runner(r)
             return
+    ids = [q.id for q in b.waiting]
+    if rid in ids:  # cancelled while waiting
+        del b.waiting[ids.index(rid)]
     # Unknown ids are fine: the runner it ran on may have exited already.
 
 
