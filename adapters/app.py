@@ -17,6 +17,7 @@ import anyio
 
 from pollama.core import gguf_details, jsonwire, memory, ndjson, prompt, responses, routes
 from pollama.core import embed as embed_core
+from pollama.core import manifest as mf
 from pollama.core import show as show_core
 from pollama.core import options as opts
 from pollama.core import requests as rq
@@ -349,8 +350,10 @@ class App:
         local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
         if req.raw and (req.template or req.system or req.context):
             raise BadRequest("raw mode does not support template, system, or context")
+        self._check_images(local, bool(req.images))
         if not req.prompt and not req.images:
             return await self._load_only(local, req.model, req.options, req.keep_alive, chat=False)
+        self._log_unknown(req.unknown_options)
         runner, rid, load_ns, runtime, prompting = await self._start(
             local, req.options, req.keep_alive, started)
         try:
@@ -358,6 +361,10 @@ class App:
         except BaseException:
             self.driver.finished(rid)
             raise
+        if req.debug_render_only:
+            self.driver.finished(rid)
+            return json_response(200, responses.debug_render(req.model, now_utc(), text,
+                                                             chat=False))
         context = list(req.context) if req.context else None
         return await self._run(runner, rid, text, context, runtime, req.format, req.model,
                                req.stream, chat=False, logprobs=(req.logprobs, req.top_logprobs),
@@ -370,18 +377,61 @@ class App:
             raise BadRequest("model is required")
         rq.check_format(req.format)
         local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
+        self._check_images(local, any(m.images for m in req.messages))
         if not req.messages:
             return await self._load_only(local, req.model, req.options, req.keep_alive, chat=True)
+        self._log_unknown(req.unknown_options)
         runner, rid, load_ns, runtime, prompting = await self._start(
             local, req.options, req.keep_alive, started)
         try:
-            text = prompt.chat_prompt(req, prompting, today=_today())
+            text = await self._fit(runner, prompt.chat_messages(req, prompting),
+                                   lambda msgs: prompt.render(msgs, prompting, today=_today(),
+                                                              tools=req.tools),
+                                   req.truncate)
         except BaseException:
             self.driver.finished(rid)
             raise
+        if req.debug_render_only:
+            self.driver.finished(rid)
+            return json_response(200, responses.debug_render(req.model, now_utc(), text,
+                                                             chat=True))
         return await self._run(runner, rid, text, None, runtime, req.format, req.model,
                                req.stream, chat=True, logprobs=(req.logprobs, req.top_logprobs),
                                started=started, load_ns=load_ns, want_context=False)
+
+    async def _fit(self, runner: RunnerProcess, messages: list[rq.Message],
+                   render: Callable[[list[rq.Message]], str], truncate: bool) -> str:
+        """Render the longest history that fits the runner's context (reference §1.2):
+        oldest messages go first; system messages and the last message always stay. With
+        ``truncate: false`` a prompt that does not fit is an error."""
+        assert runner.loaded is not None
+        n_ctx = runner.loaded.n_ctx
+        text = ""
+        for msgs in prompt.truncation_candidates(messages):
+            text = render(msgs)
+            # Every token covers at least one byte: a short prompt fits without counting.
+            if len(text.encode("utf-8")) + 2 <= n_ctx or len(await runner.tokenize(text)) <= n_ctx:
+                return text
+            if not truncate:
+                raise BadRequest("the input length exceeds the context length")
+            log.info("prompt does not fit num_ctx %d: dropping the oldest message", n_ctx)
+        return text  # even the shortest history is too long: the runner keeps its tail
+
+    @staticmethod
+    def _check_images(local: models.LocalModel, has_images: bool) -> None:
+        """Images need a vision model (a projector layer); a text-only model says so."""
+        if not has_images:
+            return
+        name = local.stored.name.display_full()
+        if not local.stored.manifest.layers_of(mf.MEDIA_TYPE_PROJECTOR):
+            raise BadRequest(f"{name} does not support vision: the model has no image "
+                             "projector, send text only")
+        raise BadRequest(f"{name}: image input for multimodal models is not implemented in "
+                         "pollama yet")
+
+    def _log_unknown(self, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            log.warning("invalid option provided option=%s", key)
 
     # -- embeddings ----------------------------------------------------------------------------
     async def _embed_on_runner(self, model: str, options: Mapping[str, Any],

@@ -171,6 +171,24 @@ class RunnerProcess:
                     except RunnerError:
                         pass
 
+    async def tokenize(self, text: str) -> list[int]:
+        """The model's tokens for ``text`` (with BOS, special tokens parsed), as generation
+        would see them."""
+        if not self.alive:
+            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+        rid = next(self._ids)
+        events = await self._open(rid)
+        try:
+            await self._write(rp.Tokenize(id=rid, text=text))
+            async for msg in events:
+                if isinstance(msg, rp.Tokens):
+                    return msg.tokens
+                if isinstance(msg, rp.Failed):
+                    raise PollamaError(msg.message, status_hint=msg.status)
+            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+        finally:
+            self._pending.pop(rid, None)
+
     async def embed(self, inputs: list[str], truncate: bool) -> rp.Embeddings:
         """Embed texts on this runner; raises the runner's failure with its status."""
         if not self.alive:

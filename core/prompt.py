@@ -96,3 +96,18 @@ def generate_prompt(req: GenerateRequest, model: ModelPrompting, *, today: str) 
 
 def chat_prompt(req: ChatRequest, model: ModelPrompting, *, today: str) -> str:
     return render(chat_messages(req, model), model, today=today, tools=req.tools)
+
+
+def truncation_candidates(messages: Sequence[Message]) -> list[list[Message]]:
+    """Message lists to try, longest first, until one fits ``num_ctx`` (Ollama's chatPrompt):
+    the oldest messages are dropped one at a time; every system message and the last
+    message are always kept."""
+    out: list[list[Message]] = []
+    n = len(messages)
+    for start in range(n):
+        kept = [m for i, m in enumerate(messages)
+                if i >= start or m.role == "system" or i == n - 1]
+        if not out or kept != out[-1]:
+            out.append(kept)
+    return out
+

@@ -216,6 +216,8 @@ class GenerateRequest:
     shift: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
+    unknown_options: tuple[str, ...] = ()
+    debug_render_only: bool = False  # Ollama's _debug_render_only: return the prompt, run nothing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,6 +234,8 @@ class ChatRequest:
     shift: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
+    unknown_options: tuple[str, ...] = ()
+    debug_render_only: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,6 +320,8 @@ def _common(obj: Mapping[str, Any]) -> dict[str, Any]:
         "shift": obj.get("shift", True) if obj.get("shift") is not None else True,
         "logprobs": bool(obj.get("logprobs") or False),
         "top_logprobs": _top_logprobs(obj.get("top_logprobs")),
+        "unknown_options": tuple(opts.unknown_keys(obj.get("options"))),
+        "debug_render_only": bool(obj.get("_debug_render_only") or False),
     }
 
 

@@ -95,5 +95,17 @@ def load_response(model: str, created_at: str, *, chat: bool, reason: str) -> di
             "done_reason": reason}
 
 
+def debug_render(model: str, created_at: str, rendered: str, *, chat: bool) -> dict[str, Any]:
+    """Answer to ``_debug_render_only``: the prompt that would have been run."""
+    out: dict[str, Any] = {"model": model, "created_at": created_at}
+    if chat:
+        out["message"] = {"role": "assistant", "content": ""}
+    else:
+        out["response"] = ""
+    out["done"] = True
+    out["_debug_info"] = {"rendered_template": rendered, "image_count": 0}
+    return out
+
+
 def error_body(message: str) -> dict[str, str]:
     return {"error": message}

@@ -165,3 +165,46 @@ def test_bad_template_is_400_at_create(server: Server) -> None:
     r = httpx.post(f"{server.url}/api/create", timeout=60, json={
         "model": "broken", "from": "smol", "template": "{{ nosuchfunc }}"})
     assert r.status_code == 400 and "not defined" in r.json()["error"]
+
+
+def test_long_history_is_truncated_keeping_system_and_last(server: Server, client: ollama.Client,
+                                                           tmp_path: object) -> None:
+    client.create(model="short", from_="smol", parameters={"num_ctx": 256})
+    filler = "This sentence is only here to fill the context window with words. " * 6
+    msgs = [{"role": "system", "content": "You are Bob."}]
+    for i in range(8):
+        msgs += [{"role": "user", "content": f"Message {i}. {filler}"},
+                 {"role": "assistant", "content": f"Reply {i}. {filler}"}]
+    msgs.append({"role": "user", "content": "What is your name?"})
+    r = client.chat(model="short", messages=msgs, options={"temperature": 0, "num_predict": 8})
+    assert r.done and r.prompt_eval_count <= 256
+    rendered = httpx.post(f"{server.url}/api/chat", timeout=60, json={
+        "model": "short", "messages": msgs, "_debug_render_only": True}).json()
+    text = rendered["_debug_info"]["rendered_template"]
+    assert text.startswith("<|im_start|>system\nYou are Bob.<|im_end|>")  # system kept
+    assert text.endswith("What is your name?<|im_end|>\n<|im_start|>assistant\n")  # last kept
+    assert "Message 0." not in text and "Reply 7." in text  # oldest dropped, newest kept
+    assert r.prompt_eval_count > 100
+    bad = httpx.post(f"{server.url}/api/chat", timeout=60, json={
+        "model": "short", "messages": msgs, "truncate": False, "stream": False})
+    assert (bad.status_code, bad.json()) == (
+        400, {"error": "the input length exceeds the context length"})
+
+
+def test_images_on_text_only_model_is_400(server: Server) -> None:
+    tiny_png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    for path, body in (("/api/generate", {"prompt": "What is this?", "images": [tiny_png]}),
+                       ("/api/chat", {"messages": [{"role": "user", "content": "What is this?",
+                                                    "images": [tiny_png]}]})):
+        r = httpx.post(f"{server.url}{path}", json={"model": "smol", "stream": False, **body})
+        assert r.status_code == 400
+        assert r.json()["error"].startswith(
+            "registry.ollama.ai/library/smol:latest does not support vision")
+
+
+def test_unknown_options_are_ignored_and_logged(server: Server) -> None:
+    r = httpx.post(f"{server.url}/api/generate", timeout=60, json={
+        "model": "smol", "prompt": "Hi", "stream": False,
+        "options": {"num_predict": 2, "not_an_option": 1}})
+    assert r.status_code == 200 and r.json()["eval_count"] <= 2
+    assert "invalid option provided option=not_an_option" in server.log()
