@@ -368,6 +368,7 @@ class App:
         context = list(req.context) if req.context else None
         return await self._run(runner, rid, text, context, runtime, req.format, req.model,
                                req.stream, chat=False, logprobs=(req.logprobs, req.top_logprobs),
+                               shift=req.shift,
                                started=started, load_ns=load_ns, want_context=not req.raw)
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
@@ -397,6 +398,7 @@ class App:
                                                              chat=True))
         return await self._run(runner, rid, text, None, runtime, req.format, req.model,
                                req.stream, chat=True, logprobs=(req.logprobs, req.top_logprobs),
+                               shift=req.shift,
                                started=started, load_ns=load_ns, want_context=False)
 
     async def _fit(self, runner: RunnerProcess, messages: list[rq.Message],
@@ -492,12 +494,12 @@ class App:
     async def _run(self, runner: RunnerProcess, rid: int, text: str, context: list[int] | None,
                    runtime: dict[str, Any], fmt: Any, model: str, stream: bool, *, chat: bool,
                    started: int, load_ns: int, want_context: bool,
-                   logprobs: tuple[bool, int] = (False, 0)) -> Response:
+                   logprobs: tuple[bool, int] = (False, 0), shift: bool = True) -> Response:
         log.debug("prompt: %r", text)
         chunk = responses.chat_chunk if chat else responses.generate_chunk
         final = responses.chat_final if chat else responses.generate_final
         cm = runner.complete(text, context, runtime, rq.check_format(fmt),
-                             logprobs=logprobs[0], top_logprobs=logprobs[1])
+                             logprobs=logprobs[0], top_logprobs=logprobs[1], shift=shift)
         try:
             events = await cm.__aenter__()
         except BaseException:

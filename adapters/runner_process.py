@@ -137,8 +137,8 @@ class RunnerProcess:
 
     @asynccontextmanager
     async def complete(self, prompt: str, context: list[int] | None, options: dict[str, Any],
-                       fmt: Any = None, logprobs: bool = False, top_logprobs: int = 0
-                       ) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
+                       fmt: Any = None, logprobs: bool = False, top_logprobs: int = 0,
+                       shift: bool = True) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
         """Start a completion; yields its event stream. Leaving early cancels it on the runner."""
         if not self.alive:
             raise RunnerError(self.exit_reason or "llama runner process has terminated")
@@ -160,7 +160,7 @@ class RunnerProcess:
         try:
             await self._write(rp.Complete(id=rid, prompt=prompt, context=context, options=options,
                                           format=fmt, logprobs=logprobs or top_logprobs > 0,
-                                          top_logprobs=top_logprobs))
+                                          top_logprobs=top_logprobs, shift=shift))
             yield stream()
         finally:
             self.in_flight -= 1

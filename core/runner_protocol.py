@@ -61,6 +61,7 @@ class Complete:
     format: Any = None  # None, "json", or a JSON-schema object: constrains output by grammar
     logprobs: bool = False
     top_logprobs: int = 0
+    shift: bool = True  # at a full context: shift it (drop old tokens) rather than stop
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -275,8 +275,7 @@ class Runner:
         pending_lp: list[dict[str, Any]] = []
         first_token_at = 0
         done_reason = "stop"
-        gen = llm.generate(
-            tokens,
+        sampling = dict(
             top_k=int(opts.get("top_k", 40)),
             top_p=float(opts.get("top_p", 0.9)),
             min_p=float(opts.get("min_p", 0.0)),
@@ -288,10 +287,13 @@ class Runner:
             reset=True,
             grammar=grammar,
         )
+        window = list(tokens)  # what the context holds: prompt, then each generated token
+        gen = llm.generate(window, **sampling)
         try:
             if num_predict == 0:
                 done_reason = "length"
-            else:
+            while num_predict != 0:
+                shifted = False
                 for tok in gen:
                     if not first_token_at:
                         first_token_at = time.perf_counter_ns()
@@ -301,6 +303,7 @@ class Runner:
                     if llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok):
                         break
                     generated.append(tok)
+                    window.append(tok)
                     raw = llm.detokenize([tok])
                     if msg.logprobs:
                         pending_lp.append(self._logprob(llm, tok, raw, msg.top_logprobs))
@@ -315,9 +318,21 @@ class Runner:
                     if 0 < num_predict <= len(generated):
                         done_reason = "length"
                         break
-                    if len(tokens) + len(generated) >= n_ctx:
-                        done_reason = "length"
+                    if len(window) >= n_ctx:
+                        if not msg.shift:
+                            done_reason = "length"
+                            break
+                        # Context shift (Ollama's default): keep the first num_keep tokens,
+                        # drop the older half of the rest, and go on generating.
+                        keep = min(num_keep, len(window) // 2)
+                        rest = window[keep:]
+                        window = window[:keep] + rest[len(rest) // 2:]
+                        shifted = True
                         break
+                if not shifted:
+                    break
+                gen.close()
+                gen = llm.generate(window, **sampling)
         finally:
             gen.close()
         end = time.perf_counter_ns()

@@ -208,3 +208,18 @@ def test_unknown_options_are_ignored_and_logged(server: Server) -> None:
         "options": {"num_predict": 2, "not_an_option": 1}})
     assert r.status_code == 200 and r.json()["eval_count"] <= 2
     assert "invalid option provided option=not_an_option" in server.log()
+
+
+def test_context_shift(server: Server, client: ollama.Client) -> None:
+    # llama.cpp rounds contexts up to a multiple of 256: use exactly 256.
+    client.create(model="tinyctx", from_="smol", parameters={"num_ctx": 256})
+    opts = {"temperature": 0, "num_predict": 320}
+    count = ", ".join(str(i) for i in range(1, 20)) + ","  # the model keeps counting
+    shifted = client.generate(model="tinyctx", prompt=count, raw=True, options=opts)
+    assert shifted.prompt_eval_count + shifted.eval_count > 256  # generated past num_ctx
+    assert shifted.done_reason == "length"
+    stopped = httpx.post(f"{server.url}/api/generate", timeout=120, json={
+        "model": "tinyctx", "prompt": count, "raw": True, "stream": False, "shift": False,
+        "options": opts}).json()
+    assert stopped["done_reason"] == "length"
+    assert stopped["prompt_eval_count"] + stopped["eval_count"] <= 256
