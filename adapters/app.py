@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import datetime
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 
-from pollama.core import gguf_details, jsonwire, memory, ndjson, prompt, responses, routes
+from pollama.core import (gguf_details, gotemplate, jsonwire, memory, ndjson, output, prompt,
+                          responses, routes, thinking, tools)
+from pollama.core import tools as tools_core
 from pollama.core import embed as embed_core
 from pollama.core import manifest as mf
 from pollama.core import show as show_core
@@ -341,6 +344,41 @@ class App:
         _, runtime = opts.split(options)
         return runner, req.id, load_ns, runtime, self._prompting(local, runner.loaded)
 
+    async def _facts(self, local: models.LocalModel) -> gguf_details.ModelFacts:
+        try:
+            facts, _ = await anyio.to_thread.run_sync(gguf_file.read_facts_and_vocab,
+                                                      local.model_path)
+        except OSError:
+            raise StoreError(f"model file not found: {local.model_path}") from None
+        except BadRequest as exc:  # a damaged stored blob is the server's problem
+            raise StoreError(f"model file {local.model_path} is damaged: {exc.message}") from None
+        return facts
+
+    async def _template(self, local: models.LocalModel) -> tuple[str | None, bool]:
+        """The template prompts are rendered with, and whether it is a Go template."""
+        if local.template is not None:
+            return local.template, True
+        return (await self._facts(local)).chat_template, False
+
+    async def _think(self, local: models.LocalModel, requested: Any, model_name: str
+                     ) -> tuple[thinking.ThinkSetting, thinking.ThinkingTags | None]:
+        text, is_go = await self._template(local)
+        tags = thinking.infer_tags(text, is_go=is_go)
+        setting = thinking.resolve_think(requested, tags is not None, model_name,
+                                         family=local.config.model_family)
+        return setting, tags
+
+    async def _check_tools(self, local: models.LocalModel, tools: tuple[Any, ...]) -> None:
+        if not tools:
+            return
+        text, is_go = await self._template(local)
+        if is_go:
+            ok = text is not None and gotemplate.parse(text).uses("Tools")
+        else:
+            ok = "tools" in (text or "")
+        if not ok:
+            raise BadRequest(f"{local.stored.name.display_full()} does not support tools")
+
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
         req = rq.parse_generate(jsonwire.loads_request(await request.read_body()))
@@ -353,11 +391,12 @@ class App:
         self._check_images(local, bool(req.images))
         if not req.prompt and not req.images:
             return await self._load_only(local, req.model, req.options, req.keep_alive, chat=False)
+        setting, tags = await self._think(local, req.think, req.model)
         self._log_unknown(req.unknown_options)
         runner, rid, load_ns, runtime, prompting = await self._start(
             local, req.options, req.keep_alive, started)
         try:
-            text = prompt.generate_prompt(req, prompting, today=_today())
+            text = prompt.generate_prompt(req, prompting, today=_today(), think=setting)
         except BaseException:
             self.driver.finished(rid)
             raise
@@ -365,11 +404,13 @@ class App:
             self.driver.finished(rid)
             return json_response(200, responses.debug_render(req.model, now_utc(), text,
                                                              chat=False))
-        context = list(req.context) if req.context else None
-        return await self._run(runner, rid, text, context, runtime, req.format, req.model,
-                               req.stream, chat=False, logprobs=(req.logprobs, req.top_logprobs),
-                               shift=req.shift,
-                               started=started, load_ns=load_ns, want_context=not req.raw)
+        parser = thinking.ThinkingParser.for_prompt(tags, text) \
+            if tags is not None and setting.enabled and not req.raw else None
+        return await self._run(runner, rid, text, runtime, req.model, req.stream, chat=False,
+                               started=started, load_ns=load_ns, req=req,
+                               pipeline=output.OutputPipeline(thinking=parser),
+                               context=list(req.context) if req.context else None,
+                               want_context=not req.raw)
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
@@ -381,14 +422,23 @@ class App:
         self._check_images(local, any(m.images for m in req.messages))
         if not req.messages:
             return await self._load_only(local, req.model, req.options, req.keep_alive, chat=True)
+        await self._check_tools(local, req.tools)
+        setting, tags = await self._think(local, req.think, req.model)
         self._log_unknown(req.unknown_options)
         runner, rid, load_ns, runtime, prompting = await self._start(
             local, req.options, req.keep_alive, started)
         try:
-            text = await self._fit(runner, prompt.chat_messages(req, prompting),
+            messages = thinking.strip_previous_thinking(
+                prompt.chat_messages(req, prompting), local.config.model_family,
+                model_name=req.model)
+            text = await self._fit(runner, messages,
                                    lambda msgs: prompt.render(msgs, prompting, today=_today(),
-                                                              tools=req.tools),
+                                                              tools=req.tools, think=setting),
                                    req.truncate)
+            fmt = tools.detect(go_template=prompting.go_template,
+                               chat_template=prompting.chat_template,
+                               bos_token=prompting.bos_token, eos_token=prompting.eos_token) \
+                if req.tools else None
         except BaseException:
             self.driver.finished(rid)
             raise
@@ -396,10 +446,17 @@ class App:
             self.driver.finished(rid)
             return json_response(200, responses.debug_render(req.model, now_utc(), text,
                                                              chat=True))
-        return await self._run(runner, rid, text, None, runtime, req.format, req.model,
-                               req.stream, chat=True, logprobs=(req.logprobs, req.top_logprobs),
-                               shift=req.shift,
-                               started=started, load_ns=load_ns, want_context=False)
+        think_parser = thinking.ThinkingParser.for_prompt(tags, text) \
+            if tags is not None and setting.enabled else None
+        tool_parser = tools.ToolCallParser(fmt, tools.tool_names(req.tools), new_id=_call_id) \
+            if fmt is not None else None
+        return await self._run(runner, rid, text, runtime, req.model, req.stream, chat=True,
+                               started=started, load_ns=load_ns, req=req,
+                               pipeline=output.OutputPipeline(thinking=think_parser,
+                                                              tools=tool_parser),
+                               tools=list(req.tools) or None,
+                               tool_format=fmt.to_json() if fmt is not None else None,
+                               tools_required=req.tool_choice == "required")
 
     async def _fit(self, runner: RunnerProcess, messages: list[rq.Message],
                    render: Callable[[list[rq.Message]], str], truncate: bool) -> str:
@@ -491,15 +548,23 @@ class App:
         return json_response(200, responses.load_response(model, now_utc(), chat=chat,
                                                           reason=kind.value))
 
-    async def _run(self, runner: RunnerProcess, rid: int, text: str, context: list[int] | None,
-                   runtime: dict[str, Any], fmt: Any, model: str, stream: bool, *, chat: bool,
-                   started: int, load_ns: int, want_context: bool,
-                   logprobs: tuple[bool, int] = (False, 0), shift: bool = True) -> Response:
+    async def _run(self, runner: RunnerProcess, rid: int, text: str, runtime: dict[str, Any],
+                   model: str, stream: bool, *, chat: bool, started: int, load_ns: int,
+                   req: rq.GenerateRequest | rq.ChatRequest, pipeline: output.OutputPipeline,
+                   context: list[int] | None = None, want_context: bool = False,
+                   tools: list[dict[str, Any]] | None = None,
+                   tool_format: dict[str, Any] | None = None,
+                   tools_required: bool = False) -> Response:
+        """Run one completion on ``runner`` and answer with NDJSON chunks or one object.
+
+        Runner text goes through ``pipeline`` (thinking, content, tool calls). Errors before
+        the first chunk keep their status; later ones end the stream with an error line.
+        """
         log.debug("prompt: %r", text)
-        chunk = responses.chat_chunk if chat else responses.generate_chunk
-        final = responses.chat_final if chat else responses.generate_final
-        cm = runner.complete(text, context, runtime, rq.check_format(fmt),
-                             logprobs=logprobs[0], top_logprobs=logprobs[1], shift=shift)
+        cm = runner.complete(text, context, runtime, rq.check_format(req.format),
+                             logprobs=req.logprobs, top_logprobs=req.top_logprobs,
+                             shift=req.shift, tools=tools, tool_format=tool_format,
+                             tools_required=tools_required)
         try:
             events = await cm.__aenter__()
         except BaseException:
@@ -511,8 +576,17 @@ class App:
                 await cm.__aexit__(None, None, None)
             self.driver.finished(rid)
 
-        def finish(done: rp.Done, collected: str = "",
-                   lps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        def chunk(piece: output.Piece, lps: list[dict[str, Any]] | None) -> dict[str, Any]:
+            if chat:
+                return responses.chat_chunk(
+                    model, now_utc(), piece.content, lps, thinking=piece.thinking,
+                    tool_calls=tools_core.to_wire(piece.tool_calls) or None)
+            return responses.generate_chunk(model, now_utc(), piece.content, lps,
+                                            thinking=piece.thinking)
+
+        def final(done: rp.Done, content: str = "", thought: str = "",
+                  calls: list[dict[str, Any]] | None = None,
+                  lps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             metrics = responses.Metrics(
                 total_duration=time.monotonic_ns() - started,
                 load_duration=load_ns,
@@ -524,7 +598,11 @@ class App:
             reason = "stop" if done.done_reason == "cancel" else done.done_reason
             fin = responses.Final(done_reason=reason, metrics=metrics,
                                   context=done.context if want_context else None)
-            return final(model, now_utc(), fin, collected, lps)
+            if chat:
+                return responses.chat_final(model, now_utc(), fin, content, lps,
+                                            thinking=thought, tool_calls=calls)
+            return responses.generate_final(model, now_utc(), fin, content, lps,
+                                            thinking=thought)
 
         try:
             first = await events.__anext__()
@@ -538,14 +616,25 @@ class App:
         if not stream:
             try:
                 parts: list[str] = []
+                thoughts: list[str] = []
+                calls: list[dict[str, Any]] = []
                 all_lps: list[dict[str, Any]] = []
+
+                def take(pieces: list[output.Piece]) -> None:
+                    for p in pieces:
+                        parts.append(p.content)
+                        thoughts.append(p.thinking)
+                        calls.extend(tools_core.to_wire(p.tool_calls))
+
                 msg: rp.RunnerMessage = first
                 while True:
                     if isinstance(msg, rp.Token):
-                        parts.append(msg.text)
+                        take(pipeline.feed(msg.text))
                         all_lps.extend(msg.logprobs or ())
                     elif isinstance(msg, rp.Done):
-                        return json_response(200, finish(msg, "".join(parts), all_lps))
+                        take(pipeline.finish())
+                        return json_response(200, final(msg, "".join(parts), "".join(thoughts),
+                                                        calls or None, all_lps))
                     elif isinstance(msg, rp.Failed):
                         raise PollamaError(msg.message, status_hint=msg.status)
                     msg = await events.__anext__()
@@ -555,11 +644,18 @@ class App:
         async def body() -> AsyncIterator[bytes]:
             try:
                 msg: rp.RunnerMessage = first
+                lps: list[dict[str, Any]] = []
                 while True:
                     if isinstance(msg, rp.Token):
-                        yield ndjson.encode(chunk(model, now_utc(), msg.text, msg.logprobs))
+                        lps.extend(msg.logprobs or ())
+                        for piece in pipeline.feed(msg.text):
+                            yield ndjson.encode(chunk(piece, lps or None))
+                            lps = []
                     elif isinstance(msg, rp.Done):
-                        yield ndjson.encode(finish(msg))
+                        for piece in pipeline.finish():
+                            yield ndjson.encode(chunk(piece, lps or None))
+                            lps = []
+                        yield ndjson.encode(final(msg, lps=lps or None))
                         return
                     elif isinstance(msg, rp.Failed):
                         yield ndjson.encode(responses.error_body(msg.message))
@@ -585,6 +681,12 @@ async def _first(gen: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
         return await gen.__anext__()
     except StopAsyncIteration:
         return None
+
+
+def _call_id() -> str:
+    """Ollama's tool-call ids: ``call_`` and 8 characters of [a-z0-9]."""
+    return "call_" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789")
+                             for _ in range(8))
 
 
 def _today() -> str:

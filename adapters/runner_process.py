@@ -138,7 +138,9 @@ class RunnerProcess:
     @asynccontextmanager
     async def complete(self, prompt: str, context: list[int] | None, options: dict[str, Any],
                        fmt: Any = None, logprobs: bool = False, top_logprobs: int = 0,
-                       shift: bool = True) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
+                       shift: bool = True, tools: list[dict[str, Any]] | None = None,
+                       tool_format: dict[str, Any] | None = None, tools_required: bool = False
+                       ) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
         """Start a completion; yields its event stream. Leaving early cancels it on the runner."""
         if not self.alive:
             raise RunnerError(self.exit_reason or "llama runner process has terminated")
@@ -160,7 +162,9 @@ class RunnerProcess:
         try:
             await self._write(rp.Complete(id=rid, prompt=prompt, context=context, options=options,
                                           format=fmt, logprobs=logprobs or top_logprobs > 0,
-                                          top_logprobs=top_logprobs, shift=shift))
+                                          top_logprobs=top_logprobs, shift=shift,
+                                          tools=tools, tool_format=tool_format,
+                                          tools_required=tools_required))
             yield stream()
         finally:
             self.in_flight -= 1

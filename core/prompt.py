@@ -15,6 +15,7 @@ from typing import Any
 
 from . import chat_template, gotemplate
 from .errors import BadRequest
+from .thinking import ThinkSetting
 from .requests import ChatRequest, GenerateRequest, Message
 
 
@@ -51,15 +52,19 @@ def generate_messages(req: GenerateRequest, model: ModelPrompting) -> list[Messa
 
 
 def render(messages: Sequence[Message], model: ModelPrompting, *, today: str,
-           tools: Sequence[dict[str, Any]] = (), go_template: str | None = None) -> str:
+           tools: Sequence[dict[str, Any]] = (), go_template: str | None = None,
+           think: ThinkSetting | None = None) -> str:
     """Render messages for the assistant's answer. A Go template (the request's override, else
     the Modelfile TEMPLATE) is used when there is one, else the GGUF jinja template, as
     Ollama does (reference §5.2). ``today`` is YYYY-MM-DD."""
     source = go_template if go_template is not None else model.go_template
     if source is not None:
         return gotemplate.render_chat(gotemplate.parse(source), messages, tools=tools,
-                                      today=today)
+                                      today=today, **(think.render_kwargs() if think else {}))
     if model.chat_template:
+        extra = dict(model.extra)
+        if think is not None and think.is_set:
+            extra["enable_thinking"] = think.enabled  # Qwen3-style jinja switch
         return chat_template.render(
             model.chat_template,
             [m.to_template() for m in messages],
@@ -68,7 +73,7 @@ def render(messages: Sequence[Message], model: ModelPrompting, *, today: str,
             add_generation_prompt=True,
             tools=list(tools) or None,
             today=today,
-            extra=model.extra,
+            extra=extra,
         )
     # No template at all: Ollama's default is ``{{ .Prompt }}``: the system text and the last
     # user message, as plain text.
@@ -79,7 +84,8 @@ def render(messages: Sequence[Message], model: ModelPrompting, *, today: str,
     return "\n\n".join(p for p in parts if p)
 
 
-def generate_prompt(req: GenerateRequest, model: ModelPrompting, *, today: str) -> str:
+def generate_prompt(req: GenerateRequest, model: ModelPrompting, *, today: str,
+                    think: ThinkSetting | None = None) -> str:
     if req.raw:
         if req.template or req.system or req.context:
             raise BadRequest("raw mode does not support template, system, or context")
@@ -91,7 +97,7 @@ def generate_prompt(req: GenerateRequest, model: ModelPrompting, *, today: str) 
             raise BadRequest(f"{model.full_name} does not support insert")
         return gotemplate.render_suffix(tmpl, req.prompt, req.suffix, today=today)
     return render(generate_messages(req, model), model, today=today,
-                  go_template=req.template or None)
+                  go_template=req.template or None, think=think)
 
 
 def chat_prompt(req: ChatRequest, model: ModelPrompting, *, today: str) -> str:

@@ -228,6 +228,10 @@ class ChatRequest:
     format: Any = None
     keep_alive: int | None = None
     tools: tuple[dict[str, Any], ...] = ()
+    # pollama extension (Ollama ignores tool_choice, a much-requested feature): "auto" (text or
+    # a call, Ollama's behaviour), "required" (the grammar forces a call), "none" (no tools),
+    # or {"type": "function", "function": {"name": ...}} to force that tool.
+    tool_choice: str = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
     think: Any = None
     truncate: bool = True
@@ -348,12 +352,35 @@ def parse_chat(body: Any) -> ChatRequest:
     if not all(isinstance(t, dict) for t in tools):
         raise BadRequest("json: cannot unmarshal non-object into Go struct field ChatRequest.tools "
                          "of type api.Tool")
+    choice, tools = _tool_choice(obj.get("tool_choice"), tuple(tools))
     return ChatRequest(
         model=obj.get("model") or "",
         messages=messages,
-        tools=tuple(tools),
+        tools=tools,
+        tool_choice=choice,
         **_common(obj),
     )
+
+
+def _tool_choice(value: Any, tools: tuple[dict[str, Any], ...]
+                 ) -> tuple[str, tuple[dict[str, Any], ...]]:
+    """Normalise ``tool_choice``: ("auto"|"required", tools to offer)."""
+    if value is None or value == "auto":
+        return "auto", tools
+    if value == "none":
+        return "auto", ()
+    if value == "required":
+        return "required", tools
+    if isinstance(value, dict):
+        fn = value.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        chosen = tuple(t for t in tools if isinstance(t.get("function"), dict)
+                       and t["function"].get("name") == name)
+        if not chosen:
+            raise BadRequest(f"tool_choice names a tool that was not sent: {name!r}")
+        return "required", chosen
+    raise BadRequest('tool_choice must be "auto", "none", "required" or '
+                     '{"type": "function", "function": {"name": ...}}')
 
 
 def _model_field(obj: Mapping[str, Any]) -> str:

@@ -38,21 +38,36 @@ class Final:
     context: Sequence[int] | None = None
 
 
+def _message(text: str, thinking: str,
+             tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": text}
+    if thinking:
+        msg["thinking"] = thinking
+    if tool_calls:
+        msg["tool_calls"] = tool_calls
+    return msg
+
+
 def generate_chunk(model: str, created_at: str, text: str,
-                   logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": model, "created_at": created_at, "response": text,
-                           "done": False}
+                   logprobs: list[dict[str, Any]] | None = None, *,
+                   thinking: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "created_at": created_at, "response": text}
+    if thinking:
+        out["thinking"] = thinking
+    out["done"] = False
     if logprobs:
         out["logprobs"] = logprobs
     return out
 
 
 def generate_final(model: str, created_at: str, final: Final, text: str = "",
-                   logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "model": model, "created_at": created_at, "response": text, "done": True,
-        "done_reason": final.done_reason,
-    }
+                   logprobs: list[dict[str, Any]] | None = None, *,
+                   thinking: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "created_at": created_at, "response": text}
+    if thinking:
+        out["thinking"] = thinking
+    out["done"] = True
+    out["done_reason"] = final.done_reason
     if final.context:
         out["context"] = list(final.context)
     out.update(final.metrics.fields())
@@ -62,10 +77,11 @@ def generate_final(model: str, created_at: str, final: Final, text: str = "",
 
 
 def chat_chunk(model: str, created_at: str, text: str,
-               logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               logprobs: list[dict[str, Any]] | None = None, *, thinking: str = "",
+               tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": model, "created_at": created_at,
-        "message": {"role": "assistant", "content": text}, "done": False,
+        "message": _message(text, thinking, tool_calls), "done": False,
     }
     if logprobs:
         out["logprobs"] = logprobs
@@ -73,10 +89,11 @@ def chat_chunk(model: str, created_at: str, text: str,
 
 
 def chat_final(model: str, created_at: str, final: Final, text: str = "",
-               logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               logprobs: list[dict[str, Any]] | None = None, *, thinking: str = "",
+               tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": model, "created_at": created_at,
-        "message": {"role": "assistant", "content": text}, "done": True,
+        "message": _message(text, thinking, tool_calls), "done": True,
         "done_reason": final.done_reason,
     }
     if logprobs:

@@ -62,6 +62,11 @@ class Complete:
     logprobs: bool = False
     top_logprobs: int = 0
     shift: bool = True  # at a full context: shift it (drop old tokens) rather than stop
+    # With tools: the request's tools and the template's tool-call format (core.tools), so the
+    # runner can constrain decoding to text or one well-formed call.
+    tools: list[dict[str, Any]] | None = None
+    tool_format: dict[str, Any] | None = None
+    tools_required: bool = False  # the grammar admits only a call, no free text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,6 +219,8 @@ def _check_types(msg: Any) -> None:
                 isinstance(v, dict) for v in value))
         elif t == "int":
             ok = isinstance(value, int) and not isinstance(value, bool)
+        elif t == "dict[str, Any] | None":
+            ok = value is None or isinstance(value, dict)
         elif t == "list[str]":
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         elif t == "list[list[float]]":

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import gotemplate
+from . import gotemplate, thinking
 from .gguf import ArrayInfo
 from .jsonwire import go_quote
 from .modelfile import Command, Modelfile
@@ -113,7 +113,7 @@ def capabilities(template: str | None, *, go: bool = False,
             caps.append("insert")
     elif "tools" in text:
         caps.append("tools")
-    if "<think>" in text:
+    if thinking.capable(template, go):
         caps.append("thinking")
     return caps
 

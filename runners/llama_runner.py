@@ -53,6 +53,26 @@ def grammar_for(fmt: Any) -> Any:
         raise BadRequestError(f"invalid format: {type(exc).__name__}: {exc}") from None
 
 
+def tool_grammar(tools: list[dict[str, Any]] | None, fmt: dict[str, Any] | None,
+                 required: bool = False) -> Any:
+    """Grammar allowing free text or one well-formed call of a requested tool (core.tools);
+    only the call when ``required``."""
+    if not tools or fmt is None:
+        return None
+    from llama_cpp import llama_grammar
+
+    from pollama.core import tools as tc
+
+    try:
+        text = tc.tool_call_grammar(tools, tc.ToolFormat.from_json(fmt),
+                                    json_schema_to_gbnf=llama_grammar.json_schema_to_gbnf,
+                                    allow_text=not required, parallel=False)
+        return llama_grammar.LlamaGrammar.from_string(text, verbose=False) if text else None
+    except Exception as exc:  # a client's schema the converter cannot handle: no constraint
+        print(f"runner: tool grammar unavailable: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
 class Runner:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
@@ -262,11 +282,17 @@ class Runner:
             tokens = [llm.token_bos()]
 
         grammar = grammar_for(msg.format)
+        if grammar is None:
+            grammar = tool_grammar(msg.tools, msg.tool_format, msg.tools_required)
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else random.randrange(2**31))
         num_predict = int(opts.get("num_predict", -1))
         if num_predict == -2:
             num_predict = n_ctx - len(tokens)
+        elif num_predict < 0 or num_predict > 10 * n_ctx:
+            # As Ollama: "infinite" is at most 10 × num_ctx tokens, so a model that never
+            # emits an end token cannot run forever with context shifting.
+            num_predict = 10 * n_ctx
         stops = StopMatcher(list(opts.get("stop") or []))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         llm.last_n_tokens_size = self._repeat_last_n(opts, n_ctx)

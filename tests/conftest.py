@@ -117,7 +117,8 @@ def server(smollm2_gguf: str) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="pollama-e2e-") as tmp:
         srv = start_server(tmp)
         try:
-            upload_and_create(srv.url, smollm2_gguf, "smol")
+            # A default length keeps tests that use default options short and bounded.
+            upload_and_create(srv.url, smollm2_gguf, "smol", parameters={"num_predict": 200})
             yield srv
         finally:
             stop_server(srv)
