@@ -45,10 +45,7 @@ def read_facts(path: str) -> gguf_details.ModelFacts:
 
 
 def read_facts_and_vocab(path: str) -> tuple[gguf_details.ModelFacts, int | None]:
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise BadRequest(f"cannot read model file: {exc.strerror}") from None
+    st = os.stat(path)  # a missing file is an OSError for the caller to name
     return _facts(path, st.st_size, st.st_mtime_ns)
 
 

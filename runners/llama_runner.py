@@ -26,6 +26,12 @@ from pollama.core.errors import PollamaError
 from pollama.core.stops import StopMatcher
 
 
+def _capacity(llm: Any) -> int:
+    """Tokens a sequence may hold. llama.cpp pads its context (to 256), but llama-cpp-python's
+    token buffer has the size that was asked for; the smaller one is the real limit."""
+    return int(min(llm.n_ctx(), len(llm.input_ids)))
+
+
 def _usable_cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -183,7 +189,7 @@ class Runner:
         llm.eval([llm.token_bos() if llm.token_bos() >= 0 else 0])
         llm.reset()
         self.send(rp.Loaded(
-            id=msg.id, n_ctx=llm.n_ctx(), n_ctx_train=llm._model.n_ctx_train(),
+            id=msg.id, n_ctx=_capacity(llm), n_ctx_train=llm._model.n_ctx_train(),
             n_vocab=llm.n_vocab(), n_embd=llm.n_embd(),
             chat_template=str(llm.metadata.get("tokenizer.chat_template", "")),
             bos_token=self._special_text(llm, llm.token_bos()),
@@ -219,7 +225,7 @@ class Runner:
         llm = self._require_llm()
         ctx = llm._ctx.ctx
         n_embd = llm.n_embd()
-        limit = min(llm.n_ctx(), llm.n_batch)
+        limit = min(_capacity(llm), llm.n_batch)
         vectors: list[list[float]] = []
         count = 0
         llama_cpp.llama_set_embeddings(ctx, True)
@@ -273,7 +279,7 @@ class Runner:
         text_tokens = llm.tokenize(msg.prompt.encode("utf-8"),
                                    add_bos=not msg.context, special=True)
         tokens = list(msg.context or []) + list(text_tokens)
-        n_ctx = llm.n_ctx()
+        n_ctx = _capacity(llm)
         num_keep = max(0, int(opts.get("num_keep", 4)))
         if len(tokens) >= n_ctx:  # keep the first num_keep tokens and the most recent tail
             tail = max(1, n_ctx // 2 - num_keep)
