@@ -7,11 +7,12 @@ line. Anything else is a pollama bug: logged with its traceback, reported as a 5
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -379,6 +380,20 @@ class App:
         if not ok:
             raise BadRequest(f"{local.stored.name.display_full()} does not support tools")
 
+    @contextlib.contextmanager
+    def _release_on_error(self, rid: int) -> Iterator[None]:
+        """Give the runner slot back if preparing the request fails."""
+        try:
+            yield
+        except BaseException:
+            self.driver.finished(rid)
+            raise
+
+    def _debug_only(self, rid: int, model: str, text: str, *, chat: bool) -> Response:
+        """``_debug_render_only``: answer with the rendered prompt, run nothing."""
+        self.driver.finished(rid)
+        return json_response(200, responses.debug_render(model, now_utc(), text, chat=chat))
+
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
         req = rq.parse_generate(jsonwire.loads_request(await request.read_body()))
@@ -395,15 +410,10 @@ class App:
         self._log_unknown(req.unknown_options)
         runner, rid, load_ns, runtime, prompting = await self._start(
             local, req.options, req.keep_alive, started)
-        try:
+        with self._release_on_error(rid):
             text = prompt.generate_prompt(req, prompting, today=_today(), think=setting)
-        except BaseException:
-            self.driver.finished(rid)
-            raise
         if req.debug_render_only:
-            self.driver.finished(rid)
-            return json_response(200, responses.debug_render(req.model, now_utc(), text,
-                                                             chat=False))
+            return self._debug_only(rid, req.model, text, chat=False)
         parser = thinking.ThinkingParser.for_prompt(tags, text) \
             if tags is not None and setting.enabled and not req.raw else None
         return await self._run(runner, rid, text, runtime, req.model, req.stream, chat=False,
@@ -427,7 +437,7 @@ class App:
         self._log_unknown(req.unknown_options)
         runner, rid, load_ns, runtime, prompting = await self._start(
             local, req.options, req.keep_alive, started)
-        try:
+        with self._release_on_error(rid):
             messages = thinking.strip_previous_thinking(
                 prompt.chat_messages(req, prompting), local.config.model_family,
                 model_name=req.model)
@@ -439,13 +449,8 @@ class App:
                                chat_template=prompting.chat_template,
                                bos_token=prompting.bos_token, eos_token=prompting.eos_token) \
                 if req.tools else None
-        except BaseException:
-            self.driver.finished(rid)
-            raise
         if req.debug_render_only:
-            self.driver.finished(rid)
-            return json_response(200, responses.debug_render(req.model, now_utc(), text,
-                                                             chat=True))
+            return self._debug_only(rid, req.model, text, chat=True)
         think_parser = thinking.ThinkingParser.for_prompt(tags, text) \
             if tags is not None and setting.enabled else None
         tool_parser = tools.ToolCallParser(fmt, tools.tool_names(req.tools), new_id=_call_id) \
