@@ -23,6 +23,9 @@ EXPECTED = {
     "reload_num_ctx.jsonl": {s.SpawnRunner, s.StopRunner, s.Dispatch},
     "queue_full_503.jsonl": {s.ReplyLoaded, s.Dispatch, s.Reject},
     "load_failure.jsonl": {s.SpawnRunner, s.Reject, s.Dispatch},
+    "single_flight_two_models.jsonl": {s.SpawnRunner, s.Dispatch},
+    "num_parallel_2.jsonl": {s.ReplyLoaded, s.Dispatch},
+    "runner_crash.jsonl": {s.SpawnRunner, s.Dispatch},
 }
 
 

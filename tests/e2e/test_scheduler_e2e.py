@@ -203,3 +203,60 @@ def test_runner_load_failure_is_reported_and_replaced(smollm2_gguf: str, second_
         assert [m["name"] for m in ps(srv)] == ["two:latest"]
     finally:
         _finish(srv, "load_failure")
+
+
+def _concurrently(*calls: object) -> list[httpx.Response]:
+    out: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda c=c: out.append(c())) for c in calls]  # type: ignore[misc]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_single_flight_loading_of_two_models(smollm2_gguf: str, second_gguf: str,
+                                             tmp_path: object) -> None:
+    srv = _server(str(tmp_path), smollm2_gguf, {}, {"one": smollm2_gguf, "two": second_gguf})
+    try:
+        rs = _concurrently(lambda: gen(srv, "one"), lambda: gen(srv, "two"),
+                           lambda: gen(srv, "one"))
+        assert [r.status_code for r in rs] == [200, 200, 200]
+        assert sorted(m["name"] for m in ps(srv)) == ["one:latest", "two:latest"]
+    finally:
+        _finish(srv, "single_flight_two_models")
+    with open(srv.env["POLLAMA_TRACE"]) as f:
+        _, steps = trace.parse(f.readlines())
+        spawns = [st.lineno for st in steps for c in st.commands if type(c).__name__ == "SpawnRunner"]
+    assert len(spawns) == 2  # one load at a time, the second runner spawned on a later step
+    assert spawns[0] != spawns[1]
+
+
+def test_num_parallel_shares_one_runner(smollm2_gguf: str, tmp_path: object) -> None:
+    srv = _server(str(tmp_path), smollm2_gguf, {"POLLAMA_NUM_PARALLEL": "2"},
+                  {"smol": smollm2_gguf})
+    try:
+        assert httpx.post(f"{srv.url}/api/generate", json={"model": "smol"}).status_code == 200
+        rs = _concurrently(*(lambda: gen(srv, "smol", options={"num_predict": 30})
+                             for _ in range(3)))
+        assert [r.status_code for r in rs] == [200, 200, 200]
+        assert len(ps(srv)) == 1
+    finally:
+        _finish(srv, "num_parallel_2")
+
+
+def test_runner_crash_is_reported_and_replaced(smollm2_gguf: str, tmp_path: object) -> None:
+    import signal
+
+    from tests.e2e.test_robustness import _runner_pids
+
+    srv = _server(str(tmp_path), smollm2_gguf, {}, {"smol": smollm2_gguf})
+    try:
+        assert gen(srv, "smol").status_code == 200
+        (pid,) = _runner_pids(srv)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: ps(srv) == [])  # the scheduler learned of the exit
+        assert gen(srv, "smol").status_code == 200  # and a fresh runner serves the next request
+    finally:
+        _finish(srv, "runner_crash")
