@@ -208,21 +208,33 @@ def trace_replay(file: str) -> None:
 
 
 def _progress(client: Client, path: str, body: dict[str, Any]) -> None:
-    """Show a pull/push status stream: a rich progress bar per layer, other lines as text."""
+    """Show a pull/push status stream as Ollama does: status lines in order, and a progress bar
+    per layer while its bytes move (the bars stop before the next status line)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     bars: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), transient=False) as progress:
+    progress: Progress | None = None
+    try:
         for status in client.stream(path, body):
             text = status.get("status", "")
             digest = status.get("digest")
             if digest and status.get("total"):
+                if progress is None:
+                    progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                        DownloadColumn(), TransferSpeedColumn())
+                    progress.start()
                 if digest not in bars:
                     bars[digest] = progress.add_task(text, total=status["total"])
                 progress.update(bars[digest], completed=status.get("completed", 0))
-            else:
-                progress.console.print(text)
+                continue
+            if progress is not None:  # the layers are done: finish their bars first
+                progress.stop()
+                progress = None
+                bars.clear()
+            click.echo(text, err=True)
+    finally:
+        if progress is not None:
+            progress.stop()
 
 
 def _pull(client: Client, model: str, insecure: bool = False) -> None:
