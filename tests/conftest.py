@@ -14,8 +14,15 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 
 from pollama.core.library import SMOLLM2_135M
+
+# CI machines are small and busy: no per-example deadline (a timing assertion in disguise) and
+# no "too slow" health check; the example counts stay as each test sets them.
+settings.register_profile("ci", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
 
 CACHE = os.environ.get("POLLAMA_TEST_CACHE", os.path.expanduser("~/.cache/pollama-test"))
 
