@@ -9,6 +9,7 @@ because clients and tests match on them (reference §0).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from .errors import BadRequest
@@ -18,10 +19,33 @@ _ESCAPES = str.maketrans(
 )
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def go_text(text: str) -> str:
+    """What Go holds for a JSON string: lone surrogates become U+FFFD."""
+    return _SURROGATE_RE.sub("\ufffd", text)
+
+
 def dumps(value: Any) -> bytes:
-    """Encode like Go's json.Marshal (no trailing newline)."""
+    """Encode like Go's json.Marshal (no trailing newline).
+
+    Python's compact encoder matches Go for control characters; Go additionally escapes
+    ``<``, ``>``, ``&``, U+2028 and U+2029, which occur only inside strings in compact output,
+    so a textual replacement is exact.
+    """
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.translate(_ESCAPES).encode("utf-8")
+    return go_text(text).translate(_ESCAPES).encode("utf-8")
+
+
+def _go_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return go_text(value)
+    if isinstance(value, list):
+        return [_go_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {go_text(k): _go_strings(v) for k, v in value.items()}
+    return value
 
 
 def loads_request(body: bytes) -> Any:
@@ -35,7 +59,9 @@ def loads_request(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise BadRequest("invalid character in request body: not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
+        # \ud800-style escapes decode to lone surrogates; Go decodes them to U+FFFD.
+        return _go_strings(value) if "\\u" in text else value
     except json.JSONDecodeError as exc:
         raise BadRequest(_go_syntax_message(text, exc)) from None
     except _ConstantRejected as exc:

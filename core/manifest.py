@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import jsonwire
 from .errors import BadRequest, StoreError
 from .names import digest_str, parse_digest
 
@@ -50,33 +51,9 @@ _CANONICAL_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 # --- Go encoding/json compatible output ---------------------------------------------------
 
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
-_GO_HTML_ESCAPES = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-_GO_HTML_RE = re.compile("[<>&\u2028\u2029]")
-
-
-def _go_text(s: str) -> str:
-    """What Go holds after decoding JSON text: lone surrogates become U+FFFD."""
-    return _SURROGATE_RE.sub("\ufffd", s)
-
-
 def go_json_dumps(value: object) -> bytes:
-    """Encode ``value`` (dicts, lists, str, int, None, bool) as Go's ``json.Marshal`` would.
-
-    Python's compact encoder already matches Go >= 1.22 for control characters (``\\n``,
-    ``\\b``, ``\\f``, ``\\u00XX``); the characters Go additionally escapes never occur outside
-    strings in the compact output, so a textual replacement is exact.
-    """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    text = _go_text(text)
-    text = _GO_HTML_RE.sub(lambda m: _GO_HTML_ESCAPES[m.group()], text)
-    return text.encode("utf-8")
+    """Encode ``value`` as Go's ``json.Marshal`` would (see ``core.jsonwire.dumps``)."""
+    return jsonwire.dumps(value)
 
 
 def _reject_constant(name: str) -> Any:
@@ -209,7 +186,7 @@ def _text_field(obj: Mapping[str, Any], key: str, *, required: bool, where: str)
         if required:
             raise _bad(f"{where} {key} is empty")
         return None  # Go omitempty: "" and absent are the same thing
-    return _go_text(value)
+    return jsonwire.go_text(value)
 
 
 def _parse_layer(obj: object, where: str) -> Layer:
@@ -268,7 +245,7 @@ def parse_manifest(data: bytes) -> Manifest:
     if not isinstance(raw_layers, list):
         raise _bad("layers must be an array")
     layers = tuple(_parse_layer(item, f"layers[{i}]") for i, item in enumerate(raw_layers))
-    return Manifest(config=config, layers=layers, media_type=_go_text(media_type))
+    return Manifest(config=config, layers=layers, media_type=jsonwire.go_text(media_type))
 
 
 # --- Config blob ---------------------------------------------------------------------------
@@ -366,12 +343,12 @@ _CONFIG_INT_FIELDS = ("context_length", "embedding_length")
 
 
 def _lenient_str(value: object, default: str = "") -> str:
-    return _go_text(value) if isinstance(value, str) else default
+    return jsonwire.go_text(value) if isinstance(value, str) else default
 
 
 def _lenient_strs(value: object) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(_go_text(v) for v in value)
+        return tuple(jsonwire.go_text(v) for v in value)
     return ()
 
 

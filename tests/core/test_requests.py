@@ -109,3 +109,10 @@ def test_json_errors_go_style(body: bytes, message: str) -> None:
 
 def test_jsonwire_dumps() -> None:
     assert jsonwire.dumps({"a": "<é>", "b": [1, 2.5]}) == '{"a":"\\u003cé\\u003e","b":[1,2.5]}'.encode()
+
+
+def test_lone_surrogates_become_replacement_characters_as_in_go() -> None:
+    assert jsonwire.loads_request(b'{"a": "x\\ud800y", "\\udfff": ["\\ud83d"]}') == {
+        "a": "x\ufffdy", "\ufffd": ["\ufffd"]}
+    assert jsonwire.loads_request(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+    assert jsonwire.dumps({"a": "x\ud800"}) == '{"a":"x\ufffd"}'.encode()

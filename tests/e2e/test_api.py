@@ -247,3 +247,9 @@ def test_create_from_existing_with_system(client: ollama.Client, http: httpx.Cli
     assert pirate.message.content != plain.message.content
     names = {m.model for m in client.list().models}
     assert "pirate:latest" in names
+
+
+def test_lone_surrogate_in_prompt_is_not_a_500(http: httpx.Client) -> None:
+    r = http.post("/api/generate", content=b'{"model": "smol", "prompt": "hi \\ud800", '
+                                           b'"stream": false, "options": {"num_predict": 2}}')
+    assert r.status_code == 200, r.text
