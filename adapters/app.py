@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from pollama.core import (gguf_details, gotemplate, jsonwire, memory, ndjson, output, prompt,
+from pollama.core import (gguf_details, jsonwire, memory, ndjson, output, prompt,
                           responses, routes, thinking, tools)
 from pollama.core import tools as tools_core
 from pollama.core import embed as embed_core
@@ -370,15 +370,9 @@ class App:
         return setting, tags
 
     async def _check_tools(self, local: models.LocalModel, tools: tuple[Any, ...]) -> None:
-        if not tools:
-            return
-        text, is_go = await self._template(local)
-        if is_go:
-            ok = text is not None and gotemplate.parse(text).uses("Tools")
-        else:
-            ok = "tools" in (text or "")
-        if not ok:
-            raise BadRequest(f"{local.stored.name.display_full()} does not support tools")
+        if tools:
+            text, is_go = await self._template(local)
+            show_core.require_tools(text, go=is_go, full_name=local.stored.name.display_full())
 
     @contextlib.contextmanager
     def _release_on_error(self, rid: int) -> Iterator[None]:
@@ -483,15 +477,10 @@ class App:
 
     @staticmethod
     def _check_images(local: models.LocalModel, has_images: bool) -> None:
-        """Images need a vision model (a projector layer); a text-only model says so."""
-        if not has_images:
-            return
-        name = local.stored.name.display_full()
-        if not local.stored.manifest.layers_of(mf.MEDIA_TYPE_PROJECTOR):
-            raise BadRequest(f"{name} does not support vision: the model has no image "
-                             "projector, send text only")
-        raise BadRequest(f"{name}: image input for multimodal models is not implemented in "
-                         "pollama yet")
+        if has_images:
+            show_core.require_vision(
+                has_projector=bool(local.stored.manifest.layers_of(mf.MEDIA_TYPE_PROJECTOR)),
+                full_name=local.stored.name.display_full())
 
     def _log_unknown(self, keys: tuple[str, ...]) -> None:
         for key in keys:

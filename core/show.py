@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import gotemplate, thinking
+from .errors import BadRequest
 from .gguf import ArrayInfo
 from .jsonwire import go_quote
 from .modelfile import Command, Modelfile
@@ -116,6 +117,21 @@ def capabilities(template: str | None, *, go: bool = False,
     if thinking.capable(template, go):
         caps.append("thinking")
     return caps
+
+
+def require_tools(template: str | None, *, go: bool, full_name: str) -> None:
+    """A request with ``tools`` needs a template that renders them (reference §1.2)."""
+    if "tools" not in capabilities(template, go=go):
+        raise BadRequest(f"{full_name} does not support tools")
+
+
+def require_vision(*, has_projector: bool, full_name: str) -> None:
+    """Images need a vision model (a projector layer); a text-only model says so."""
+    if not has_projector:
+        raise BadRequest(f"{full_name} does not support vision: the model has no image "
+                         "projector, send text only")
+    raise BadRequest(f"{full_name}: image input for multimodal models is not implemented in "
+                     "pollama yet")
 
 
 def show_sections(info: Mapping[str, Any], details: Mapping[str, Any],
