@@ -91,3 +91,19 @@ def _f32(v: float) -> float:
         if struct.unpack("<f", struct.pack("<f", float(text)))[0] == f:
             return float(text)
     return float(f)
+
+
+def pack_batches(seqs: Sequence[Sequence[int]], max_tokens: int,
+                 max_seqs: int) -> list[list[Sequence[int]]]:
+    """Split token sequences, in order, into groups that each fit one decode: at most
+    ``max_tokens`` tokens and ``max_seqs`` sequences per group. A sequence longer than
+    ``max_tokens`` (the caller truncates or refuses those first) gets a group of its own."""
+    groups: list[list[Sequence[int]]] = []
+    size = 0
+    for toks in seqs:
+        if not groups or size + len(toks) > max_tokens or len(groups[-1]) >= max(1, max_seqs):
+            groups.append([])
+            size = 0
+        groups[-1].append(toks)
+        size += len(toks)
+    return groups

@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, BinaryIO
 
+from pollama.core import embed
 from pollama.core import runner_protocol as rp
 from pollama.core.errors import PollamaError
 from pollama.core.stops import StopMatcher
@@ -177,6 +178,11 @@ class Runner:
         # Embeddings are pooled with the model's own pooling; a model without one (a chat
         # model) gets mean pooling. The context serves completions and embeddings alike.
         kwargs["pooling_type"] = self._pooling(msg.model_path, llama_cpp)
+        # embedding=True gives the context several sequence slots over one unified KV cache,
+        # so one decode can embed a whole batch of inputs; embeddings are then switched off
+        # and only turned on around an embedding batch. Completions are unchanged by this
+        # (same greedy tokens; tests/e2e check it).
+        kwargs["embedding"] = True
         if msg.adapters:
             kwargs["lora_path"] = msg.adapters[0]
         try:
@@ -184,6 +190,7 @@ class Runner:
         except (ValueError, RuntimeError) as exc:
             raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
         llm = self._llm
+        llama_cpp.llama_set_embeddings(llm._ctx.ctx, False)
         # Warm up: the first decode allocates compute buffers (seconds at large num_ctx); do it
         # now so it counts as load time, as Ollama's runners do.
         llm.eval([llm.token_bos() if llm.token_bos() >= 0 else 0])
@@ -219,42 +226,57 @@ class Runner:
         return int(llama_cpp.LLAMA_POOLING_TYPE_MEAN)
 
     def _embed(self, msg: rp.Embed) -> None:
+        """Embed every input, packing as many sequences into one decode as fit: the batch
+        holds at most ``n_batch`` tokens and ``n_seq_max`` sequences (Ollama batches the
+        inputs of one request the same way)."""
+        llm = self._require_llm()
+        limit = min(_capacity(llm), llm.n_batch)
+        seqs: list[list[int]] = []
+        for text in msg.inputs:
+            toks = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+            if len(toks) > limit:
+                if not msg.truncate:
+                    raise BadRequestError("the input length exceeds the context length")
+                toks = toks[:limit]
+            seqs.append(toks or [max(llm.token_bos(), 0)])
+        vectors: list[list[float]] = []
+        for group in embed.pack_batches(seqs, llm.n_batch, self._n_seq_max(llm)):
+            vectors.extend(self._embed_batch(llm, group))
+        self.send(rp.Embeddings(id=msg.id, embeddings=vectors,
+                                prompt_eval_count=sum(len(t) for t in seqs)))
+
+    @staticmethod
+    def _n_seq_max(llm: Any) -> int:
+        return max(1, int(llm.context_params.n_seq_max))
+
+    @staticmethod
+    def _embed_batch(llm: Any, group: list[Any]) -> list[list[float]]:
         import llama_cpp
         import numpy as np
 
-        llm = self._require_llm()
         ctx = llm._ctx.ctx
         n_embd = llm.n_embd()
-        limit = min(_capacity(llm), llm.n_batch)
-        vectors: list[list[float]] = []
-        count = 0
+        out: list[list[float]] = []
         llama_cpp.llama_set_embeddings(ctx, True)
         try:
-            for text in msg.inputs:
-                toks = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-                if len(toks) > limit:
-                    if not msg.truncate:
-                        raise BadRequestError("the input length exceeds the context length")
-                    toks = toks[:limit]
-                if not toks:
-                    toks = [max(llm.token_bos(), 0)]
-                count += len(toks)
-                llm._ctx.kv_cache_clear()
-                llm._batch.reset()
-                llm._batch.add_sequence(toks, 0, True)
-                llm._ctx.decode(llm._batch)
-                ptr = llama_cpp.llama_get_embeddings_seq(ctx, 0)
+            llm._ctx.kv_cache_clear()
+            llm._batch.reset()
+            for seq_id, toks in enumerate(group):
+                llm._batch.add_sequence(toks, seq_id, True)
+            llm._ctx.decode(llm._batch)
+            for seq_id in range(len(group)):
+                ptr = llama_cpp.llama_get_embeddings_seq(ctx, seq_id)
                 vec = np.ctypeslib.as_array(ptr, shape=(n_embd,)).astype(np.float32)
                 if not np.all(np.isfinite(vec)):
                     raise PollamaError("embedding contains NaN or Inf values")
                 # float32 values, printed shortest (as Go marshals []float32)
-                vectors.append([float(str(x)) for x in vec])
+                out.append([float(str(x)) for x in vec])
         finally:
             llama_cpp.llama_set_embeddings(ctx, False)
             llm._batch.reset()
             llm.reset()  # the KV cache no longer holds a prompt for generate()'s prefix reuse
             llm._ctx.kv_cache_clear()
-        self.send(rp.Embeddings(id=msg.id, embeddings=vectors, prompt_eval_count=count))
+        return out
 
     def _tokenize(self, msg: rp.Tokenize) -> None:
         llm = self._require_llm()
