@@ -12,7 +12,7 @@ import datetime
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -542,6 +542,60 @@ class App:
         return json_response(200, responses.load_response(model, now_utc(), chat=chat,
                                                           reason=kind.value))
 
+    async def _steps(self, runner: RunnerProcess, text: str, runtime: dict[str, Any],
+                     req: rq.GenerateRequest | rq.ChatRequest,
+                     pipeline: output.OutputPipeline, context: list[int] | None,
+                     tools: list[dict[str, Any]] | None, tool_format: dict[str, Any] | None,
+                     tools_required: bool
+                     ) -> AsyncGenerator[tuple[list[output.Piece], list[dict[str, Any]],
+                                              rp.Done | None], None]:
+        """The completion as ``(pieces, logprobs, done)`` steps, ``done`` set on the last.
+
+        With ``format`` and thinking on, the model first reasons unconstrained; once it
+        leaves its reasoning that pass is cancelled (the answer text it began is dropped) and
+        a second pass continues the prompt through the closing tag with the grammar applied
+        (reference §1.12). The final metrics are the answer pass's.
+        """
+        fmt = rq.check_format(req.format)
+        split = fmt is not None and pipeline.thinking_tags is not None
+        raw: list[str] = []
+        while True:
+            cm = runner.complete(text, context, runtime, None if split else fmt,
+                                 logprobs=req.logprobs, top_logprobs=req.top_logprobs,
+                                 shift=req.shift, tools=tools, tool_format=tool_format,
+                                 tools_required=tools_required)
+            events = await cm.__aenter__()
+            restart = False
+            try:
+                async for msg in events:
+                    if isinstance(msg, rp.Token):
+                        pieces = pipeline.feed(msg.text)
+                        if split:
+                            raw.append(msg.text)
+                            if pipeline.thinking_done:
+                                pieces = [output.Piece(thinking=p.thinking)
+                                          for p in pieces if p.thinking]
+                                restart = True
+                        yield pieces, list(msg.logprobs or ()), None
+                        if restart:
+                            break
+                    elif isinstance(msg, rp.Done):
+                        yield pipeline.finish(), [], msg
+                        return
+                    elif isinstance(msg, rp.Failed):
+                        raise PollamaError(msg.message, status_hint=msg.status)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await cm.__aexit__(None, None, None)
+            if not restart:
+                raise PollamaError("runner stream ended unexpectedly")
+            tags = pipeline.thinking_tags
+            assert tags is not None
+            text += thinking.through_closing_tag("".join(raw), tags)
+            log.debug("reasoning done: answer pass with format, prompt now %r", text)
+            pipeline = pipeline.without_thinking()
+            split = False
+
     async def _run(self, runner: RunnerProcess, rid: int, text: str, runtime: dict[str, Any],
                    model: str, stream: bool, *, chat: bool, started: int, load_ns: int,
                    req: rq.GenerateRequest | rq.ChatRequest, pipeline: output.OutputPipeline,
@@ -549,25 +603,18 @@ class App:
                    tools: list[dict[str, Any]] | None = None,
                    tool_format: dict[str, Any] | None = None,
                    tools_required: bool = False) -> Response:
-        """Run one completion on ``runner`` and answer with NDJSON chunks or one object.
+        """Run the completion on ``runner`` and answer with NDJSON chunks or one object.
 
         Runner text goes through ``pipeline`` (thinking, content, tool calls). Errors before
         the first chunk keep their status; later ones end the stream with an error line.
         """
         log.debug("prompt: %r", text)
-        cm = runner.complete(text, context, runtime, rq.check_format(req.format),
-                             logprobs=req.logprobs, top_logprobs=req.top_logprobs,
-                             shift=req.shift, tools=tools, tool_format=tool_format,
-                             tools_required=tools_required)
-        try:
-            events = await cm.__aenter__()
-        except BaseException:
-            self.driver.finished(rid)
-            raise
+        steps = self._steps(runner, text, runtime, req, pipeline, context, tools, tool_format,
+                            tools_required)
 
         async def close() -> None:
             with anyio.CancelScope(shield=True):
-                await cm.__aexit__(None, None, None)
+                await steps.aclose()
             self.driver.finished(rid)
 
         def chunk(piece: output.Piece, lps: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -599,13 +646,10 @@ class App:
                                             thinking=thought)
 
         try:
-            first = await events.__anext__()
+            first = await steps.__anext__()
         except BaseException:
             await close()
             raise
-        if isinstance(first, rp.Failed):
-            await close()
-            raise PollamaError(first.message, status_hint=first.status)
 
         if not stream:
             try:
@@ -613,48 +657,37 @@ class App:
                 thoughts: list[str] = []
                 calls: list[dict[str, Any]] = []
                 all_lps: list[dict[str, Any]] = []
-
-                def take(pieces: list[output.Piece]) -> None:
+                step = first
+                while True:
+                    pieces, lps, done = step
                     for p in pieces:
                         parts.append(p.content)
                         thoughts.append(p.thinking)
                         calls.extend(tools_core.to_wire(p.tool_calls))
-
-                msg: rp.RunnerMessage = first
-                while True:
-                    if isinstance(msg, rp.Token):
-                        take(pipeline.feed(msg.text))
-                        all_lps.extend(msg.logprobs or ())
-                    elif isinstance(msg, rp.Done):
-                        take(pipeline.finish())
-                        return json_response(200, final(msg, "".join(parts), "".join(thoughts),
+                    all_lps.extend(lps)
+                    if done is not None:
+                        return json_response(200, final(done, "".join(parts), "".join(thoughts),
                                                         calls or None, all_lps))
-                    elif isinstance(msg, rp.Failed):
-                        raise PollamaError(msg.message, status_hint=msg.status)
-                    msg = await events.__anext__()
+                    step = await steps.__anext__()
             finally:
                 await close()
 
         async def body() -> AsyncIterator[bytes]:
             try:
-                msg: rp.RunnerMessage = first
-                lps: list[dict[str, Any]] = []
+                step = first
+                held: list[dict[str, Any]] = []
                 while True:
-                    if isinstance(msg, rp.Token):
-                        lps.extend(msg.logprobs or ())
-                        for piece in pipeline.feed(msg.text):
-                            yield ndjson.encode(chunk(piece, lps or None))
-                            lps = []
-                    elif isinstance(msg, rp.Done):
-                        for piece in pipeline.finish():
-                            yield ndjson.encode(chunk(piece, lps or None))
-                            lps = []
-                        yield ndjson.encode(final(msg, lps=lps or None))
+                    pieces, lps, done = step
+                    held.extend(lps)
+                    for piece in pieces:
+                        yield ndjson.encode(chunk(piece, held or None))
+                        held = []
+                    if done is not None:
+                        yield ndjson.encode(final(done, lps=held or None))
                         return
-                    elif isinstance(msg, rp.Failed):
-                        yield ndjson.encode(responses.error_body(msg.message))
-                        return
-                    msg = await events.__anext__()
+                    step = await steps.__anext__()
+            except PollamaError as exc:
+                yield ndjson.encode(responses.error_body(exc.message))
             except StopAsyncIteration:
                 yield ndjson.encode(responses.error_body("runner stream ended unexpectedly"))
             finally:

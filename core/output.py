@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .thinking import ThinkingParser
+from .thinking import ThinkingParser, ThinkingState, ThinkingTags
 from .tools import ToolCall, ToolCallParser
 
 
@@ -31,6 +31,21 @@ class OutputPipeline:
                  tools: ToolCallParser | None = None) -> None:
         self._thinking = thinking
         self._tools = tools
+
+    @property
+    def thinking_tags(self) -> ThinkingTags | None:
+        return self._thinking.tags if self._thinking is not None else None
+
+    @property
+    def thinking_done(self) -> bool:
+        """The model has left its reasoning (closed the tag, or answered without one): from
+        here a ``format`` grammar applies (reference §1.12)."""
+        return self._thinking is not None and self._thinking.state in (
+            ThinkingState.THINKING_DONE, ThinkingState.THINKING_DONE_EATING_WHITESPACE)
+
+    def without_thinking(self) -> OutputPipeline:
+        """The pipeline for the answer pass that follows the reasoning."""
+        return OutputPipeline(tools=self._tools)
 
     def feed(self, text: str) -> list[Piece]:
         thought, answer = self._thinking.feed(text) if self._thinking else ("", text)

@@ -293,6 +293,14 @@ def prompt_opens_thinking(prompt: str, tags: ThinkingTags) -> bool:
     return _strip(prompt).endswith(tags.open)
 
 
+def through_closing_tag(raw: str, tags: ThinkingTags) -> str:
+    """The model's raw text up to and including the tag that ends its reasoning; ``""`` when
+    it answered without reasoning. The answer pass of a ``format`` request continues the
+    prompt with this (the reasoning cannot contain the closing tag: it ends there)."""
+    i = raw.find(tags.close)
+    return raw[:i + len(tags.close)] if i >= 0 else ""
+
+
 class ThinkingParser:
     """Split streamed model text into ``(thinking, content)`` pieces (see module docstring).
 

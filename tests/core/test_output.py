@@ -65,3 +65,28 @@ def test_tool_choice(value: object, choice: str, n: int) -> None:
 def test_tool_choice_invalid(value: object) -> None:
     with pytest.raises(BadRequest):
         rq.parse_chat({"model": "m", "tools": [{"function": {"name": "f"}}], "tool_choice": value})
+
+
+def test_thinking_done_marks_where_a_format_grammar_starts() -> None:
+    """format + thinking (reference §1.12): the adapter cancels the free pass once the
+    pipeline says the reasoning is over, and continues the prompt through the closing tag."""
+    from pollama.core.thinking import through_closing_tag
+
+    p = OutputPipeline(thinking=ThinkingParser(THINK_TAGS, starts_in_thinking=True))
+    raw = ""
+    for piece in ["It is ", "Paris.</th"]:
+        raw += piece
+        p.feed(piece)
+        assert not p.thinking_done
+    raw += "ink>\n\n"
+    p.feed("ink>\n\n")
+    assert p.thinking_done  # at the closing tag, before any answer text
+    assert through_closing_tag(raw, THINK_TAGS) == "It is Paris.</think>"
+    after = p.without_thinking()
+    assert after.thinking_tags is None and not after.thinking_done
+    assert after.feed("<think>x") == [Piece(content="<think>x")]  # no parsing after reasoning
+    # a model that answers without reasoning: done at once, nothing to carry over
+    q = OutputPipeline(thinking=ThinkingParser(THINK_TAGS))
+    q.feed("Paris")
+    assert q.thinking_done and through_closing_tag("Paris", THINK_TAGS) == ""
+    assert not OutputPipeline().thinking_done

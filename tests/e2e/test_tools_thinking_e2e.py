@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import jsonschema
 import ollama
 import pytest
 
@@ -167,6 +168,47 @@ def test_thinking_is_separated(server: Server, client: ollama.Client) -> None:
     g = client.generate(model="smolthink", prompt="Is 7 prime?",
                         options={"temperature": 0, "num_predict": 40})
     assert g.thinking
+
+
+# Few-shot turns that close their reasoning: SmolLM2-135M copies the pattern, so it ends its
+# own reasoning with </think> (unprompted it never does).
+FEW_SHOT = [
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "thinking": "2 plus 2 makes 4.", "content": '{"answer": 4}'},
+    {"role": "user", "content": "What is the capital of Spain?"},
+    {"role": "assistant", "thinking": "Spain's capital is Madrid.", "content": '{"answer": "Madrid"}'},
+    {"role": "user", "content": "What color is grass?"},
+    {"role": "assistant", "thinking": "Grass is green.", "content": '{"answer": "green"}'},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+# Not the shape the examples show: only the grammar can make the answer fit it.
+CITY = {"type": "object", "required": ["city", "country_code"],
+        "properties": {"city": {"type": "string", "maxLength": 30},
+                       "country_code": {"type": "string", "maxLength": 3}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_format_applies_after_thinking(server: Server, client: ollama.Client,
+                                       stream: bool) -> None:
+    """format + thinking: the reasoning is free text, the answer after it is constrained
+    (reference §1.12)."""
+    body = {"model": "smolthink", "messages": FEW_SHOT, "format": CITY, "stream": stream,
+            "options": {"temperature": 0, "num_predict": 120}}
+    with httpx.stream("POST", f"{server.url}/api/chat", json=body, timeout=120) as r:
+        assert r.status_code == 200
+        chunks = [json.loads(line) for line in r.iter_lines() if line]
+    assert all("error" not in c for c in chunks)
+    thought = "".join(c["message"].get("thinking", "") for c in chunks)
+    content = "".join(c["message"]["content"] for c in chunks)
+    assert chunks[-1]["done"] and chunks[-1]["done_reason"] == "stop"
+    assert "Paris" in thought and "<think>" not in thought and "</think>" not in thought
+    assert not thought.lstrip().startswith("{")  # no grammar while reasoning
+    jsonschema.validate(json.loads(content), CITY)
+    # without thinking the same request is constrained from the first token
+    off = httpx.post(f"{server.url}/api/chat", timeout=120, json={**body, "think": False,
+                                                                  "stream": False}).json()
+    assert "thinking" not in off["message"]
+    jsonschema.validate(json.loads(off["message"]["content"]), CITY)
 
 
 def test_think_errors(server: Server) -> None:
