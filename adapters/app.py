@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -166,7 +167,8 @@ class App:
         parts = show_core.ModelParts(
             short_name=local.stored.name.display_shortest(), model_path=local.model_path,
             template=local.template, system=system, parameters=local.parameters,
-            licenses=local.licenses, messages=local.messages, adapters=local.adapter_paths)
+            licenses=local.licenses, messages=local.messages, adapters=local.adapter_paths,
+            projectors=local.projector_paths)
         out: dict[str, Any] = {}
         if local.licenses:
             out["license"] = "\n".join(local.licenses)
@@ -182,10 +184,16 @@ class App:
             out["messages"] = [{"role": m.role, "content": m.content} for m in local.messages]
         out["model_info"] = show_core.model_info(header.kv, header.parameter_count,
                                                  verbose=req.verbose)
+        if local.projector_paths:
+            proj = await anyio.to_thread.run_sync(gguf_file.read_header_full,
+                                                  local.projector_paths[0], req.verbose)
+            out["projector_info"] = show_core.model_info(proj.kv, proj.parameter_count,
+                                                         verbose=req.verbose)
         if req.verbose:
             out["tensors"] = [{"name": t.name, "type": gguf_details.TENSOR_TYPES.get(t.type, str(t.type)),
                                "shape": list(t.dims)} for t in header.tensors]
-        out["capabilities"] = show_core.capabilities(template, go=local.template is not None)
+        out["capabilities"] = show_core.capabilities(template, go=local.template is not None,
+                                                     vision=bool(local.projector_paths))
         out["modified_at"] = rfc3339(local.stored.modified_ns, local_offset())
         return json_response(200, out)
 
@@ -313,6 +321,7 @@ class App:
         name = local.stored.name.display_shortest()
         try:
             size = self.store.blob_size(local.model_digest)
+            projector_bytes = sum(os.path.getsize(p) for p in local.projector_paths)
             facts, n_vocab = await anyio.to_thread.run_sync(
                 gguf_file.read_facts_and_vocab, local.model_path)
         except OSError:
@@ -322,14 +331,15 @@ class App:
         shape = memory.shape_from_facts(facts, size, n_vocab=n_vocab)
         estimate = memory.estimate(shape, num_ctx=spec.num_ctx,
                                    num_parallel=self.driver.state.config.num_parallel,
-                                   num_batch=spec.num_batch)
+                                   num_batch=spec.num_batch,
+                                   projector_bytes=projector_bytes)
         placement = memory.fit(estimate, shape, self.inventory, num_gpu=spec.num_gpu)
         req = sched.Request(id=self.driver.new_request_id(), model=local.runner_key, name=name,
                             spec=spec, kind=kind, keep_alive=keep_alive, size=placement.size,
                             size_vram=placement.size_vram, gpu_layers=placement.gpu_layers)
         info = RunnerInfo(name=name, digest=local.stored.manifest_digest,
                           details=models.details(local.config), model_path=local.model_path,
-                          adapters=local.adapter_paths)
+                          adapters=local.adapter_paths, projectors=local.projector_paths)
         return req, info
 
     async def _start(self, local: models.LocalModel, req_options: Mapping[str, Any],
@@ -383,10 +393,12 @@ class App:
             self.driver.finished(rid)
             raise
 
-    def _debug_only(self, rid: int, model: str, text: str, *, chat: bool) -> Response:
+    def _debug_only(self, rid: int, model: str, text: str, *, chat: bool,
+                    images: int) -> Response:
         """``_debug_render_only``: answer with the rendered prompt, run nothing."""
         self.driver.finished(rid)
-        return json_response(200, responses.debug_render(model, now_utc(), text, chat=chat))
+        return json_response(200, responses.debug_render(model, now_utc(), text, chat=chat,
+                                                         image_count=images))
 
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
@@ -407,14 +419,14 @@ class App:
         with self._release_on_error(rid):
             text = prompt.generate_prompt(req, prompting, today=_today(), think=setting)
         if req.debug_render_only:
-            return self._debug_only(rid, req.model, text, chat=False)
+            return self._debug_only(rid, req.model, text, chat=False, images=len(req.images))
         parser = thinking.ThinkingParser.for_prompt(tags, text) \
             if tags is not None and setting.enabled and not req.raw else None
         return await self._run(runner, rid, text, runtime, req.model, req.stream, chat=False,
                                started=started, load_ns=load_ns, req=req,
                                pipeline=output.OutputPipeline(thinking=parser),
                                context=list(req.context) if req.context else None,
-                               want_context=not req.raw)
+                               want_context=not req.raw, images=list(req.images))
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
@@ -435,16 +447,18 @@ class App:
             messages = thinking.strip_previous_thinking(
                 prompt.chat_messages(req, prompting), local.config.model_family,
                 model_name=req.model)
-            text = await self._fit(runner, messages,
-                                   lambda msgs: prompt.render(msgs, prompting, today=_today(),
-                                                              tools=req.tools, think=setting),
-                                   req.truncate)
+            text, kept = await self._fit(
+                runner, messages,
+                lambda msgs: prompt.render(prompt.tag_images(msgs), prompting, today=_today(),
+                                           tools=req.tools, think=setting),
+                req.truncate)
             fmt = tools.detect(go_template=prompting.go_template,
                                chat_template=prompting.chat_template,
                                bos_token=prompting.bos_token, eos_token=prompting.eos_token) \
                 if req.tools else None
         if req.debug_render_only:
-            return self._debug_only(rid, req.model, text, chat=True)
+            return self._debug_only(rid, req.model, text, chat=True,
+                                    images=len(prompt.images_of(kept)))
         think_parser = thinking.ThinkingParser.for_prompt(tags, text) \
             if tags is not None and setting.enabled else None
         tool_parser = tools.ToolCallParser(fmt, tools.tool_names(req.tools), new_id=_call_id) \
@@ -455,25 +469,27 @@ class App:
                                                               tools=tool_parser),
                                tools=list(req.tools) or None,
                                tool_format=fmt.to_json() if fmt is not None else None,
-                               tools_required=req.tool_choice == "required")
+                               tools_required=req.tool_choice == "required",
+                               images=prompt.images_of(kept))
 
     async def _fit(self, runner: RunnerProcess, messages: list[rq.Message],
-                   render: Callable[[list[rq.Message]], str], truncate: bool) -> str:
+                   render: Callable[[list[rq.Message]], str], truncate: bool
+                   ) -> tuple[str, list[rq.Message]]:
         """Render the longest history that fits the runner's context (reference §1.2):
         oldest messages go first; system messages and the last message always stay. With
         ``truncate: false`` a prompt that does not fit is an error."""
         assert runner.loaded is not None
         n_ctx = runner.loaded.n_ctx
-        text = ""
-        for msgs in prompt.truncation_candidates(messages):
-            text = render(msgs)
+        text, kept = "", messages
+        for kept in prompt.truncation_candidates(messages):
+            text = render(kept)
             # Every token covers at least one byte: a short prompt fits without counting.
             if len(text.encode("utf-8")) + 2 <= n_ctx or len(await runner.tokenize(text)) <= n_ctx:
-                return text
+                return text, kept
             if not truncate:
                 raise BadRequest("the input length exceeds the context length")
             log.info("prompt does not fit num_ctx %d: dropping the oldest message", n_ctx)
-        return text  # even the shortest history is too long: the runner keeps its tail
+        return text, kept  # even the shortest history is too long: the runner keeps its tail
 
     @staticmethod
     def _check_images(local: models.LocalModel, has_images: bool) -> None:
@@ -546,7 +562,7 @@ class App:
                      req: rq.GenerateRequest | rq.ChatRequest,
                      pipeline: output.OutputPipeline, context: list[int] | None,
                      tools: list[dict[str, Any]] | None, tool_format: dict[str, Any] | None,
-                     tools_required: bool
+                     tools_required: bool, images: list[str]
                      ) -> AsyncGenerator[tuple[list[output.Piece], list[dict[str, Any]],
                                               rp.Done | None], None]:
         """The completion as ``(pieces, logprobs, done)`` steps, ``done`` set on the last.
@@ -563,7 +579,7 @@ class App:
             cm = runner.complete(text, context, runtime, None if split else fmt,
                                  logprobs=req.logprobs, top_logprobs=req.top_logprobs,
                                  shift=req.shift, tools=tools, tool_format=tool_format,
-                                 tools_required=tools_required)
+                                 tools_required=tools_required, images=images)
             events = await cm.__aenter__()
             restart = False
             try:
@@ -602,7 +618,7 @@ class App:
                    context: list[int] | None = None, want_context: bool = False,
                    tools: list[dict[str, Any]] | None = None,
                    tool_format: dict[str, Any] | None = None,
-                   tools_required: bool = False) -> Response:
+                   tools_required: bool = False, images: list[str] | None = None) -> Response:
         """Run the completion on ``runner`` and answer with NDJSON chunks or one object.
 
         Runner text goes through ``pipeline`` (thinking, content, tool calls). Errors before
@@ -610,7 +626,7 @@ class App:
         """
         log.debug("prompt: %r", text)
         steps = self._steps(runner, text, runtime, req, pipeline, context, tools, tool_format,
-                            tools_required)
+                            tools_required, list(images or ()))
 
         async def close() -> None:
             with anyio.CancelScope(shield=True):

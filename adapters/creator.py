@@ -68,7 +68,16 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
                              "POST /api/blobs/:digest first")
         if not filename.lower().endswith(".gguf") and len(req.files) > 1:
             continue
-        if model_hex is not None and not req.from_:
+        header = await anyio.to_thread.run_sync(gguf_file.read_header, store.blob_path(hex_digest))
+        if plan.is_projector(header.kv):
+            # A vision projector (mmproj) GGUF goes in a layer of its own (Ollama's
+            # application/vnd.ollama.image.projector), loaded next to the model.
+            layer = _layer_for(store, mf.MEDIA_TYPE_PROJECTOR, hex_digest)
+            new_layers.append(layer)
+            yield {"status": f"using existing layer {layer.digest}"}
+            continue
+        if model_hex is not None and not req.from_ and any(
+                x.media_type == mf.MEDIA_TYPE_MODEL for x in new_layers):
             raise BadRequest("only one model file is supported")
         if target is not None:
             await anyio.to_thread.run_sync(quantizer.source_facts, store, hex_digest)

@@ -26,12 +26,13 @@ class LocalModel:
     messages: tuple[Message, ...] = ()
     licenses: tuple[str, ...] = ()
     adapter_paths: tuple[str, ...] = ()
+    projector_paths: tuple[str, ...] = ()
 
     @property
     def runner_key(self) -> str:
-        """What makes two runners interchangeable: the weights plus any adapters."""
-        adapters = [p.rsplit("sha256-", 1)[-1] for p in self.adapter_paths]
-        return "+".join([self.model_digest, *adapters])
+        """What makes two runners interchangeable: the weights plus adapters and projectors."""
+        extra = [p.rsplit("sha256-", 1)[-1] for p in self.adapter_paths + self.projector_paths]
+        return "+".join([self.model_digest, *extra])
 
 
 def parse_model_name(text: str) -> Name:
@@ -91,6 +92,8 @@ def load(store: Store, stored: StoredModel) -> LocalModel:
         licenses=tuple(store.read_blob(x.hex).decode("utf-8", "replace")
                        for x in m.layers_of(mf.MEDIA_TYPE_LICENSE)),
         adapter_paths=tuple(store.blob_path(x.hex) for x in m.layers_of(mf.MEDIA_TYPE_ADAPTER)),
+        projector_paths=tuple(store.blob_path(x.hex)
+                              for x in m.layers_of(mf.MEDIA_TYPE_PROJECTOR)),
     )
 
 

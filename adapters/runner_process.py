@@ -139,7 +139,8 @@ class RunnerProcess:
     async def complete(self, prompt: str, context: list[int] | None, options: dict[str, Any],
                        fmt: Any = None, logprobs: bool = False, top_logprobs: int = 0,
                        shift: bool = True, tools: list[dict[str, Any]] | None = None,
-                       tool_format: dict[str, Any] | None = None, tools_required: bool = False
+                       tool_format: dict[str, Any] | None = None, tools_required: bool = False,
+                       images: list[str] | None = None
                        ) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
         """Start a completion; yields its event stream. Leaving early cancels it on the runner."""
         if not self.alive:
@@ -164,7 +165,8 @@ class RunnerProcess:
                                           format=fmt, logprobs=logprobs or top_logprobs > 0,
                                           top_logprobs=top_logprobs, shift=shift,
                                           tools=tools, tool_format=tool_format,
-                                          tools_required=tools_required))
+                                          tools_required=tools_required,
+                                          images=list(images or ())))
             yield stream()
         finally:
             self.in_flight -= 1

@@ -43,6 +43,7 @@ class RunnerInfo:
     details: dict[str, Any]
     model_path: str
     adapters: tuple[str, ...] = ()
+    projectors: tuple[str, ...] = ()
 
 
 class SchedulerDriver:
@@ -98,7 +99,7 @@ class SchedulerDriver:
                        num_batch=spec.num_batch,
                        num_gpu=spec.num_gpu if spec.num_gpu >= 0 else command.gpu_layers,
                        num_thread=spec.num_thread, use_mmap=spec.use_mmap,
-                       adapters=list(info.adapters))
+                       adapters=list(info.adapters), projectors=list(info.projectors))
         rid = command.runner_id
 
         def exited(reason: str) -> None:

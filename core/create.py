@@ -15,7 +15,7 @@ from .gguf_details import ModelFacts
 
 _REPLACED_BY_NEW = (mf.MEDIA_TYPE_MODEL, mf.MEDIA_TYPE_TEMPLATE, mf.MEDIA_TYPE_PROMPT,
                     mf.MEDIA_TYPE_SYSTEM, mf.MEDIA_TYPE_PARAMS, mf.MEDIA_TYPE_MESSAGES,
-                    mf.MEDIA_TYPE_ADAPTER)
+                    mf.MEDIA_TYPE_ADAPTER, mf.MEDIA_TYPE_PROJECTOR)
 
 
 def merge_layers(base: Sequence[mf.Layer], new: Sequence[mf.Layer]) -> tuple[mf.Layer, ...]:
@@ -54,3 +54,13 @@ def config_for(facts: ModelFacts, diff_ids: Sequence[str]) -> mf.ConfigV2:
         embedding_length=facts.embedding_length,
         diff_ids=tuple(diff_ids),
     )
+
+
+def is_projector(kv: Mapping[str, Any]) -> bool:
+    """A GGUF that is a vision projector (``mmproj``) rather than a language model: CLIP
+    architecture, or a vision encoder with no text blocks (as Ollama tells them apart)."""
+    arch = kv.get("general.architecture")
+    if arch == "clip" or kv.get("general.type") in ("projector", "mmproj"):
+        return True
+    return (isinstance(arch, str) and not kv.get(f"{arch}.block_count")
+            and bool(kv.get(f"{arch}.vision.block_count")))

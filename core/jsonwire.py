@@ -140,3 +140,61 @@ def go_quote(text: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_MAP = {c: i for i, c in enumerate(_B64)}
+
+
+def go_base64_decode(text: str) -> bytes:
+    """Decode a JSON string into ``[]byte`` as Go's encoding/json does (base64.StdEncoding:
+    padded, CR/LF ignored). Bad input raises ``BadRequest`` with Go's error text,
+    ``illegal base64 data at input byte N`` (N counts UTF-8 bytes)."""
+    src = text.encode("utf-8", "surrogatepass")
+    out = bytearray()
+    si = 0
+
+    def corrupt(at: int) -> BadRequest:
+        return BadRequest(f"illegal base64 data at input byte {at}")
+
+    while si < len(src):
+        vals: list[int] = []
+        end = False
+        while len(vals) < 4:
+            if si == len(src):
+                if not vals:
+                    return bytes(out)
+                raise corrupt(si - len(vals))  # a short quantum: StdEncoding needs padding
+            c = src[si]
+            si += 1
+            v = _B64_MAP.get(c)
+            if v is not None:
+                vals.append(v)
+                continue
+            if c in (0x0A, 0x0D):
+                continue
+            if c != 0x3D or len(vals) < 2:  # not "=", or "=" too early
+                raise corrupt(si - 1)
+            if len(vals) == 2:  # "==" expected: the first "=" is consumed
+                while si < len(src) and src[si] in (0x0A, 0x0D):
+                    si += 1
+                if si == len(src):
+                    raise corrupt(len(src))
+                if src[si] != 0x3D:
+                    raise corrupt(si - 1)
+                si += 1
+            while si < len(src) and src[si] in (0x0A, 0x0D):
+                si += 1
+            if si < len(src):
+                raise corrupt(si)  # trailing data after padding
+            end = True
+            break
+        n = len(vals)
+        acc = 0
+        for v in vals:
+            acc = acc << 6 | v
+        acc <<= 6 * (4 - n)
+        out += acc.to_bytes(3, "big")[:n - 1]
+        if end:
+            break
+    return bytes(out)

@@ -10,7 +10,7 @@ request's messages. For generate the messages are [system] + Modelfile MESSAGEs 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import chat_template, gotemplate
@@ -47,8 +47,37 @@ def generate_messages(req: GenerateRequest, model: ModelPrompting) -> list[Messa
         msgs.append(Message(role="system", content=system))
     if req.context is None:
         msgs.extend(model.messages)
-    msgs.append(Message(role="user", content=req.prompt, images=req.images))
+    # Ollama's generate: each image is a user message of its own tag, before the prompt.
+    msgs.extend(Message(role="user", content=f"[img-{i}]") for i in range(len(req.images)))
+    msgs.append(Message(role="user", content=req.prompt))
     return msgs
+
+
+def tag_images(messages: Sequence[Message]) -> list[Message]:
+    """Ollama's chatPrompt: image ``N`` (counted across the messages kept) becomes the tag
+    ``[img-N]``, which replaces a literal ``[img]`` in its message or else goes in front of
+    it (reference §1.14). The runner puts each image where its tag is."""
+    out: list[Message] = []
+    n = 0
+    for m in messages:
+        if not m.images:
+            out.append(m)
+            continue
+        prefix, content = "", m.content
+        for _ in m.images:
+            tag = f"[img-{n}]"
+            n += 1
+            if "[img]" in content:
+                content = content.replace("[img]", tag, 1)
+            else:
+                prefix += tag
+        out.append(replace(m, content=prefix + content))
+    return out
+
+
+def images_of(messages: Sequence[Message]) -> list[str]:
+    """The images of ``messages`` in tag order (``[img-0]`` first)."""
+    return [image for m in messages for image in m.images]
 
 
 def render(messages: Sequence[Message], model: ModelPrompting, *, today: str,

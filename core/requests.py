@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsonwire
 from . import options as opts
 from .errors import BadRequest
 
@@ -278,6 +279,14 @@ def _think(value: Any) -> Any:
     )
 
 
+def _images(value: Any) -> tuple[str, ...]:
+    """Base64 images (JSON ``[]byte``): checked as Go decodes them, kept as sent."""
+    images = tuple(value or ())
+    for image in images:
+        jsonwire.go_base64_decode(image)
+    return images
+
+
 def _top_logprobs(value: Any) -> int:
     n = int(value or 0)
     if not 0 <= n <= 20:
@@ -305,7 +314,7 @@ def _message(value: Any, struct: str) -> Message:
     return Message(
         role=(role or "").lower(),
         content=content or "",
-        images=tuple(value.get("images") or ()),
+        images=_images(value.get("images")),
         thinking=value.get("thinking") or "",
         tool_calls=tuple(value.get("tool_calls") or ()),
         tool_name=value.get("tool_name") or "",
@@ -340,7 +349,7 @@ def parse_generate(body: Any) -> GenerateRequest:
         template=obj.get("template"),
         context=tuple(int(t) for t in ctx) if ctx is not None else None,
         raw=bool(obj.get("raw") or False),
-        images=tuple(obj.get("images") or ()),
+        images=_images(obj.get("images")),
         **_common(obj),
     )
 

@@ -112,7 +112,8 @@ def load_response(model: str, created_at: str, *, chat: bool, reason: str) -> di
             "done_reason": reason}
 
 
-def debug_render(model: str, created_at: str, rendered: str, *, chat: bool) -> dict[str, Any]:
+def debug_render(model: str, created_at: str, rendered: str, *, chat: bool,
+                 image_count: int = 0) -> dict[str, Any]:
     """Answer to ``_debug_render_only``: the prompt that would have been run."""
     out: dict[str, Any] = {"model": model, "created_at": created_at}
     if chat:
@@ -120,7 +121,7 @@ def debug_render(model: str, created_at: str, rendered: str, *, chat: bool) -> d
     else:
         out["response"] = ""
     out["done"] = True
-    out["_debug_info"] = {"rendered_template": rendered, "image_count": 0}
+    out["_debug_info"] = {"rendered_template": rendered, "image_count": image_count}
     return out
 
 

@@ -50,6 +50,7 @@ class Load:
     seed: int = -1
     embedding: bool = False
     adapters: list[str] = field(default_factory=list)  # LoRA GGUF paths, applied at load
+    projectors: list[str] = field(default_factory=list)  # vision projector (mmproj) GGUF paths
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +68,8 @@ class Complete:
     tools: list[dict[str, Any]] | None = None
     tool_format: dict[str, Any] | None = None
     tools_required: bool = False  # the grammar admits only a call, no free text
+    # Base64 images; the prompt places image i where it says ``[img-i]`` (reference §1.14).
+    images: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

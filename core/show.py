@@ -52,12 +52,14 @@ class ModelParts:
     licenses: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
     adapters: tuple[str, ...] = ()
+    projectors: tuple[str, ...] = ()  # vision projector blobs, shown as further FROM lines
 
 
 def modelfile_text(parts: ModelParts) -> str:
     """``pollama show --modelfile``: a Modelfile that re-creates the model (§3.6)."""
     cmds: list[Command] = [Command(name="from", args=parts.model_path)]
     cmds += [Command(name="adapter", args=a) for a in parts.adapters]
+    cmds += [Command(name="from", args=p) for p in parts.projectors]
     if parts.template is not None:
         cmds.append(Command(name="template", args=parts.template))
     if parts.system is not None:
@@ -96,9 +98,10 @@ def model_info(kv: Mapping[str, Any], parameter_count: int, *, verbose: bool) ->
 
 
 def capabilities(template: str | None, *, go: bool = False,
-                 embedding_only: bool = False) -> list[str]:
+                 embedding_only: bool = False, vision: bool = False) -> list[str]:
     """Capabilities inferred from the template in use (reference §5.1): a Go template that
-    uses ``.Tools`` ⇒ tools, ``.Suffix`` ⇒ insert; thinking tags ⇒ thinking."""
+    uses ``.Tools`` ⇒ tools, ``.Suffix`` ⇒ insert; a projector layer ⇒ vision; thinking
+    tags ⇒ thinking (Ollama's order)."""
     if embedding_only:
         return ["embedding"]
     caps = ["completion"]
@@ -107,13 +110,15 @@ def capabilities(template: str | None, *, go: bool = False,
         try:
             tmpl = gotemplate.parse(template)
         except gotemplate.TemplateError:
-            return caps
+            return caps + (["vision"] if vision else [])
         if tmpl.uses("Tools"):
             caps.append("tools")
         if tmpl.uses("Suffix"):
             caps.append("insert")
     elif "tools" in text:
         caps.append("tools")
+    if vision:
+        caps.append("vision")
     if thinking.capable(template, go):
         caps.append("thinking")
     return caps
@@ -130,8 +135,6 @@ def require_vision(*, has_projector: bool, full_name: str) -> None:
     if not has_projector:
         raise BadRequest(f"{full_name} does not support vision: the model has no image "
                          "projector, send text only")
-    raise BadRequest(f"{full_name}: image input for multimodal models is not implemented in "
-                     "pollama yet")
 
 
 def show_sections(info: Mapping[str, Any], details: Mapping[str, Any],

@@ -88,6 +88,7 @@ class Runner:
         self._cancelled: set[int] = set()
         self._cancel_lock = threading.Lock()
         self._llm: Any = None
+        self._projector: Any = None  # runners.vision.Projector when the model has one
 
     # -- output -------------------------------------------------------------------------------
     def send(self, msg: rp.RunnerMessage) -> None:
@@ -191,6 +192,14 @@ class Runner:
             raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
         llm = self._llm
         llama_cpp.llama_set_embeddings(llm._ctx.ctx, False)
+        if msg.projectors:
+            from pollama.runners import vision
+
+            try:
+                self._projector = vision.Projector(llm, msg.projectors[0], threads,
+                                                   use_gpu=msg.num_gpu != 0)
+            except ValueError as exc:
+                raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
         # Warm up: the first decode allocates compute buffers (seconds at large num_ctx); do it
         # now so it counts as load time, as Ollama's runners do.
         llm.eval([llm.token_bos() if llm.token_bos() >= 0 else 0])
@@ -298,16 +307,20 @@ class Runner:
             self.send(rp.Done(id=rid, done_reason="cancel"))
             return
         start = time.perf_counter_ns()
-        text_tokens = llm.tokenize(msg.prompt.encode("utf-8"),
-                                   add_bos=not msg.context, special=True)
-        tokens = list(msg.context or []) + list(text_tokens)
         n_ctx = _capacity(llm)
         num_keep = max(0, int(opts.get("num_keep", 4)))
-        if len(tokens) >= n_ctx:  # keep the first num_keep tokens and the most recent tail
-            tail = max(1, n_ctx // 2 - num_keep)
-            tokens = tokens[:num_keep] + tokens[-tail:]
-        if not tokens:
-            tokens = [llm.token_bos()]
+        tokens = self._eval_with_images(llm, msg) if msg.images else None
+        # Image positions cannot be re-evaluated from token ids: no context shift with images.
+        shift = msg.shift and tokens is None
+        if tokens is None:
+            text_tokens = llm.tokenize(msg.prompt.encode("utf-8"),
+                                       add_bos=not msg.context, special=True)
+            tokens = list(msg.context or []) + list(text_tokens)
+            if len(tokens) >= n_ctx:  # keep the first num_keep tokens and the most recent tail
+                tail = max(1, n_ctx // 2 - num_keep)
+                tokens = tokens[:num_keep] + tokens[-tail:]
+            if not tokens:
+                tokens = [llm.token_bos()]
 
         grammar = grammar_for(msg.format)
         if grammar is None:
@@ -373,7 +386,7 @@ class Runner:
                         done_reason = "length"
                         break
                     if len(window) >= n_ctx:
-                        if not msg.shift:
+                        if not shift:
                             done_reason = "length"
                             break
                         # Context shift (Ollama's default): keep the first num_keep tokens,
@@ -404,8 +417,39 @@ class Runner:
             prompt_eval_duration=max(1, first_token_at - start),
             eval_count=len(generated),
             eval_duration=max(1, end - first_token_at) if generated else 0,
-            context=tokens + generated,
+            context=[t for t in tokens + generated if t >= 0],  # image positions are not tokens
         ))
+
+    def _eval_with_images(self, llm: Any, msg: rp.Complete) -> list[int] | None:
+        """Evaluate a prompt whose ``[img-N]`` tags place images (reference §1.14) through the
+        projector; returns the prompt as the context now holds it (-1 at image positions), or
+        None when no tag names an image (the images are then unused, as in Ollama)."""
+        import base64
+        import re
+
+        from pollama.runners import vision
+
+        if self._projector is None:
+            raise BadRequestError("this model does not support images")
+        marker = vision.default_marker()
+        order: list[bytes] = []
+
+        def place(m: re.Match[str]) -> str:
+            n = int(m.group(1))
+            if n >= len(msg.images):
+                raise BadRequestError(f"invalid image index: {n}")
+            order.append(base64.b64decode(msg.images[n]))
+            return marker
+
+        text = re.sub(r"\[img-(\d+)\]", place, msg.prompt)
+        if not order:
+            return None
+        if msg.context:
+            text = llm.detokenize(list(msg.context), special=True).decode("utf-8", "replace") + text
+        try:
+            return list(self._projector.eval_prompt(llm, text, order, add_bos=not msg.context))
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from None
 
     @staticmethod
     def _logprob(llm: Any, tok: int, raw: bytes, top: int) -> dict[str, Any]:

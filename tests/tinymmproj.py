@@ -26,8 +26,11 @@ Weights are seeded, so the same arguments always produce the same bytes.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import tempfile
+import zlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -130,3 +133,30 @@ def write_mmproj(path: str, n_embd_text: int = 576, *, image_size: int = 32, pat
 
 if __name__ == "__main__":
     write_mmproj(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 576)
+
+
+Pixel = Callable[[int, int], tuple[int, int, int]]
+
+
+def png(width: int, height: int, pixel: Pixel) -> bytes:
+    """An 8-bit RGB PNG, written with zlib and struct only."""
+    rows = b"".join(b"\x00" + b"".join(bytes(pixel(x, y)) for x in range(width))
+                    for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+def bmp(width: int, height: int, pixel: Pixel) -> bytes:
+    """A 24-bit bottom-up BMP."""
+    stride = (width * 3 + 3) & ~3
+    rows = b"".join(
+        b"".join(bytes(reversed(pixel(x, y))) for x in range(width)).ljust(stride, b"\x00")
+        for y in reversed(range(height)))
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, len(rows), 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(info) + len(rows), 0, 0, 14 + len(info)) + info + rows

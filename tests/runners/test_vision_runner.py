@@ -4,9 +4,7 @@ llama.cpp's mtmd, with the tiny random projector from tests/tinymmproj.py."""
 from __future__ import annotations
 
 import os
-import struct
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,31 +17,7 @@ MARKER = "<__media__>"
 PROMPT = f"<|im_start|>user\n{MARKER}What is in this image?<|im_end|>\n<|im_start|>assistant\n"
 IMAGE_POSITIONS = tinymmproj.n_image_positions()  # 16: a 4x4 grid of 8px patches
 
-Pixel = Callable[[int, int], tuple[int, int, int]]
-
-
-def png(width: int, height: int, pixel: Pixel) -> bytes:
-    """An 8-bit RGB PNG, written with zlib and struct only."""
-    rows = b"".join(b"\x00" + b"".join(bytes(pixel(x, y)) for x in range(width))
-                    for y in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
-
-
-def bmp(width: int, height: int, pixel: Pixel) -> bytes:
-    """A 24-bit bottom-up BMP."""
-    stride = (width * 3 + 3) & ~3
-    rows = b"".join(
-        b"".join(bytes(reversed(pixel(x, y))) for x in range(width)).ljust(stride, b"\x00")
-        for y in reversed(range(height)))
-    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, len(rows), 2835, 2835, 0, 0)
-    return b"BM" + struct.pack("<IHHI", 14 + len(info) + len(rows), 0, 0, 14 + len(info)) + info + rows
+png, bmp = tinymmproj.png, tinymmproj.bmp
 
 
 RED = png(40, 24, lambda x, y: (255, x * 6 % 256, y * 10 % 256))  # not square: padded
