@@ -446,13 +446,31 @@ def run(model: str, prompt: tuple[str, ...], verbose: bool) -> None:
         text = f"{text}\n{piped}".strip() if text else piped.strip()
         if not text:
             return
+    vision = "vision" in (client.post("/api/show", {"model": model}).get("capabilities") or [])
     if text:
-        _chat(client, model, [{"role": "user", "content": text}], {}, verbose)
+        _chat(client, model, [_user_message(text, vision)], {}, verbose)
         return
-    _repl(client, model, verbose)
+    _repl(client, model, verbose, vision)
 
 
-def _repl(client: Client, model: str, verbose: bool) -> None:
+def _user_message(text: str, vision: bool) -> dict[str, Any]:
+    """A user turn; for a vision model, image file paths in the text become its images."""
+    if not vision:
+        return {"role": "user", "content": text}
+    import base64
+
+    from . import images
+
+    text, found = images.extract(text)
+    for path, _ in found:
+        click.echo(f"Added image '{path}'", err=True)
+    msg: dict[str, Any] = {"role": "user", "content": text}
+    if found:
+        msg["images"] = [base64.b64encode(data).decode("ascii") for _, data in found]
+    return msg
+
+
+def _repl(client: Client, model: str, verbose: bool, vision: bool = False) -> None:
     messages: list[dict[str, Any]] = []
     options: dict[str, Any] = {}
     while True:
@@ -506,7 +524,7 @@ def _repl(client: Client, model: str, verbose: bool) -> None:
         if stripped.startswith("/"):
             click.echo(f"Unknown command '{stripped.split()[0]}'. Type /? for help")
             continue
-        messages.append({"role": "user", "content": line})
+        messages.append(_user_message(line, vision))
         try:
             answer = _chat(client, model, messages, options, verbose)
         except KeyboardInterrupt:

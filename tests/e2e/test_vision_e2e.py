@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+from typing import Any
 
 import httpx
 import ollama
@@ -18,6 +20,7 @@ import pytest
 
 from tests import tinymmproj
 from tests.conftest import Server, _sha256
+from tests.e2e.test_cli import pollama
 
 pytestmark = pytest.mark.e2e
 
@@ -135,3 +138,29 @@ def test_image_errors(server: Server, vision_model: str) -> None:
     assert r.status_code == 400 and "does not support vision" in r.json()["error"]
     # the runner is still healthy after the errors
     assert _chat(server, vision_model, [RED])["done"]
+
+
+def test_cli_create_two_froms_and_run_with_an_image_path(server: Server, smollm2_gguf: str,
+                                                        tmp_path: Any) -> None:
+    """A Modelfile with the model and the projector as two FROM lines; `pollama run` takes
+    image paths out of the prompt for a vision model, as `ollama run` does."""
+    mmproj = tinymmproj.write_mmproj(str(tmp_path / "mmproj.gguf"), 576)
+    (tmp_path / "Modelfile").write_text(
+        f"FROM {smollm2_gguf}\nFROM ./mmproj.gguf\nPARAMETER temperature 0\nPARAMETER num_predict 6\n")
+    assert os.path.exists(mmproj)
+    r = pollama(server, "create", "vis-cli", "-f", str(tmp_path / "Modelfile"))
+    assert r.returncode == 0 and "success" in r.stderr, r.stderr
+    image = tmp_path / "red.png"
+    image.write_bytes(base64.b64decode(RED))
+    with_image = pollama(server, "run", "vis-cli", "--verbose", f"What is this? {image}")
+    assert with_image.returncode == 0, with_image.stderr
+    assert f"Added image '{image}'" in with_image.stderr
+    without = pollama(server, "run", "vis-cli", "--verbose", "What is this?")
+
+    def prompt_tokens(out: str) -> int:
+        line = next(x for x in out.splitlines() if x.startswith("prompt eval count:"))
+        return int(line.split()[3])
+    assert prompt_tokens(with_image.stderr) - prompt_tokens(without.stderr) >= POSITIONS - 8
+    # a path that is not a file stays text
+    missing = pollama(server, "run", "vis-cli", f"What is {tmp_path}/nothing.png?")
+    assert missing.returncode == 0 and "Added image" not in missing.stderr
