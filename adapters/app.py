@@ -317,7 +317,8 @@ class App:
         a runner for it needs and where it goes (core.memory's estimate and fit)."""
         load, _ = opts.split(options)
         spec = sched.LoadSpec(**opts.load_spec(load, default_num_ctx=self.config.context_length,
-                                               ctx_train=local.config.context_length))
+                                               ctx_train=local.config.context_length,
+                                               vision=bool(local.projector_paths)))
         name = local.stored.name.display_shortest()
         try:
             size = self.store.blob_size(local.model_digest)

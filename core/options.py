@@ -211,13 +211,17 @@ def split(merged: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return load, runtime
 
 
-def load_spec(load: Mapping[str, Any], *, default_num_ctx: int, ctx_train: int | None) -> dict[str, Any]:
-    """Load parameters for a runner: num_ctx defaults to configuration, clamped to the model's
-    trained context, and raised to at least 4 (reference §1.13, §6)."""
+def load_spec(load: Mapping[str, Any], *, default_num_ctx: int, ctx_train: int | None,
+              vision: bool = False) -> dict[str, Any]:
+    """Load parameters for a runner: num_ctx defaults to configuration, is at least 2048 for a
+    vision model (images take many positions), is clamped to the model's trained context,
+    and raised to at least 4 (reference §1.13, §6)."""
     num_batch = int(load.get("num_batch", DEFAULTS["num_batch"]))
     if num_batch < 1:
         raise BadRequest("num_batch must be at least 1")
     num_ctx = int(load.get("num_ctx") or default_num_ctx)
+    if vision:
+        num_ctx = max(num_ctx, 2048)
     if ctx_train:
         num_ctx = min(num_ctx, ctx_train)
     return {

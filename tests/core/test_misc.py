@@ -103,6 +103,13 @@ def test_options_phases_and_merge() -> None:
     spec = options.load_spec(load, default_num_ctx=4096, ctx_train=50)
     assert spec["num_ctx"] == 50
     assert options.load_spec({}, default_num_ctx=2, ctx_train=None)["num_ctx"] == 4
+    # vision models get at least 2048 positions, still within the trained context
+    assert options.load_spec({"num_ctx": 512}, default_num_ctx=4096, ctx_train=None,
+                             vision=True)["num_ctx"] == 2048
+    assert options.load_spec({"num_ctx": 512}, default_num_ctx=4096, ctx_train=1024,
+                             vision=True)["num_ctx"] == 1024
+    assert options.load_spec({"num_ctx": 8192}, default_num_ctx=4096, ctx_train=None,
+                             vision=True)["num_ctx"] == 8192
 
 
 @pytest.mark.parametrize(("name", "raw", "value"), [

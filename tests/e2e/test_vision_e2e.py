@@ -123,6 +123,14 @@ def test_generate_with_images_and_official_client(server: Server, vision_model: 
     assert chat.done
 
 
+def test_vision_models_get_at_least_2048_positions(server: Server, vision_model: str) -> None:
+    r = httpx.post(f"{server.url}/api/generate", timeout=120, json={
+        "model": vision_model, "options": {"num_ctx": 512}})
+    assert r.status_code == 200
+    ps = httpx.get(f"{server.url}/api/ps").json()["models"]
+    assert [m["context_length"] for m in ps if m["name"].startswith(vision_model)] == [2048]
+
+
 def test_image_errors(server: Server, vision_model: str) -> None:
     post = lambda path, body: httpx.post(f"{server.url}{path}", json=body, timeout=120)  # noqa: E731
     r = post("/api/chat", {"model": vision_model, "messages": [
