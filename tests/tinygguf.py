@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -74,8 +75,7 @@ def write(path: str, *, ftype: int = FTYPE_F16, shape: TinyShape = TinyShape(),
     def norm() -> np.ndarray:
         return np.ones(s.n_embd, dtype=np.float32)  # 1-D tensors stay F32, as llama.cpp keeps them
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tiny-")
-    os.close(fd)
+    tmp = temp_beside(path, ".tiny-")
     w = gguf.GGUFWriter(tmp, "llama")
     w.add_name(name)
     w.add_context_length(s.n_ctx)
@@ -115,6 +115,19 @@ def write(path: str, *, ftype: int = FTYPE_F16, shape: TinyShape = TinyShape(),
     w.add_tensor("output_norm.weight", norm())
     w.add_tensor("output.weight", matrix(n_vocab, s.n_embd))
 
+    return finish(w, tmp, path)
+
+
+def temp_beside(path: str, prefix: str) -> str:
+    """A new temporary file in ``path``'s directory, for an atomic write of ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=prefix)
+    os.close(fd)
+    return tmp
+
+
+def finish(w: Any, tmp: str, path: str) -> str:
+    """Write a filled GGUFWriter to ``tmp``, then move it to ``path``; nothing half-written
+    is left behind on failure."""
     try:
         w.write_header_to_file()
         w.write_kv_data_to_file()
@@ -156,7 +169,8 @@ def write_lora(path: str, *, shape: TinyShape = TinyShape(), rank: int = 8, alph
     rng = np.random.default_rng(seed)
     s = shape
     head_dim = s.n_embd // s.n_head
-    w = gguf.GGUFWriter(path, "llama")
+    tmp = temp_beside(path, ".tinylora-")
+    w = gguf.GGUFWriter(tmp, "llama")
     w.add_type("adapter")
     w.add_string("adapter.type", "lora")
     w.add_float32("adapter.lora.alpha", alpha)
@@ -167,8 +181,4 @@ def write_lora(path: str, *, shape: TinyShape = TinyShape(), rank: int = 8, alph
                          rng.standard_normal((rank, s.n_embd)).astype(np.float32))
             w.add_tensor(f"blk.{i}.{name}.weight.lora_b",
                          rng.standard_normal((n_out, rank)).astype(np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return finish(w, tmp, path)

@@ -25,14 +25,14 @@ Weights are seeded, so the same arguments always produce the same bytes.
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
-import tempfile
 import zlib
 from collections.abc import Callable
 
 import numpy as np
+
+from tests import tinygguf
 
 PROJECTOR_TYPE = "mlp"
 
@@ -70,8 +70,7 @@ def write_mmproj(path: str, n_embd_text: int = 576, *, image_size: int = 32, pat
     def ones(n: int) -> np.ndarray:
         return np.ones(n, dtype=np.float32)
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tinymm-")
-    os.close(fd)
+    tmp = tinygguf.temp_beside(path, ".tinymm-")
     w = gguf.GGUFWriter(tmp, "clip")
     w.add_name(name)
     w.add_description("tiny random-weight LLaVA-style vision projector for tests")
@@ -117,18 +116,7 @@ def write_mmproj(path: str, n_embd_text: int = 576, *, image_size: int = 32, pat
     w.add_tensor("mm.2.weight", matrix(n_embd_text, n_mm_hidden, scale=0.2))
     w.add_tensor("mm.2.bias", vector(n_embd_text))
 
-    try:
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-        os.replace(tmp, path)
-    except BaseException:
-        w.close()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return tinygguf.finish(w, tmp, path)
 
 
 if __name__ == "__main__":
