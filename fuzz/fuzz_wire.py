@@ -16,7 +16,7 @@ import _loop  # noqa: E402  (the shared driver next to this file)
 import random
 import sys
 
-from pollama.core import jsonwire, ndjson
+from pollama.core import jsonwire, ndjson, prompt
 from pollama.core import requests as rq
 from pollama.core import runner_protocol as rp
 from pollama.core.errors import PollamaError
@@ -58,9 +58,15 @@ def one_input(data: bytes) -> None:
         return
     for parse in PARSERS:
         try:
-            parse(body)
+            req = parse(body)
         except PollamaError:
-            pass
+            continue
+        if isinstance(req, rq.ChatRequest):
+            # every image gets exactly one [img-N] tag, numbered in order
+            tagged = prompt.tag_images(req.messages)
+            text = "".join(m.content for m in tagged)
+            n = len(prompt.images_of(req.messages))
+            assert all(f"[img-{i}]" in text for i in range(n))
     try:
         rq.check_format(body)
     except PollamaError:
