@@ -133,8 +133,7 @@ def require_tools(template: str | None, *, go: bool, full_name: str) -> None:
 def require_vision(*, has_projector: bool, full_name: str) -> None:
     """Images need a vision model (a projector layer); a text-only model says so."""
     if not has_projector:
-        raise BadRequest(f"{full_name} does not support vision: the model has no image "
-                         "projector, send text only")
+        raise BadRequest(f"{full_name} does not support vision")  # Ollama's exact text
 
 
 def show_sections(info: Mapping[str, Any], details: Mapping[str, Any],

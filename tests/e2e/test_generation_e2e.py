@@ -210,8 +210,7 @@ def test_images_on_text_only_model_is_400(server: Server) -> None:
                                                     "images": [tiny_png]}]})):
         r = httpx.post(f"{server.url}{path}", json={"model": "smol", "stream": False, **body})
         assert r.status_code == 400
-        assert r.json()["error"].startswith(
-            "registry.ollama.ai/library/smol:latest does not support vision")
+        assert r.json() == {"error": "registry.ollama.ai/library/smol:latest does not support vision"}
 
 
 def test_unknown_options_are_ignored_and_logged(server: Server) -> None:
