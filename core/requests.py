@@ -23,7 +23,10 @@ from .errors import BadRequest
 _kind = opts.json_kind
 
 
-def _unmarshal_error(value: Any, where: str, gotype: str) -> BadRequest:
+def _unmarshal_error(value: Any, where: str, gotype: str, check: Any = None) -> BadRequest:
+    if isinstance(check, _ListOf) and isinstance(value, list) and gotype.startswith("[]"):
+        # Go decodes an array element by element and names the element that failed
+        value, gotype = check.bad_element(value), gotype[2:]
     return BadRequest(
         f"json: cannot unmarshal {_kind(value)} into Go struct field {where} of type {gotype}"
     )
@@ -49,8 +52,34 @@ def _is_obj(v: Any) -> bool:
     return isinstance(v, dict)
 
 
-def _is_list_of(check: Check) -> Check:
-    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+class _ListOf:
+    """A JSON array whose elements pass ``element``. ``null`` elements are accepted where Go
+    accepts them (it leaves the element zero: 0, "", empty bytes)."""
+
+    __slots__ = ("allow_null", "element")
+
+    def __init__(self, element: Check, *, allow_null: bool = True) -> None:
+        self.element = element
+        self.allow_null = allow_null
+
+    def bad_element(self, v: list[Any]) -> Any:
+        """The first element Go would refuse, or ``_OK``."""
+        for x in v:
+            if x is None and self.allow_null:
+                continue
+            if x is None or not self.element(x):
+                return x
+        return _OK
+
+    def __call__(self, v: Any) -> bool:
+        return isinstance(v, list) and self.bad_element(v) is _OK
+
+
+_OK = object()
+
+
+def _is_list_of(check: Check, *, allow_null: bool = True) -> _ListOf:
+    return _ListOf(check, allow_null=allow_null)
 
 
 def _anything(v: Any) -> bool:
@@ -105,7 +134,7 @@ def _object(body: Any, struct: str) -> dict[str, Any]:
             continue
         gotype, check = spec
         if not check(value):
-            raise _unmarshal_error(value, f"{struct}.{key}", gotype)
+            raise _unmarshal_error(value, f"{struct}.{key}", gotype, check)
     return body
 
 
@@ -281,7 +310,7 @@ def _think(value: Any) -> Any:
 
 def _images(value: Any) -> tuple[str, ...]:
     """Base64 images (JSON ``[]byte``): checked as Go decodes them, kept as sent."""
-    images = tuple(value or ())
+    images = tuple(image or "" for image in value or ())  # null: empty, as Go leaves it
     for image in images:
         jsonwire.go_base64_decode(image)
     return images
@@ -305,12 +334,13 @@ def _message(value: Any, struct: str) -> Message:
         ("content", content, "string", _is_str),
         ("images", value.get("images"), "[]api.ImageData", _is_list_of(_is_str)),
         ("thinking", value.get("thinking"), "string", _is_str),
-        ("tool_calls", value.get("tool_calls"), "[]api.ToolCall", _is_list_of(_is_obj)),
+        ("tool_calls", value.get("tool_calls"), "[]api.ToolCall",
+         _is_list_of(_is_obj, allow_null=False)),
         ("tool_name", value.get("tool_name"), "string", _is_str),
         ("tool_call_id", value.get("tool_call_id"), "string", _is_str),
     ):
         if v is not None and not check(v):
-            raise _unmarshal_error(v, f"{where}.{key}", gotype)
+            raise _unmarshal_error(v, f"{where}.{key}", gotype, check)
     return Message(
         role=(role or "").lower(),
         content=content or "",
@@ -347,7 +377,7 @@ def parse_generate(body: Any) -> GenerateRequest:
         suffix=obj.get("suffix") or "",
         system=obj.get("system"),
         template=obj.get("template"),
-        context=tuple(int(t) for t in ctx) if ctx is not None else None,
+        context=tuple(int(t or 0) for t in ctx) if ctx is not None else None,
         raw=bool(obj.get("raw") or False),
         images=_images(obj.get("images")),
         **_common(obj),

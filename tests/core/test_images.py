@@ -88,3 +88,20 @@ def test_vision_capability_and_modelfile() -> None:
     text = show.modelfile_text(show.ModelParts(short_name="m:latest", model_path="/b/model",
                                                projectors=("/b/proj",)))
     assert "FROM /b/model\nFROM /b/proj\n" in text
+
+
+def test_array_elements_are_checked_as_go_does() -> None:
+    """Go names the element that failed and its element type; null elements are zero."""
+    with pytest.raises(BadRequest, match="^json: cannot unmarshal number into Go struct field "
+                                         "GenerateRequest.images of type api.ImageData$"):
+        rq.parse_generate({"model": "m", "images": [PNG, 1]})
+    with pytest.raises(BadRequest, match="^json: cannot unmarshal string into Go struct field "
+                                         r"GenerateRequest.images of type \[\]api.ImageData$"):
+        rq.parse_generate({"model": "m", "images": PNG})
+    with pytest.raises(BadRequest, match="^json: cannot unmarshal string into Go struct field "
+                                         "GenerateRequest.context of type int$"):
+        rq.parse_generate({"model": "m", "context": [1, "2"]})
+    with pytest.raises(BadRequest, match="messages.images of type api.ImageData$"):
+        rq.parse_chat({"model": "m", "messages": [{"role": "user", "images": [True]}]})
+    assert rq.parse_generate({"model": "m", "images": [None], "context": [5, None]}).images == ("",)
+    assert rq.parse_generate({"model": "m", "context": [5, None]}).context == (5, 0)
