@@ -340,7 +340,8 @@ class App:
                             size_vram=placement.size_vram, gpu_layers=placement.gpu_layers)
         info = RunnerInfo(name=name, digest=local.stored.manifest_digest,
                           details=models.details(local.config), model_path=local.model_path,
-                          adapters=local.adapter_paths, projectors=local.projector_paths)
+                          adapters=local.adapter_paths, projectors=local.projector_paths,
+                          flash_attention=self.config.flash_attention)
         return req, info
 
     async def _start(self, local: models.LocalModel, req_options: Mapping[str, Any],

@@ -44,6 +44,7 @@ class RunnerInfo:
     model_path: str
     adapters: tuple[str, ...] = ()
     projectors: tuple[str, ...] = ()
+    flash_attention: int = -1
 
 
 class SchedulerDriver:
@@ -99,7 +100,8 @@ class SchedulerDriver:
                        num_batch=spec.num_batch,
                        num_gpu=spec.num_gpu if spec.num_gpu >= 0 else command.gpu_layers,
                        num_thread=spec.num_thread, use_mmap=spec.use_mmap,
-                       adapters=list(info.adapters), projectors=list(info.projectors))
+                       adapters=list(info.adapters), projectors=list(info.projectors),
+                       flash_attention=info.flash_attention)
         rid = command.runner_id
 
         def exited(reason: str) -> None:

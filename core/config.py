@@ -87,6 +87,7 @@ class Config:
     max_queue: int
     debug: bool
     trace_path: str | None = None
+    flash_attention: int = -1  # -1 auto (on, off where the backend refuses), 0 off, 1 on
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -95,6 +96,17 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         return int(text) if text else default
     except ValueError:
         return default  # Ollama: invalid uint ⇒ default
+
+
+def parse_flash_attention(text: str) -> int:
+    """``POLLAMA_FLASH_ATTENTION``: unset or ``auto`` ⇒ -1 (Ollama HEAD's default), a Go
+    boolean (1/t/true, 0/f/false) forces it; anything else is auto."""
+    value = text.lower()
+    if value in ("1", "t", "true"):
+        return 1
+    if value in ("0", "f", "false"):
+        return 0
+    return -1
 
 
 def parse_keep_alive_env(text: str) -> int:
@@ -123,4 +135,5 @@ def load(env: Mapping[str, str], home: str) -> Config:
         max_queue=_int(env, "MAX_QUEUE", 512),
         debug=debug_text not in ("", "0", "false", "info"),
         trace_path=_get(env, "TRACE") or None,
+        flash_attention=parse_flash_attention(_get(env, "FLASH_ATTENTION")),
     )

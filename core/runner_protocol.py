@@ -51,6 +51,7 @@ class Load:
     embedding: bool = False
     adapters: list[str] = field(default_factory=list)  # LoRA GGUF paths, applied at load
     projectors: list[str] = field(default_factory=list)  # vision projector (mmproj) GGUF paths
+    flash_attention: int = -1  # -1 auto, 0 off, 1 on (POLLAMA_FLASH_ATTENTION)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,6 +44,30 @@ class BadRequestError(PollamaError):
     status_hint = 400
 
 
+def json_schema_to_gbnf(schema_text: str) -> str:
+    """llama-cpp-python's JSON-schema converter, plus what it lacks and llama.cpp's own C++
+    converter (which Ollama uses) has: integer ``minimum``/``maximum`` (core.json_grammar)."""
+    import json
+
+    from llama_cpp import llama_grammar
+
+    from pollama.core import json_grammar
+
+    class Converter(llama_grammar.SchemaConverter):  # type: ignore[misc]
+        def visit(self, schema: Any, name: str) -> Any:
+            if isinstance(schema, dict) and schema.get("type") == "integer":
+                bounds = json_grammar.integer_bounds(schema)
+                if bounds is not None:
+                    rule = name + "-" if name in llama_grammar.RESERVED_NAMES else name or "root"
+                    return self._add_rule(rule, f"({json_grammar.int_range(*bounds)}) space")
+            return super().visit(schema, name)
+
+    converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    schema = converter.resolve_refs(json.loads(schema_text), "stdin")
+    converter.visit(schema, "")
+    return str(converter.format_grammar())
+
+
 def grammar_for(fmt: Any) -> Any:
     """llama.cpp grammar for Ollama's ``format``: "json" or a JSON schema; None for no format."""
     if fmt is None:
@@ -55,7 +79,8 @@ def grammar_for(fmt: Any) -> Any:
     try:
         if fmt == "json":
             return llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
-        return llama_grammar.LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
+        return llama_grammar.LlamaGrammar.from_string(json_schema_to_gbnf(json.dumps(fmt)),
+                                                      verbose=False)
     except Exception as exc:  # the schema converter raises many kinds
         raise BadRequestError(f"invalid format: {type(exc).__name__}: {exc}") from None
 
@@ -72,7 +97,7 @@ def tool_grammar(tools: list[dict[str, Any]] | None, fmt: dict[str, Any] | None,
 
     try:
         text = tc.tool_call_grammar(tools, tc.ToolFormat.from_json(fmt),
-                                    json_schema_to_gbnf=llama_grammar.json_schema_to_gbnf,
+                                    json_schema_to_gbnf=json_schema_to_gbnf,
                                     allow_text=not required, parallel=False)
         return llama_grammar.LlamaGrammar.from_string(text, verbose=False) if text else None
     except Exception as exc:  # a client's schema the converter cannot handle: no constraint
@@ -186,8 +211,18 @@ class Runner:
         kwargs["embedding"] = True
         if msg.adapters:
             kwargs["lora_path"] = msg.adapters[0]
+        # Flash attention: on unless turned off (Ollama HEAD's "auto"). On CPU it decodes
+        # 7-14% faster at num_ctx 2048-4096, and a sequence's logits do not depend on what
+        # else shares the batch. In auto mode a backend that refuses it loads without.
+        kwargs["flash_attn"] = msg.flash_attention != 0
         try:
-            self._llm = llama_cpp.Llama(**kwargs)
+            try:
+                self._llm = llama_cpp.Llama(**kwargs)
+            except (ValueError, RuntimeError):
+                if msg.flash_attention != -1:
+                    raise
+                kwargs["flash_attn"] = False
+                self._llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
             raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
         llm = self._llm

@@ -69,6 +69,11 @@ def test_config_env() -> None:
     assert config.load({}, "/h").models_dir == "/h/.pollama/models"
     assert config.parse_keep_alive_env("-1") == -1
     assert config.parse_keep_alive_env("30") == 30 * 10**9
+    assert config.load({}, "/h").flash_attention == -1
+    assert config.load({"OLLAMA_FLASH_ATTENTION": "0"}, "/h").flash_attention == 0
+    assert config.load({"POLLAMA_FLASH_ATTENTION": "true", "OLLAMA_FLASH_ATTENTION": "0"},
+                       "/h").flash_attention == 1
+    assert config.load({"POLLAMA_FLASH_ATTENTION": "auto"}, "/h").flash_attention == -1
 
 
 @pytest.mark.parametrize(("n", "text"), [

@@ -83,7 +83,7 @@ def test_generate_deterministic_at_temperature_zero(client: ollama.Client) -> No
 
 
 def test_generate_num_predict_and_length(client: ollama.Client) -> None:
-    r = client.generate(model="smol", prompt="Count from one to one hundred.",
+    r = client.generate(model="smol", prompt="Write a long story about a dragon and a knight.",
                         options={"temperature": 0, "num_predict": 5})
     assert r.eval_count == 5
     assert r.done_reason == "length"

@@ -46,6 +46,20 @@ def test_format_schema_validates(client: ollama.Client, seed: int) -> None:
     jsonschema.validate(json.loads(r.response), PERSON)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_format_integer_bounds_are_enforced(client: ollama.Client, seed: int) -> None:
+    """minimum/maximum on integers (llama-cpp-python's converter ignores them; ours, like
+    llama.cpp's C++ one that Ollama uses, does not)."""
+    schema = {"type": "object", "required": ["year", "low", "high"],
+              "properties": {"year": {"type": "integer", "minimum": 1000, "maximum": 1005},
+                             "low": {"type": "integer", "exclusiveMaximum": -3},
+                             "high": {"type": "integer", "minimum": 110}}}
+    r = client.generate(model="smol", format=schema, prompt="Pick some numbers.",
+                        options={"temperature": 1.0, "seed": seed, "num_predict": 60})
+    assert r.done_reason == "stop"
+    jsonschema.validate(json.loads(r.response), schema)
+
+
 def test_format_errors(server: Server) -> None:
     r = httpx.post(f"{server.url}/api/generate", json={"model": "smol", "prompt": "x",
                                                        "format": "yaml"})
