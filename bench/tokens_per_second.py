@@ -24,12 +24,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 PROMPT = "Write a short story about a robot who learns to paint."
 
 
-def in_process(gguf: str, tokens: int, repeats: int, num_ctx: int) -> list[float]:
+def in_process(gguf: str, tokens: int, repeats: int, num_ctx: int,
+               flash_attn: bool = True) -> list[float]:
     import llama_cpp
 
     threads = len(os.sched_getaffinity(0))  # what pollama's runner uses by default
+    # flash attention on, as pollama's runner has it by default (POLLAMA_FLASH_ATTENTION)
     llm = llama_cpp.Llama(gguf, n_ctx=num_ctx, n_threads=threads, n_threads_batch=threads,
-                          verbose=False)
+                          flash_attn=flash_attn, verbose=False)
     text = llm.metadata.get("tokenizer.chat_template")
     prompt = (f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n" if text else PROMPT)
     rates = []
@@ -92,8 +94,11 @@ def main() -> None:
 
         gguf = smollm2_gguf.__wrapped__()  # type: ignore[attr-defined]
     base = in_process(gguf, args.tokens, args.repeats, args.num_ctx)
+    plain = in_process(gguf, args.tokens, args.repeats, args.num_ctx, flash_attn=False)
     ours = through_server(gguf, args.tokens, args.repeats, args.num_ctx)
     b, o = statistics.median(base), statistics.median(ours)
+    print(f"llama-cpp-python in-process, flash attention off: "
+          f"{statistics.median(plain):7.1f} tokens/s")
     print(f"llama-cpp-python in-process : {b:7.1f} tokens/s (median of {len(base)})")
     print(f"pollama serve /api/chat     : {o:7.1f} tokens/s (median of {len(ours)})")
     print(f"ratio pollama / in-process  : {o / b:.3f}")
