@@ -139,7 +139,8 @@ def show(model: str, license_: bool, modelfile: bool, parameters: bool, template
         return
     click.echo(show_sections(info.get("model_info") or {}, info.get("details") or {},
                              info.get("capabilities") or [], info.get("parameters") or "",
-                             info.get("system"), [info["license"]] if info.get("license") else []),
+                             info.get("system"), [info["license"]] if info.get("license") else [],
+                             projector=info.get("projector_info")),
                nl=False)
     if verbose:
         click.echo("  Metadata")

@@ -136,10 +136,42 @@ def require_vision(*, has_projector: bool, full_name: str) -> None:
         raise BadRequest(f"{full_name} does not support vision")  # Ollama's exact text
 
 
+def human_number(n: int) -> str:
+    """Go ``format.HumanNumber``: 135M, 1.2B, 311.89M, 12K."""
+    if n >= 1_000_000_000:
+        v = n / 1_000_000_000
+        return f"{v:.0f}B" if v == int(v) else f"{v:.1f}B"
+    if n >= 1_000_000:
+        v = n / 1_000_000
+        return f"{v:.0f}M" if v == int(v) else f"{v:.2f}M"
+    if n >= 1_000:
+        return f"{n / 1_000:.0f}K"
+    return str(n)
+
+
+def _projector_rows(projector: Mapping[str, Any]) -> list[tuple[str, str]]:
+    arch = projector.get("general.architecture")
+    rows: list[tuple[str, str]] = []
+    if isinstance(arch, str) and arch:
+        rows.append(("architecture", arch))
+    count = projector.get("general.parameter_count")
+    if isinstance(count, (int, float)) and not isinstance(count, bool):
+        rows.append(("parameters", human_number(int(count))))
+    for label, suffix in (("embedding length", "embedding_length"),
+                          ("dimensions", "projection_dim")):
+        for modality in ("vision", "audio"):
+            value = projector.get(f"{arch}.{modality}.{suffix}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append((label, f"{value:g}"))
+                break
+    return rows
+
+
 def show_sections(info: Mapping[str, Any], details: Mapping[str, Any],
                   caps: Sequence[str], parameters: str, system: str | None,
-                  licenses: Sequence[str]) -> str:
-    """The default ``pollama show`` text: Model, Capabilities, Parameters, System, License."""
+                  licenses: Sequence[str], projector: Mapping[str, Any] | None = None) -> str:
+    """The default ``pollama show`` text: Model, Capabilities, Projector (vision models),
+    Parameters, System, License, as ``ollama show`` prints them."""
     arch = details.get("family", "")
     rows = [("architecture", arch), ("parameters", details.get("parameter_size", ""))]
     ctx = info.get(f"{arch}.context_length")
@@ -151,6 +183,8 @@ def show_sections(info: Mapping[str, Any], details: Mapping[str, Any],
     rows.append(("quantization", details.get("quantization_level", "")))
     out = ["  Model"] + [f"    {k:<20}{v}" for k, v in rows if v]
     out += ["", "  Capabilities"] + [f"    {c}" for c in caps]
+    if projector:
+        out += ["", "  Projector"] + [f"    {k:<20}{v}" for k, v in _projector_rows(projector)]
     if parameters:
         out += ["", "  Parameters"]
         for line in parameters.splitlines():

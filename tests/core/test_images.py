@@ -105,3 +105,17 @@ def test_array_elements_are_checked_as_go_does() -> None:
         rq.parse_chat({"model": "m", "messages": [{"role": "user", "images": [True]}]})
     assert rq.parse_generate({"model": "m", "images": [None], "context": [5, None]}).images == ("",)
     assert rq.parse_generate({"model": "m", "context": [5, None]}).context == (5, 0)
+
+
+def test_show_text_has_a_projector_section() -> None:
+    assert [show.human_number(n) for n in (999, 12_400, 135_000_000, 311_890_000, 1_200_000_000,
+                                           7_000_000_000)] == ["999", "12K", "135M", "311.89M",
+                                                               "1.2B", "7B"]
+    text = show.show_sections({}, {"family": "llama"}, ["completion", "vision"], "", None, [],
+                              projector={"general.architecture": "clip",
+                                         "general.parameter_count": 311_890_000,
+                                         "clip.vision.embedding_length": 1024,
+                                         "clip.vision.projection_dim": 4096})
+    assert ("  Capabilities\n    completion\n    vision\n\n  Projector\n"
+            "    architecture        clip\n    parameters          311.89M\n"
+            "    embedding length    1024\n    dimensions          4096\n") in text

@@ -158,6 +158,9 @@ def test_cli_create_two_froms_and_run_with_an_image_path(server: Server, smollm2
     assert os.path.exists(mmproj)
     r = pollama(server, "create", "vis-cli", "-f", str(tmp_path / "Modelfile"))
     assert r.returncode == 0 and "success" in r.stderr, r.stderr
+    shown = pollama(server, "show", "vis-cli")
+    assert "  Projector\n    architecture        clip\n" in shown.stdout, shown.stdout
+    assert "    dimensions          576\n" in shown.stdout
     image = tmp_path / "red.png"
     image.write_bytes(base64.b64decode(RED))
     with_image = pollama(server, "run", "vis-cli", "--verbose", f"What is this? {image}")
