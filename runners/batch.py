@@ -43,7 +43,8 @@ whatever else is in the batch or the cache, while its cells lie in position orde
 ``seq_rm`` frees cells, new tokens may fill those holes and attention sums in another order).
 Without flash attention (POLLAMA_FLASH_ATTENTION=0; on by default since this finding) the
 CPU attention depends on the batch and the cells' places: logits move by up to ~1.4, enough
-to flip a greedy near-tie or a seeded draw. Batched runs are then reproducible only for the same schedule.
+to flip a greedy near-tie or a seeded draw. Batched runs are then reproducible only for the
+same schedule.
 
 The decoder owns the context's KV cache: do not call ``llm.generate``/``llm.eval`` (they use
 sequence 0 and trim it) or clear the cache while it is in use, or call ``reset_cache`` after.
