@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import gotemplate, thinking
+from . import gguf_details, gotemplate, thinking
 from .errors import BadRequest
 from .gguf import ArrayInfo
 from .jsonwire import go_quote
@@ -136,19 +136,6 @@ def require_vision(*, has_projector: bool, full_name: str) -> None:
         raise BadRequest(f"{full_name} does not support vision")  # Ollama's exact text
 
 
-def human_number(n: int) -> str:
-    """Go ``format.HumanNumber``: 135M, 1.2B, 311.89M, 12K."""
-    if n >= 1_000_000_000:
-        v = n / 1_000_000_000
-        return f"{v:.0f}B" if v == int(v) else f"{v:.1f}B"
-    if n >= 1_000_000:
-        v = n / 1_000_000
-        return f"{v:.0f}M" if v == int(v) else f"{v:.2f}M"
-    if n >= 1_000:
-        return f"{n / 1_000:.0f}K"
-    return str(n)
-
-
 def _projector_rows(projector: Mapping[str, Any]) -> list[tuple[str, str]]:
     arch = projector.get("general.architecture")
     rows: list[tuple[str, str]] = []
@@ -156,7 +143,7 @@ def _projector_rows(projector: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("architecture", arch))
     count = projector.get("general.parameter_count")
     if isinstance(count, (int, float)) and not isinstance(count, bool):
-        rows.append(("parameters", human_number(int(count))))
+        rows.append(("parameters", gguf_details.human_number(int(count))))
     for label, suffix in (("embedding length", "embedding_length"),
                           ("dimensions", "projection_dim")):
         for modality in ("vision", "audio"):
