@@ -9,6 +9,7 @@ request's messages. For generate the messages are [system] + Modelfile MESSAGEs 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -73,6 +74,25 @@ def tag_images(messages: Sequence[Message]) -> list[Message]:
                 prefix += tag
         out.append(replace(m, content=prefix + content))
     return out
+
+
+_IMAGE_TAG = re.compile(r"\[img-(\d+)\]")
+
+
+def place_images(text: str, count: int, marker: str) -> tuple[str, list[int]]:
+    """Where the runner puts images: every ``[img-N]`` tag becomes ``marker``; returns the
+    text and the image index of each marker in order. A tag naming no image is a 400 (as
+    Ollama's runner says it); images no tag names are left out."""
+    order: list[int] = []
+
+    def place(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        if n >= count:
+            raise BadRequest(f"invalid image index: {n}")
+        order.append(n)
+        return marker
+
+    return _IMAGE_TAG.sub(place, text), order
 
 
 def images_of(messages: Sequence[Message]) -> list[str]:

@@ -460,25 +460,17 @@ class Runner:
         projector; returns the prompt as the context now holds it (-1 at image positions), or
         None when no tag names an image (the images are then unused, as in Ollama)."""
         import base64
-        import re
 
+        from pollama.core import prompt as prompt_core
         from pollama.runners import vision
 
         if self._projector is None:
             raise BadRequestError("this model does not support images")
-        marker = vision.default_marker()
-        order: list[bytes] = []
-
-        def place(m: re.Match[str]) -> str:
-            n = int(m.group(1))
-            if n >= len(msg.images):
-                raise BadRequestError(f"invalid image index: {n}")
-            order.append(base64.b64decode(msg.images[n]))
-            return marker
-
-        text = re.sub(r"\[img-(\d+)\]", place, msg.prompt)
-        if not order:
+        text, indexes = prompt_core.place_images(msg.prompt, len(msg.images),
+                                                 vision.default_marker())
+        if not indexes:
             return None
+        order = [base64.b64decode(msg.images[n]) for n in indexes]
         if msg.context:
             text = llm.detokenize(list(msg.context), special=True).decode("utf-8", "replace") + text
         try:

@@ -116,3 +116,11 @@ def test_show_text_has_a_projector_section() -> None:
     assert ("  Capabilities\n    completion\n    vision\n\n  Projector\n"
             "    architecture        clip\n    parameters          311.89M\n"
             "    embedding length    1024\n    dimensions          4096\n") in text
+
+
+def test_place_images_for_the_runner() -> None:
+    text, order = prompt.place_images("a[img-1]b[img-0][img-1]", 2, "<M>")
+    assert (text, order) == ("a<M>b<M><M>", [1, 0, 1])
+    assert prompt.place_images("no tags", 3, "<M>") == ("no tags", [])
+    with pytest.raises(BadRequest, match="^invalid image index: 2$"):
+        prompt.place_images("[img-2]", 2, "<M>")
