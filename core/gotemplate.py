@@ -426,33 +426,26 @@ class _Lexer:
         return self.lex_inside_action
 
     def lex_char(self) -> Callable[[], Any] | None:
-        while True:
-            r = self.next()
-            if r == "\\":
-                r2 = self.next()
-                if r2 != _EOF and r2 != "\n":
-                    continue
-                return self.errorf("unterminated character constant")
-            if r == _EOF or r == "\n":
-                return self.errorf("unterminated character constant")
-            if r == "'":
-                break
-        self.emit(_T.CHAR_CONSTANT)
-        return self.lex_inside_action
+        return self._lex_escaped("'", _T.CHAR_CONSTANT, "unterminated character constant")
 
     def lex_quote(self) -> Callable[[], Any] | None:
+        return self._lex_escaped('"', _T.STRING, "unterminated quoted string")
+
+    def _lex_escaped(self, close: str, typ: Any, error: str) -> Callable[[], Any] | None:
+        """Go's lexChar and lexQuote: up to ``close``; a backslash escapes the next rune;
+        end of input or a newline first is ``error``."""
         while True:
             r = self.next()
             if r == "\\":
                 r2 = self.next()
                 if r2 != _EOF and r2 != "\n":
                     continue
-                return self.errorf("unterminated quoted string")
+                return self.errorf(error)
             if r == _EOF or r == "\n":
-                return self.errorf("unterminated quoted string")
-            if r == '"':
+                return self.errorf(error)
+            if r == close:
                 break
-        self.emit(_T.STRING)
+        self.emit(typ)
         return self.lex_inside_action
 
     def lex_raw_quote(self) -> Callable[[], Any] | None:
