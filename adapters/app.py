@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from pollama.core import (gguf_details, jsonwire, memory, ndjson, output, prompt,
+from pollama.core import (access, gguf_details, jsonwire, memory, ndjson, output, prompt,
                           responses, routes, thinking, tools)
 from pollama.core import tools as tools_core
 from pollama.core import embed as embed_core
@@ -70,8 +70,10 @@ def error_response(exc: PollamaError) -> Response:
 
 class App:
     def __init__(self, config: Config, store: Store, driver: SchedulerDriver,
-                 inventory: memory.Inventory) -> None:
+                 inventory: memory.Inventory, policy: access.Policy | None = None) -> None:
         self.config = config
+        self.policy = policy or access.Policy(origins=config.origins, api_key=config.api_key,
+                                              loopback=config.host.is_loopback)
         self.inventory = inventory
         self.store = store
         self.driver = driver
@@ -86,19 +88,48 @@ class App:
 
     async def __call__(self, request: Request) -> Response:
         started = time.monotonic()
+        decision = access.check(request.method, request.path, request.headers, self.policy)
+        if isinstance(decision, access.Deny):
+            response = self._deny(request, decision)
+        elif isinstance(decision, access.Preflight):
+            response = Response(status=204, content_type=None, headers=list(decision.headers))
+        else:
+            response = await self._route(request)
+            response.headers.extend(decision.headers)
+        log.info("%s %s -> %s (%.1f ms) id=%s", request.method, request.path, response.status,
+                 (time.monotonic() - started) * 1000, request.id)
+        return response
+
+    def _deny(self, request: Request, decision: access.Deny) -> Response:
+        log.warning("%s %s refused (%s): host=%r origin=%r", request.method, request.path,
+                    decision.message, request.header("host"), request.header("origin"))
+        if decision.status == 401 and request.path.startswith("/v2"):
+            body: Any = {"errors": [{"code": "UNAUTHORIZED", "message": decision.message}]}
+        else:
+            body = responses.error_body(decision.message)
+        resp = json_response(decision.status, body)
+        resp.headers.extend(decision.headers)
+        return resp
+
+    async def _route(self, request: Request) -> Response:
         try:
             match = routes.match(request.method, request.target)
-            response = await self._handlers[match.handler](request, match.params)
+            request.body_limit = self.config.limits.body_limit(match.handler, request.method)
+            request.check_declared_length()
+            return await self._handlers[match.handler](request, match.params)
         except ClientDisconnected:
             raise
         except PollamaError as exc:
-            response = error_response(exc)
-        except Exception as exc:
-            log.exception("unhandled error in %s %s", request.method, request.target)
-            response = json_response(500, responses.error_body(f"internal error: {exc}"))
-        log.info("%s %s -> %s (%.1f ms)", request.method, request.target, response.status,
-                 (time.monotonic() - started) * 1000)
-        return response
+            if exc.status_hint >= 500:
+                log.error("%s %s failed (request %s): %s", request.method, request.path,
+                          request.id, exc.message)
+            return error_response(exc)
+        except Exception:
+            # A pollama bug: its details go to the log, never to the client.
+            log.exception("unhandled error in %s %s (request %s)", request.method, request.path,
+                          request.id)
+            return json_response(500, responses.error_body(
+                f"internal error (request id {request.id}); the server log has the details"))
 
     # -- simple routes -------------------------------------------------------------------------
     async def root(self, request: Request, params: dict[str, str]) -> Response:
@@ -156,7 +187,7 @@ class App:
 
     # -- show / copy / delete -----------------------------------------------------------------
     async def show(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_show(jsonwire.loads_request(await request.read_body()))
+        req = rq.parse_show(await request.json())
         local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
         header = await anyio.to_thread.run_sync(gguf_file.read_header_full, local.model_path,
                                                 req.verbose)
@@ -198,7 +229,7 @@ class App:
         return json_response(200, out)
 
     async def copy(self, request: Request, params: dict[str, str]) -> Response:
-        source, destination = rq.parse_copy(jsonwire.loads_request(await request.read_body()))
+        source, destination = rq.parse_copy(await request.json())
         try:
             src = models.parse_model_name(source)
         except BadRequest:
@@ -214,7 +245,7 @@ class App:
         return Response(status=200, body=b"", content_type=None)
 
     async def delete(self, request: Request, params: dict[str, str]) -> Response:
-        model = rq.parse_delete(jsonwire.loads_request(await request.read_body()))
+        model = rq.parse_delete(await request.json())
         try:
             name = models.parse_model_name(model)
         except BadRequest:
@@ -249,14 +280,14 @@ class App:
 
     # -- create / pull: progress streams ------------------------------------------------------
     async def create(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_create(jsonwire.loads_request(await request.read_body()))
+        req = rq.parse_create(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         name = models.parse_model_name(req.model)
         return await self._progress(creator.create(self.store, name, req), req.stream)
 
     async def pull(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_pull(jsonwire.loads_request(await request.read_body()))
+        req = rq.parse_pull(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         scheme, name = _registry_name(req.model)
@@ -267,7 +298,7 @@ class App:
 
     async def push(self, request: Request, params: dict[str, str]) -> Response:
         # PushRequest has PullRequest's fields (model/name, insecure, stream; reference §1.6).
-        req = rq.parse_pull(jsonwire.loads_request(await request.read_body()))
+        req = rq.parse_pull(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         scheme, name = _registry_name(req.model)
@@ -404,7 +435,7 @@ class App:
 
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
-        req = rq.parse_generate(jsonwire.loads_request(await request.read_body()))
+        req = rq.parse_generate(await request.json())
         if not req.model:
             raise NotFound("model '' not found")
         rq.check_format(req.format)
@@ -432,7 +463,7 @@ class App:
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
-        req = rq.parse_chat(jsonwire.loads_request(await request.read_body()))
+        req = rq.parse_chat(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         rq.check_format(req.format)
@@ -524,7 +555,7 @@ class App:
 
     async def embed(self, request: Request, params: dict[str, str]) -> Response:
         started = time.monotonic_ns()
-        req = embed_core.parse_embed(jsonwire.loads_request(await request.read_body()))
+        req = embed_core.parse_embed(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         if not req.inputs:
@@ -541,7 +572,7 @@ class App:
         })
 
     async def embeddings(self, request: Request, params: dict[str, str]) -> Response:
-        req = embed_core.parse_embeddings(jsonwire.loads_request(await request.read_body()))
+        req = embed_core.parse_embeddings(await request.json())
         models.parse_model_name(req.model)
         if not req.prompt:
             await anyio.to_thread.run_sync(lambda: models.resolve(

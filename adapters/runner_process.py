@@ -111,10 +111,17 @@ class RunnerProcess:
     async def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
         try:
+            in_traceback = False
             async for data in self.proc.stderr:
                 for line in data.decode("utf-8", "replace").splitlines():
                     if line.strip():
-                        log.debug("runner[%s]: %s", self.proc.pid, line)
+                        # A runner's Python traceback is an error worth the log at any level;
+                        # llama.cpp's load chatter is debug.
+                        in_traceback = in_traceback or line.startswith("Traceback (")
+                        level = logging.ERROR if in_traceback else logging.DEBUG
+                        log.log(level, "runner[%s]: %s", self.proc.pid, line)
+                        if in_traceback and not line.startswith((" ", "Traceback (")):
+                            in_traceback = False  # the exception line ends it
                         self._stderr_tail = (self._stderr_tail + [line])[-5:]
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -11,9 +12,10 @@ import anyio
 
 from pollama.core import scheduler as sched
 from pollama.core.config import Config
+from pollama.core.errors import PollamaError
 from pollama.core.humanize import human_bytes
 
-from . import devices
+from . import devices, security
 from .app import App
 from .http_server import serve
 from .scheduler_driver import SchedulerDriver
@@ -23,6 +25,11 @@ log = logging.getLogger("pollama")
 
 
 async def run(config: Config, *, port_file: str | None = None) -> None:
+    nofile = security.raise_nofile_limit()
+    if nofile is not None:
+        log.debug("open files limit: %d (hard %d)", *nofile)
+    policy = security.policy(config)
+    security.warn_if_exposed(config, policy)
     store = Store(config.models_dir)
     os.makedirs(store.blobs_dir, exist_ok=True)
     os.makedirs(store.manifests_dir, exist_ok=True)
@@ -36,9 +43,9 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
             num_parallel=config.num_parallel, max_loaded=config.max_loaded_models,
             max_queue=config.max_queue, memory_budget=budget,
             default_keep_alive=config.keep_alive_ns), trace_path=config.trace_path)
-        app = App(config, store, driver, inventory)
+        app = App(config, store, driver, inventory, policy)
         try:
-            port = await tg.start(serve, app, config.host.host, config.host.port)
+            port = await tg.start(serve, app, config.host.host, config.host.port, config.limits)
         except OSError as exc:
             raise SystemExit(f"Error: listen tcp {config.host.host}:{config.host.port}: {exc.strerror}")
         log.info("Listening on %s:%d (version pollama, Ollama API %s)", config.host.host, port,
@@ -60,10 +67,22 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
         tg.start_soon(on_signal)
 
 
-def main(config: Config, *, port_file: str | None = None) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if config.debug else logging.INFO,
-        format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
-        stream=sys.stderr,
-    )
-    anyio.run(lambda: run(config, port_file=port_file))
+LOG_FORMAT = "time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s"
+LOG_BYTES = 10 * 1024 * 1024  # a rotated log keeps this much per file, with LOG_BACKUPS old ones
+LOG_BACKUPS = 3
+
+
+def main(config: Config, *, port_file: str | None = None, log_file: str | None = None) -> None:
+    handler: logging.Handler
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    logging.basicConfig(level=logging.DEBUG if config.debug else logging.INFO,
+                        format=LOG_FORMAT, handlers=[handler])
+    try:
+        anyio.run(lambda: run(config, port_file=port_file))
+    except PollamaError as exc:
+        raise SystemExit(f"Error: {exc.message}") from None

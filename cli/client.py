@@ -18,7 +18,9 @@ from typing import Any
 import click
 import httpx
 
+from pollama.adapters import security
 from pollama.core.config import Config, load
+from pollama.core.errors import PollamaError
 
 
 def config() -> Config:
@@ -42,7 +44,14 @@ class Client:
     def __init__(self, cfg: Config | None = None) -> None:
         self.cfg = cfg or config()
         self.url = base_url(self.cfg)
-        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, read=None))
+        try:
+            key = security.api_key(self.cfg)
+        except PollamaError as exc:
+            raise click.ClickException(exc.message) from None
+        # The same POLLAMA_API_KEY the server requires (none: no header, as Ollama's CLI).
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, read=None),
+                                 headers=headers)
 
     # -- server availability --------------------------------------------------------------------
     def is_up(self) -> bool:
@@ -61,9 +70,10 @@ class Client:
         os.makedirs(logs, exist_ok=True)
         log_path = os.path.join(logs, "server.log")
         click.echo(f"Starting pollama server in the background (logs: {log_path})", err=True)
-        with open(log_path, "ab") as log:
+        # The server rotates server.log itself; only a failure to start lands in the other file.
+        with open(os.path.join(logs, "server-stderr.log"), "ab") as log:
             subprocess.Popen(
-                [sys.executable, "-m", "pollama.cli.main", "serve"],
+                [sys.executable, "-m", "pollama.cli.main", "serve", "--log-file", log_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, close_fds=True,
             )

@@ -44,12 +44,23 @@ Environment variables (OLLAMA_* spellings are accepted too):
   POLLAMA_MAX_QUEUE          most waiting requests before 503 (default 512)
   POLLAMA_TRACE              append scheduler decisions to this JSON-lines file
   POLLAMA_DEBUG              verbose logging
+  POLLAMA_ORIGINS            extra allowed browser origins, comma-separated (* allows all)
+  POLLAMA_API_KEY            require 'Authorization: Bearer <key>' on every route but /
+  POLLAMA_API_KEY_FILE       read that key from the first line of this file
+  POLLAMA_MAX_BODY_MB        largest generate/chat/create/embed body (default 128)
+  POLLAMA_MAX_CONNECTIONS    connections served at once (default 1024)
+  POLLAMA_HEADER_TIMEOUT     seconds to send a request head (default 30)
+  POLLAMA_BODY_TIMEOUT       seconds a request body may stall (default 120)
+  POLLAMA_IDLE_TIMEOUT       seconds an idle keep-alive connection stays open (default 300)
+  POLLAMA_NOPRUNE            do not remove unused blobs and debris at startup
 """
 
 
 @cli.command(epilog=ENV_HELP)
 @click.option("--port-file", hidden=True, help="write the bound port here (tests)")
-def serve(port_file: str | None) -> None:
+@click.option("--log-file", type=click.Path(dir_okay=False),
+              help="log to this file, rotated at 10 MiB with 3 old files kept (default: stderr)")
+def serve(port_file: str | None, log_file: str | None) -> None:
     """Start the pollama server."""
     from pollama.adapters import server
 
@@ -57,7 +68,7 @@ def serve(port_file: str | None) -> None:
         cfg = config()
     except PollamaError as exc:
         raise click.ClickException(exc.message) from None
-    server.main(cfg, port_file=port_file)
+    server.main(cfg, port_file=port_file, log_file=log_file)
 
 
 @cli.command(name="list")

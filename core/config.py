@@ -8,9 +8,12 @@ existing setup keeps working. Values are trimmed of spaces and surrounding quote
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from . import access
 from .errors import BadRequest
+from .limits import Limits
+from .limits import from_env as limits_from_env
 from .requests import FOREVER, parse_go_duration
 
 DEFAULT_PORT = 11434
@@ -88,6 +91,14 @@ class Config:
     debug: bool
     trace_path: str | None = None
     flash_attention: int = -1  # -1 auto (on, off where the backend refuses), 0 off, 1 on
+    # POLLAMA_ORIGINS first, then Ollama's default allow-list (core/access.py).
+    origins: tuple[str, ...] = field(default_factory=access.default_origins)
+    # POLLAMA_API_KEY, or the first line of the file POLLAMA_API_KEY_FILE names (the adapter
+    # reads it): every route but GET/HEAD / then needs ``Authorization: Bearer <key>``.
+    api_key: str | None = None
+    api_key_file: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    prune: bool = True  # remove unreferenced blobs and debris at startup (POLLAMA_NOPRUNE)
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -136,4 +147,15 @@ def load(env: Mapping[str, str], home: str) -> Config:
         debug=debug_text not in ("", "0", "false", "info"),
         trace_path=_get(env, "TRACE") or None,
         flash_attention=parse_flash_attention(_get(env, "FLASH_ATTENTION")),
+        origins=access.default_origins(_get(env, "ORIGINS")),
+        api_key=_get(env, "API_KEY") or None,
+        api_key_file=_get(env, "API_KEY_FILE") or None,
+        limits=limits_from_env(env),
+        prune=_get(env, "NOPRUNE").lower() in ("", "0", "f", "false"),
     )
+
+
+def api_key_from_file(text: str) -> str | None:
+    """The key in a ``POLLAMA_API_KEY_FILE``: its first line, trimmed; None when empty."""
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return line or None

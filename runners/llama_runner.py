@@ -17,6 +17,7 @@ import os
 import queue
 import random
 import sys
+import traceback
 import threading
 import time
 from typing import Any, BinaryIO
@@ -174,8 +175,12 @@ class Runner:
                     self._embed(msg)
             except PollamaError as exc:
                 self.send(rp.Failed(id=msg.id, message=exc.message, status=exc.status_hint))
-            except Exception as exc:  # report, keep serving other requests
-                self.send(rp.Failed(id=msg.id, message=f"{type(exc).__name__}: {exc}"))
+            except Exception:  # report, keep serving other requests
+                # The details go to the server's log (our stderr), never to the client.
+                traceback.print_exc(file=sys.stderr)
+                sys.stderr.flush()
+                self.send(rp.Failed(id=msg.id, message="llama runner: internal error; the "
+                                    "server log has the details"))
             finally:
                 self._forget(msg.id)
 

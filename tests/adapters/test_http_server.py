@@ -44,15 +44,19 @@ def url() -> Iterator[str]:
     yield f"http://127.0.0.1:{port_box[0]}"
 
 
-def raw(url: str, data: bytes, *, step: int | None = None) -> bytes:
+def raw(url: str, data: bytes, *, step: int | None = None, half_close: bool = False) -> bytes:
+    """Send ``data`` and read until the server closes. Without ``half_close`` the requests
+    must end the connection themselves (``Connection: close``, or an error the server closes
+    on): a half-closed socket means "client gone", as in Go's server."""
     host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as s:
+    with socket.create_connection((host, int(port)), timeout=60) as s:
         if step:
             for i in range(0, len(data), step):
                 s.sendall(data[i:i + step])
         else:
             s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
         out = b""
         while chunk := s.recv(65536):
             out += chunk
@@ -81,7 +85,8 @@ def test_unread_body_is_drained_and_connection_reused(url: str) -> None:
 
 def test_pipelined_requests_byte_at_a_time(url: str) -> None:
     req = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-    out = raw(url, req + req.replace(b"abc", b"xyz"), step=1)
+    last = req.replace(b"abc", b"xyz").replace(b"Host: x", b"Host: x\r\nConnection: close")
+    out = raw(url, req + last, step=1)
     assert out.count(b"HTTP/1.1 200") == 2
     assert out.index(b"abc") < out.index(b"xyz")
 
@@ -95,5 +100,6 @@ def test_malformed_request_gets_400_not_crash(url: str) -> None:
 
 
 def test_client_hangup_mid_request(url: str) -> None:
-    raw(url, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    raw(url, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+        half_close=True)
     assert httpx.post(f"{url}/echo", content=b"ok").text == "ok"
