@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import traceback
 import threading
 from typing import Any, BinaryIO
 
@@ -105,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     except PollamaError as exc:
         reporter.send(q.Failed(message=exc.message))
         return 1
-    except Exception as exc:  # report anything else the same way, never a bare traceback
-        reporter.send(q.Failed(message=f"quantization failed: {type(exc).__name__}: {exc}"))
+    except Exception:  # report anything else the same way; the details go to the log
+        traceback.print_exc(file=sys.stderr)
+        reporter.send(q.Failed(message="quantization failed: internal error; the server log "
+                               "has the details"))
         return 1
     reporter.send(q.Finished(size=size))
     return 0

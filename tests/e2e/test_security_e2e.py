@@ -252,3 +252,45 @@ def test_client_gone_while_queued_or_waiting_frees_its_place(serial: Server) -> 
         assert r.status_code == 200, r.text
         assert r.json()["done"]
     assert serial.log().count("client disconnected") >= 1
+
+
+def test_running_out_of_descriptors_does_not_end_the_server(tmp_path: object) -> None:
+    """accept() failing with EMFILE used to end `pollama serve` for good."""
+    import resource
+    import time
+
+    tmp = str(tmp_path)
+    port_file = os.path.join(tmp, "port")
+    env = dict(os.environ, HOME=tmp, POLLAMA_MODELS=os.path.join(tmp, "models"),
+               POLLAMA_HOST="127.0.0.1:0")
+    log = open(os.path.join(tmp, "server.log"), "wb")
+
+    def low_limit() -> None:  # soft and hard: the server cannot raise it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    proc = subprocess.Popen([sys.executable, "-m", "pollama.cli.main", "serve", "--port-file",
+                             port_file], env=env, stdout=log, stderr=log, preexec_fn=low_limit)
+    try:
+        for _ in range(600):
+            if os.path.exists(port_file) and open(port_file).read().strip():
+                break
+            assert proc.poll() is None
+            time.sleep(0.1)
+        port = int(open(port_file).read())
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(120)]
+        # Wait until the server has accepted as many as it can and hit the limit.
+        for _ in range(600):
+            if b"retrying in" in open(os.path.join(tmp, "server.log"), "rb").read():
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the server died"
+        for s in socks:
+            s.close()
+        r = httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=120)
+        assert r.status_code == 200
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+    assert b"Too many open files" in open(os.path.join(tmp, "server.log"), "rb").read()
