@@ -5,8 +5,8 @@
     python bench/load_test.py --connections 50 --seconds 20
     python bench/load_test.py --url http://127.0.0.1:11434 [--pid PID]
 
-Each connection has one role for its whole life (by default 40% /api/tags, 40% /api/show,
-20% streamed /api/generate with num_predict 8), so the mix stays what was asked even though
+Each connection has one role for its whole life (by default 45% /api/tags, 45% /api/show,
+10% streamed /api/generate with num_predict 8), so the mix stays what was asked even though
 generations are much slower than the rest. It reports requests by route, errors (there must be
 none), p50/p99 latency per route, and of the server process: open descriptors
 (``/proc/PID/fd``) and child processes before and after, and RSS before, during (sampled) and
@@ -40,6 +40,10 @@ if ROOT not in sys.path:
 
 MODEL = "smol"
 ROLES = ("tags", "show", "generate")
+# Share of connections per route. Generations queue behind one runner slot (num_parallel 1), so
+# every generate connection adds a whole generation to the others' wait: 20 of 200 keeps that
+# wait well inside the 120 s a request may take, even on a busy 2-core machine.
+DEFAULT_MIX = {"tags": 0.45, "show": 0.45, "generate": 0.1}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,8 +213,14 @@ class Stats:
             self.error_samples.append(f"{role}: {what}")
 
 
+REQUEST_TIMEOUT = 120.0  # an answer that takes longer is counted as an error (a hang)
+
+
 async def connection(role: str, port: int, stats: Stats, *, deadline: float | None,
-                     count: int | None, num_predict: int) -> None:
+                     count: int | None, num_predict: int,
+                     timeout: float = REQUEST_TIMEOUT) -> None:
+    """One keep-alive connection making ``role`` requests until ``deadline`` or ``count``;
+    a request started before the deadline is waited for (up to ``timeout``)."""
     req = request_bytes(role, port, num_predict)
     reader = writer = None
     done = 0
@@ -224,7 +234,8 @@ async def connection(role: str, port: int, stats: Stats, *, deadline: float | No
                 t0 = time.perf_counter()
                 writer.write(req)
                 await writer.drain()
-                status, headers, body, first = await read_response(reader)
+                status, headers, body, first = await asyncio.wait_for(read_response(reader),
+                                                                      timeout)
                 elapsed = time.perf_counter() - t0
                 done += 1
                 problem = check_body(role, status, body)
@@ -239,7 +250,7 @@ async def connection(role: str, port: int, stats: Stats, *, deadline: float | No
                     writer = None
                     stats.reconnects += 1
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    HTTPError, ValueError) as exc:
+                    HTTPError, ValueError, asyncio.TimeoutError) as exc:
                 done += 1
                 stats.error(role, f"{type(exc).__name__}: {exc}")
                 if writer is not None:
@@ -354,9 +365,9 @@ async def _settle(pid: int, before: int, seconds: float = 10.0) -> None:
 
 async def run_load(port: int, pid: int, *, connections: int = 200, seconds: float | None = 60.0,
                    requests: int | None = None, mix: dict[str, float] | None = None,
-                   num_predict: int = 8) -> Result:
+                   num_predict: int = 8, profile: str | None = None) -> Result:
     """Drive the server at 127.0.0.1:``port`` (process ``pid``) and measure it."""
-    mix = mix or {"tags": 0.4, "show": 0.4, "generate": 0.2}
+    mix = mix or dict(DEFAULT_MIX)
     await _warm_up(port, num_predict)
     await asyncio.sleep(0.5)
     before = Snapshot.take(pid)
@@ -379,10 +390,24 @@ async def run_load(port: int, pid: int, *, connections: int = 200, seconds: floa
     sampler = asyncio.create_task(sample())
     started = time.monotonic()
     deadline = started + seconds if requests is None and seconds is not None else None
+
+    async def profiler() -> None:
+        if profile is None or deadline is None or seconds is None or seconds <= 12:
+            return
+        await asyncio.sleep(5)  # connections open, steady state
+        proc = start_profile(pid, seconds - 10, profile)
+        while proc.poll() is None:
+            await asyncio.sleep(0.2)
+
+    prof = asyncio.create_task(profiler())
     await asyncio.gather(*(connection(role, port, stats, deadline=deadline, count=requests,
                                       num_predict=num_predict)
                            for role in roles_for(connections, mix)))
-    elapsed = time.monotonic() - started
+    # Rates are over the window requests were started in; the answers still awaited at the
+    # deadline (a queued generation) are counted and timed, but do not stretch the window.
+    elapsed = min(time.monotonic() - started, seconds) if deadline is not None and seconds \
+        else time.monotonic() - started
+    await prof
     stop.set()
     await sampler
     await _settle(pid, before.fds)
@@ -408,6 +433,60 @@ async def run_load(port: int, pid: int, *, connections: int = 200, seconds: floa
         rss_during_quarters=[int(statistics.fmean(q)) for q in _quarters([s[0] for s in samples])],
         child_rss_during_max=max((s[1] for s in samples), default=0),
         reconnects=stats.reconnects)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the server's time goes: py-spy samples of the threads holding the GIL, by category
+
+# (category, markers): a sample counts for the first category, walking from the innermost
+# frame outwards, one of whose markers appears in a frame.
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("logging", ("logging/__init__.py", "logging/handlers.py")),
+    ("JSON encode (jsonwire.dumps, ndjson.encode)", ("core/jsonwire.py", "core/ndjson.py",
+                                                     "json/encoder.py")),
+    ("JSON decode", ("json/decoder.py", "json/__init__.py")),
+    ("GGUF header parse (/api/show: read_header_full)", ("core/gguf.py", "gguf_file.py")),
+    ("show model_info / modelfile text", ("core/show.py", "core/gguf_details.py")),
+    ("models.load: manifest blobs read and parsed", ("adapters/models.py", "core/manifest.py")),
+    ("store.list: manifests walked and read", ("adapters/store.py",)),
+    ("h11 parse/serialise", ("h11/",)),
+    ("runner pipe and scheduler (generate)", ("runner_process.py", "runner_protocol.py",
+                                              "scheduler_driver.py", "core/scheduler.py",
+                                              "core/output.py", "core/responses.py")),
+    ("anyio thread hand-off", ("to_thread.py", "_backends/_asyncio.py", "threading.py",
+                               "concurrent/futures", "queue.py")),
+    ("socket send/recv", ("anyio/streams", "socket.py", "sock_send", "sock_recv",
+                          "selector_events.py")),
+    ("asyncio event loop", ("asyncio/",)),
+]
+
+
+def profile_split(raw: str) -> list[tuple[str, float, int]]:
+    """(category, share of samples, samples) from a py-spy ``--format raw`` file."""
+    counts: Counter[str] = Counter()
+    with open(raw) as f:
+        for line in f:
+            stack, _, n = line.rstrip("\n").rpartition(" ")
+            if not n.isdigit():
+                continue
+            frames = stack.split(";")
+            category = "other"
+            for frame in reversed(frames):
+                hit = next((c for c, marks in CATEGORIES if any(m in frame for m in marks)), None)
+                if hit is not None:
+                    category = hit
+                    break
+            counts[category] += int(n)
+    total = sum(counts.values()) or 1
+    return [(c, n / total, n) for c, n in counts.most_common()]
+
+
+def start_profile(pid: int, seconds: float, out: str) -> Any:
+    import subprocess
+
+    return subprocess.Popen(["py-spy", "record", "-p", str(pid), "--gil", "--nonblocking",
+                             "--format", "raw", "-o", out, "-d", str(max(1, int(seconds)))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,19 +524,26 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--requests", type=int, default=None,
                     help="requests per connection instead of --seconds")
-    ap.add_argument("--mix", type=parse_mix, default="tags=0.4,show=0.4,generate=0.2")
+    ap.add_argument("--mix", type=parse_mix, default=",".join(
+        f"{k}={v}" for k, v in DEFAULT_MIX.items()))
     ap.add_argument("--num-predict", type=int, default=8)
     ap.add_argument("--url", help="a running server, http://127.0.0.1:PORT (model 'smol' needed)")
     ap.add_argument("--pid", type=int, help="its process id (found from the port otherwise)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON as well")
+    ap.add_argument("--profile", metavar="RAW", help="record the server with py-spy (GIL "
+                    "holders, from 5 s in to 5 s before the end) into RAW and print the split")
     args = ap.parse_args()
     mix = args.mix if isinstance(args.mix, dict) else parse_mix(args.mix)
 
     def go(port: int, pid: int) -> Result:
         result = asyncio.run(run_load(port, pid, connections=args.connections,
                                       seconds=args.seconds, requests=args.requests, mix=mix,
-                                      num_predict=args.num_predict))
+                                      num_predict=args.num_predict, profile=args.profile))
         print(result.report(), flush=True)
+        if args.profile:
+            print(f"server time by category (py-spy --gil samples, {args.profile}):")
+            for category, share, n in profile_split(args.profile):
+                print(f"  {share * 100:5.1f}%  {n:6d}  {category}")
         if args.json:
             print(json.dumps({k: v for k, v in result.__dict__.items()
                               if k not in ("before", "after")} | {
