@@ -315,6 +315,32 @@ def run_conn(conn: Conn, host: str, port: int, *, timeout: float = HANG_SECONDS,
     return conn
 
 
+def needs_eof(data: bytes, max_head: int = 64 * 1024) -> bool:
+    """Whether a server parsing ``data`` with h11 (as pollama does) can only find the end of a
+    request in it at EOF: then the client half-closes. A request h11 sees complete, or refuses,
+    is answered without EOF, and a server may take EOF as the client leaving (Go cancels the
+    request's context), so those are not half-closed."""
+    import h11
+
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
+    conn.receive_data(data)
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                return True
+            if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+                return False
+            if isinstance(event, h11.EndOfMessage):
+                conn.send(h11.Response(status_code=204, headers=[]))
+                conn.send(h11.EndOfMessage())
+                if conn.our_state is h11.MUST_CLOSE or not conn.trailing_data[0]:
+                    return False
+                conn.start_next_cycle()
+    except (h11.RemoteProtocolError, h11.LocalProtocolError):
+        return False
+
+
 # ---------------------------------------------------------------------------------------------
 # The invariant
 

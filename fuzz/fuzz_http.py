@@ -60,7 +60,8 @@ def facts(target: Target) -> Facts:
 
 
 # ---------------------------------------------------------------------------------------------
-# A request built from parts, so a case knows whether its framing is complete
+# A request built from parts (whether its framing is complete, so whether the client must
+# half-close for the server to see its end, is decided by h11 itself: _live.needs_eof)
 
 
 @dataclass
@@ -72,7 +73,6 @@ class Req:
     body: bytes = b""
     chunked: list[bytes] | None = None  # raw chunked body (sizes included) instead of body
     eol: bytes = b"\r\n"
-    complete: bool = True  # the server can tell where the request ends without our EOF
 
     def head(self) -> bytes:
         out = [self.method + b" " + self.target + b" " + self.version]
@@ -163,8 +163,7 @@ def _to_chunked(rng: random.Random, req: Req) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Mutations of a request's structure. Each may mark the request incomplete (then the client
-# half-closes the connection so EOF ends it).
+# Mutations of a request's structure
 
 INTERESTING_NUMBERS = [b"0", b"-1", b"+5", b" 5", b"5 ", b"0x10", b"1e3", b"18446744073709551616",
                        b"9223372036854775807", b"9" * 400, b"", b"abc", b"5,5", b"\x005"]
@@ -256,25 +255,20 @@ def m_length(rng: random.Random, req: Req) -> None:
     shape = rng.randrange(7)
     if shape == 0:  # body cut short: only EOF ends it
         req.set(b"Content-Length", str(len(body) + rng.choice([1, 10, 100000])).encode())
-        req.complete = False
     elif shape == 1:  # a shorter Content-Length: the rest is garbage for the next request
         req.set(b"Content-Length", str(max(0, len(body) - rng.randint(1, 5))).encode())
     elif shape == 2:
         req.set(b"Content-Length", rng.choice(INTERESTING_NUMBERS))
-        req.complete = False
     elif shape == 3:
         req.headers.append((b"Content-Length", str(len(body) + 1).encode()))
-        req.complete = False
     elif shape == 4:  # both Content-Length and chunked
         if req.chunked is None:
             _to_chunked(rng, req)
         req.headers.append((b"Content-Length", str(len(req.payload())).encode()))
-        req.complete = False
     elif shape == 5:
         req.drop(b"Content-Length")  # a body the server cannot see: it becomes a second request
     else:
         req.set(b"Content-Length", b"999999999999")  # huge: nothing sent, EOF ends it
-        req.complete = False
 
 
 def m_chunked(rng: random.Random, req: Req) -> None:
@@ -311,14 +305,10 @@ def m_chunked(rng: random.Random, req: Req) -> None:
         req.headers.append((b"Transfer-Encoding", b"chunked"))  # duplicated
     else:  # bare LF in the chunked framing
         req.chunked = [c.replace(b"\r\n", b"\n") for c in req.chunked]
-    req.complete = False
 
 
 def m_eol(rng: random.Random, req: Req) -> None:
     req.eol = rng.choice([b"\n", b"\r", b"\r\r\n", b"\n\r"])
-    if req.eol != b"\n":
-        # No blank line h11 recognises ends the head: only EOF can (or a header timeout).
-        req.complete = False
 
 
 def m_connection(rng: random.Random, req: Req) -> None:
@@ -437,7 +427,7 @@ def _conn(req: Req, *, wait_100: bool = False) -> Conn:
     parts = [req.head(), req.payload()] if wait_100 else [req.bytes()]
     return Conn(parts=[p for p in parts if p] or [b""],
                 requests=[(req.method_text, req.target_text)],
-                half_close=not req.complete, wait_100=wait_100)
+                half_close=not wait_100 and _live.needs_eof(req.bytes()), wait_100=wait_100)
 
 
 def _req(method: bytes, path: bytes, target: Target, body: bytes | None = None,
@@ -461,33 +451,28 @@ def curated(target: Target) -> list[tuple[str, list[Conn]]]:
         out.append((name, [_conn(req, **kw)]))
 
     r = _req(b"POST", b"/api/show", target, headers=[(b"Transfer-Encoding", b"chunked")])
-    r.chunked, r.complete = [b"zz\r\n" + SHOW + b"\r\n0\r\n\r\n"], False
+    r.chunked = [b"zz\r\n" + SHOW + b"\r\n0\r\n\r\n"]
     add("garbage chunk size", r)
     r = _req(b"POST", b"/api/show", target, headers=[(b"Transfer-Encoding", b"chunked")])
-    r.chunked, r.complete = [b"ffffffffffffffffffffffff\r\n" + SHOW + b"\r\n0\r\n\r\n"], False
+    r.chunked = [b"ffffffffffffffffffffffff\r\n" + SHOW + b"\r\n0\r\n\r\n"]
     add("overflowing chunk size", r)
     r = _req(b"POST", b"/api/show", target, headers=[(b"Transfer-Encoding", b"chunked")])
-    r.chunked, r.complete = [b"10\r\n" + SHOW[:5]], False
+    r.chunked = [b"10\r\n" + SHOW[:5]]
     add("chunked body cut short", r)
     r = _req(b"POST", b"/api/show", target, SHOW)
     r.set(b"Content-Length", b"100")
-    r.complete = False
     add("body shorter than Content-Length", r)
     r = _req(b"POST", b"/api/show", target, SHOW)
     r.set(b"Content-Length", b"-1")
-    r.complete = False
     add("negative Content-Length", r)
     r = _req(b"POST", b"/api/show", target, SHOW)
     r.headers.append((b"Content-Length", b"17"))
-    r.complete = False
     add("two different Content-Lengths", r)
     r = _req(b"POST", b"/api/show", target, SHOW)
     r.headers.append((b"Transfer-Encoding", b"chunked"))
     r.chunked = [b"%x\r\n" % len(SHOW) + SHOW + b"\r\n0\r\n\r\n"]
-    r.complete = False
     add("Content-Length and chunked", r)
     r = _req(b"POST", b"/api/show", target, SHOW, headers=[(b"Transfer-Encoding", b"gzip")])
-    r.complete = False
     add("unsupported Transfer-Encoding", r)
     r = _req(b"POST", b"/api/show", target, SHOW, headers=[(b"Expect", b"100-continue")])
     add("Expect: 100-continue (waits for 100)", r, wait_100=True)
@@ -550,6 +535,7 @@ def _pipeline(rng: random.Random, target: Target) -> Conn:
         reqs.append(req)
     conn = Conn(parts=[b"".join(r.bytes() for r in reqs)],
                 requests=[(r.method_text, r.target_text) for r in reqs])
+    conn.half_close = _live.needs_eof(conn.parts[0])
     if rng.random() < 0.3:  # byte by byte boundaries: the whole pipeline in small pieces
         data = conn.parts[0]
         cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, 6)))
@@ -585,7 +571,7 @@ def make_case(rng: random.Random, target: Target, index: int) -> Case:
     if kind == "bytes":
         data = flip_bytes(rng, req.bytes())
         return Case(name=f"bytes({name})", conns=[Conn(
-            parts=[data], requests=[_guess_request(data)], half_close=True)])
+            parts=[data], requests=[_guess_request(data)], half_close=_live.needs_eof(data))])
     return Case(name=name, conns=[_conn(req)])
 
 
