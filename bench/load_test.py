@@ -315,7 +315,7 @@ class Result:
             if lat:
                 text += (f"  p50 {lat['p50'] * 1000:8.1f} ms  p99 {lat['p99'] * 1000:8.1f} ms"
                          f"  max {lat['max'] * 1000:8.1f} ms")
-            if role == "generate" and "first_p50" in (lat or {}):
+            if role == "generate" and lat and "first_p50" in lat:
                 text += (f"  (first chunk p50 {lat['first_p50'] * 1000:.0f} ms, "
                          f"p99 {lat['first_p99'] * 1000:.0f} ms)")
             lines.append(text)
@@ -498,7 +498,7 @@ def own_server(extra_env: dict[str, str] | None = None) -> Iterator[Any]:
     """A ``pollama serve`` on a free port with the test model created as ``smol``."""
     from tests.conftest import smollm2_gguf, start_server, stop_server, upload_and_create
 
-    gguf = smollm2_gguf.__wrapped__()
+    gguf = smollm2_gguf.__wrapped__()  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="pollama-load-") as tmp:
         srv = start_server(tmp, extra_env)
         try:

@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -509,7 +510,7 @@ class Target:
         self.extra_env = extra_env or {}
         self._own_tmp: tempfile.TemporaryDirectory[str] | None = None
         self.workdir = workdir
-        self.server = None
+        self.server: Any = None  # tests.conftest.Server
         self.starts = 0
         self.host = ""
         self.port = 0
@@ -528,7 +529,7 @@ class Target:
         from tests.conftest import smollm2_gguf, start_server, upload_and_create
 
         if self.gguf is None:
-            self.gguf = smollm2_gguf.__wrapped__()
+            self.gguf = smollm2_gguf.__wrapped__()  # type: ignore[attr-defined]
         if self.workdir is None:
             self._own_tmp = tempfile.TemporaryDirectory(prefix="pollama-fuzz-")
             self.workdir = self._own_tmp.name

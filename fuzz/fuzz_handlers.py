@@ -308,9 +308,9 @@ def tool(rng: random.Random) -> Any:
 
 
 def message(rng: random.Random) -> Any:
-    msg: dict[str, Any] = {"role": rng.choice(["user", "assistant", "system", "tool", "", "USER",
-                                               "bogus", None, 5]),
-                           "content": rng.choice(["hi", "", None, 5, "x" * 50_000] + TEMPLATES[:4])}
+    roles: list[Any] = ["user", "assistant", "system", "tool", "", "USER", "bogus", None, 5]
+    contents: list[Any] = ["hi", "", None, 5, "x" * 50_000, *TEMPLATES[:4]]
+    msg: dict[str, Any] = {"role": rng.choice(roles), "content": rng.choice(contents)}
     extra = rng.random()
     if extra < 0.2:
         msg["images"] = [rng.choice(IMAGES)]

@@ -64,12 +64,15 @@ def facts(target: Target) -> Facts:
 # half-close for the server to see its end, is decided by h11 itself: _live.needs_eof)
 
 
+Header = tuple[bytes, "bytes | None"]  # None: a line without a colon
+
+
 @dataclass
 class Req:
     method: bytes = b"GET"
     target: bytes = b"/api/version"
     version: bytes = b"HTTP/1.1"
-    headers: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # None: no colon
+    headers: list[Header] = field(default_factory=list)
     body: bytes = b""
     chunked: list[bytes] | None = None  # raw chunked body (sizes included) instead of body
     eol: bytes = b"\r\n"
@@ -82,7 +85,7 @@ class Req:
     def payload(self) -> bytes:
         return b"".join(self.chunked) if self.chunked is not None else self.body
 
-    def bytes(self) -> bytes:
+    def raw(self) -> bytes:
         return self.head() + self.payload()
 
     def set(self, name: bytes, value: bytes) -> None:
@@ -112,7 +115,7 @@ def _digest(data: bytes) -> bytes:
 def base_request(rng: random.Random, target: Target) -> Req:
     """A valid request to one of the routes, body and all."""
     f = facts(target)
-    host = [(b"Host", _host(target))]
+    host: list[Header] = [(b"Host", _host(target))]
     m = _live.MODEL.encode()
     gets = [
         b"/", b"/api/version", b"/api/tags", b"/api/ps", b"/v2/", b"/v2",
@@ -326,7 +329,10 @@ STRUCTURAL = [m_method, m_target, m_version, m_host, m_origin, m_junk_headers, m
 
 def range_header(rng: random.Random, size: int) -> bytes:
     ends = [0, 1, 2, size - 1, size, size + 1, 2**63 - 1, 2**63, 2**64, 10**30]
-    pick = lambda: str(rng.choice(ends)).encode()  # noqa: E731
+
+    def pick() -> bytes:
+        return str(rng.choice(ends)).encode()
+
     return rng.choice([
         b"bytes=" + pick() + b"-" + pick(), b"bytes=" + pick() + b"-", b"bytes=-" + pick(),
         b"bytes=-0", b"bytes=0-0", b"bytes=", b"bytes=-", b"bytes=5-2",
@@ -424,15 +430,15 @@ def _guess_request(data: bytes) -> tuple[str, str]:
 
 
 def _conn(req: Req, *, wait_100: bool = False) -> Conn:
-    parts = [req.head(), req.payload()] if wait_100 else [req.bytes()]
+    parts = [req.head(), req.payload()] if wait_100 else [req.raw()]
     return Conn(parts=[p for p in parts if p] or [b""],
                 requests=[(req.method_text, req.target_text)],
-                half_close=not wait_100 and _live.needs_eof(req.bytes()), wait_100=wait_100)
+                half_close=not wait_100 and _live.needs_eof(req.raw()), wait_100=wait_100)
 
 
 def _req(method: bytes, path: bytes, target: Target, body: bytes | None = None,
-         headers: list[tuple[bytes, bytes]] | None = None) -> Req:
-    hs = [(b"Host", _host(target))] + (headers or [])
+         headers: list[Header] | None = None) -> Req:
+    hs: list[Header] = [(b"Host", _host(target))] + (headers or [])
     if body is not None:
         hs += [(b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % len(body))]
     return Req(method=method, target=path, headers=hs, body=body or b"")
@@ -516,12 +522,12 @@ def curated(target: Target) -> list[tuple[str, list[Conn]]]:
     reqs = [_req(b"GET", b"/api/tags", target), _req(b"HEAD", b"/api/version", target),
             _req(b"POST", b"/api/show", target, SHOW), _req(b"GET", b"/api/version", target)]
     out.append(("pipelined GET, HEAD, POST, GET", [Conn(
-        parts=[b"".join(r.bytes() for r in reqs)],
+        parts=[b"".join(r.raw() for r in reqs)],
         requests=[(r.method_text, r.target_text) for r in reqs])]))
     bad = Req(method=b"GE T", target=b"/", headers=[(b"Host", _host(target))])
     reqs = [_req(b"GET", b"/api/version", target), bad, _req(b"GET", b"/api/version", target)]
     out.append(("pipelined with a bad request in the middle", [Conn(
-        parts=[b"".join(r.bytes() for r in reqs)],
+        parts=[b"".join(r.raw() for r in reqs)],
         requests=[(r.method_text, r.target_text) for r in reqs])]))
     return out
 
@@ -533,7 +539,7 @@ def _pipeline(rng: random.Random, target: Target) -> Conn:
         if rng.random() < 0.4:
             rng.choice([m_host, m_origin, m_junk_headers, m_connection])(rng, req)
         reqs.append(req)
-    conn = Conn(parts=[b"".join(r.bytes() for r in reqs)],
+    conn = Conn(parts=[b"".join(r.raw() for r in reqs)],
                 requests=[(r.method_text, r.target_text) for r in reqs])
     conn.half_close = _live.needs_eof(conn.parts[0])
     if rng.random() < 0.3:  # byte by byte boundaries: the whole pipeline in small pieces
@@ -569,7 +575,7 @@ def make_case(rng: random.Random, target: Target, index: int) -> Case:
         mutate(rng, req)
     name = "+".join(m.__name__[2:] for m in mutations)
     if kind == "bytes":
-        data = flip_bytes(rng, req.bytes())
+        data = flip_bytes(rng, req.raw())
         return Case(name=f"bytes({name})", conns=[Conn(
             parts=[data], requests=[_guess_request(data)], half_close=_live.needs_eof(data))])
     return Case(name=name, conns=[_conn(req)])
