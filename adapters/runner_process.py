@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +25,27 @@ from pollama.core.errors import PollamaError, RunnerError
 from pollama.core.ndjson import NEED_DATA
 
 log = logging.getLogger("pollama.runner")
+
+# Child processes never outlive the server. Runners arrange it themselves (runners.llama_runner
+# main: PR_SET_PDEATHSIG plus a watchdog on the parent pid, which they get in this variable);
+# other children (pip) start through a two-line launcher that does the same and then execs.
+PARENT_PID_ENV = "POLLAMA_PARENT_PID"
+_LAUNCHER = (
+    "import ctypes,os,signal,sys\n"
+    "try: ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "except (OSError, AttributeError): pass\n"
+    "if os.getppid() != int(sys.argv[1]): os._exit(1)  # the parent died before prctl\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def with_parent_death(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so that the process is killed when this one dies (Linux; elsewhere
+    it runs as is). Spawn it from the event loop thread: PDEATHSIG follows the thread that
+    forked, and that thread lives as long as the server."""
+    if not sys.platform.startswith("linux"):
+        return argv
+    return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *argv]
 
 
 class RunnerProcess:
@@ -48,6 +70,7 @@ class RunnerProcess:
         proc = await anyio.open_process(
             [sys.executable, "-m", "pollama.runners.llama_runner"],
             stdin=-1, stdout=-1, stderr=-1,
+            env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
         )
         runner = cls(proc, load, on_exit)
         tg.start_soon(runner._read_stdout)

@@ -7,6 +7,7 @@ import logging.handlers
 import os
 import signal
 import sys
+import time
 
 import anyio
 
@@ -19,7 +20,7 @@ from . import devices, security
 from .app import App
 from .http_server import serve
 from .scheduler_driver import SchedulerDriver
-from .store import Store
+from .store import Store, open_for_serving
 
 log = logging.getLogger("pollama")
 
@@ -33,6 +34,11 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
     store = Store(config.models_dir)
     os.makedirs(store.blobs_dir, exist_ok=True)
     os.makedirs(store.manifests_dir, exist_ok=True)
+    # Before serving, so the cleanup never races live work; the lock stays held (shared).
+    store_lock, cleanup = await anyio.to_thread.run_sync(
+        lambda: open_for_serving(store, os.environ, time.time_ns()))
+    for warning, line in cleanup:
+        log.log(logging.WARNING if warning else logging.INFO, "store: %s", line)
     inventory = devices.discover()
     for d in inventory.devices:
         log.info("device %s (%s): %s total, %s free", d.id, d.name, human_bytes(d.total),

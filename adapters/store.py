@@ -2,6 +2,8 @@
 
     blobs/sha256-<hex>                          content-addressed, written once, verified
     manifests/<host>/<namespace>/<model>/<tag>  JSON manifest
+    tmp/                                        scratch (library pulls), emptied at startup
+    .pollama.lock                               flock: shared by ``serve``, exclusive for cleanup
 
 Every write goes to a temp file, is fsynced and renamed, so a crash never leaves a half-written
 blob or manifest under its final name. Names reach the filesystem only through
@@ -10,13 +12,17 @@ blob or manifest under its final name. Names reach the filesystem only through
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from pollama.core import manifest as mf
+from pollama.core import store_check as sc
 from pollama.core.errors import BadRequest, NotFound, PollamaError
 from pollama.core.registry import unused_after_pull as unused_after_replace
 from pollama.core.names import Name, blob_filename, digest_str
@@ -77,11 +83,35 @@ class BlobWriter:
             pass
 
 
+_MUTEXES: dict[str, threading.RLock] = {}
+_MUTEXES_GUARD = threading.Lock()
+
+
+def _mutex(root: str) -> threading.RLock:
+    """One lock per store directory in this process (however many ``Store`` objects name it)."""
+    key = os.path.realpath(root)
+    with _MUTEXES_GUARD:
+        return _MUTEXES.setdefault(key, threading.RLock())
+
+
 class Store:
     def __init__(self, root: str) -> None:
         self.root = root
         self.blobs_dir = os.path.join(root, "blobs")
         self.manifests_dir = os.path.join(root, "manifests")
+        self.tmp_dir = os.path.join(root, "tmp")
+        self.lock_path = os.path.join(root, ".pollama.lock")
+        # Held while manifests change and while blobs are written for a manifest about to be
+        # written: "which blobs did the old manifest use that nothing uses now" is only right
+        # when no other replace runs in between (90 concurrent creates of one name left 69
+        # orphan blobs without it).
+        self.mutation = _mutex(root)
+
+    def scratch_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
+        """A temp directory inside the store (not the system temp dir), so what a killed server
+        leaves in it is found and removed by the next start."""
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=self.tmp_dir, prefix=prefix)
 
     # -- blobs --------------------------------------------------------------------------------
     def blob_path(self, hex_digest: str) -> str:
@@ -168,13 +198,13 @@ class Store:
 
     def write_manifest(self, name: Name, manifest: mf.Manifest) -> Name:
         """Write (or replace) the manifest; an existing differently-cased name keeps its case."""
-        for layer in (manifest.config, *manifest.layers):
-            if not self.has_blob(layer.hex):
-                raise BadRequest(f"missing blob {layer.digest}")
-        target = self.find(name) or name
-        atomic_write(self._manifest_path(target), manifest.to_json())
-        return target
-
+        with self.mutation:
+            for layer in (manifest.config, *manifest.layers):
+                if not self.has_blob(layer.hex):
+                    raise BadRequest(f"missing blob {layer.digest}")
+            target = self.find(name) or name
+            atomic_write(self._manifest_path(target), manifest.to_json())
+            return target
 
     def replace_manifest(self, name: Name, manifest: mf.Manifest) -> frozenset[str]:
         """Write ``manifest`` under ``name``; then remove the blobs the old manifest of that name
@@ -182,18 +212,19 @@ class Store:
 
         Returns the hex digests removed.
         """
-        try:
-            old: mf.Manifest | None = self.get(name).manifest
-        except (NotFound, PollamaError, OSError):
-            old = None
-        self.write_manifest(name, manifest)
-        unused = unused_after_replace(old, manifest, (m.manifest for m in self.list()))
-        for hex_digest in unused:
+        with self.mutation:
             try:
-                os.unlink(self.blob_path(hex_digest))
-            except FileNotFoundError:
-                pass
-        return unused
+                old: mf.Manifest | None = self.get(name).manifest
+            except (NotFound, PollamaError, OSError):
+                old = None
+            self.write_manifest(name, manifest)
+            unused = unused_after_replace(old, manifest, (m.manifest for m in self.list()))
+            for hex_digest in unused:
+                try:
+                    os.unlink(self.blob_path(hex_digest))
+                except FileNotFoundError:
+                    pass
+            return unused
 
     # -- copy / delete ------------------------------------------------------------------------
     def copy(self, source: Name, destination: Name) -> Name:
@@ -206,6 +237,10 @@ class Store:
 
         Returns the hex digests of the blobs removed.
         """
+        with self.mutation:
+            return self._delete(name)
+
+    def _delete(self, name: Name) -> list[str]:
         stored = self.find(name)
         if stored is None:
             raise NotFound(f"model '{name.display_shortest()}' not found")
@@ -235,6 +270,171 @@ class Store:
             except OSError:
                 return
             directory = os.path.dirname(directory)
+
+    # -- maintenance: startup cleanup and ``pollama doctor`` (decisions in core.store_check) ---
+    def listing(self) -> sc.Listing:
+        """Everything the store check looks at: the top of ``blobs/`` and ``tmp/``, temp files
+        and empty directories under ``manifests/``, and the bytes of every manifest."""
+        entries: list[sc.Entry] = []
+        for area, directory in ((sc.Area.BLOBS, self.blobs_dir), (sc.Area.TMP, self.tmp_dir)):
+            try:
+                scan = list(os.scandir(directory))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for de in sorted(scan, key=lambda d: d.name):
+                try:
+                    st = de.stat(follow_symlinks=False)
+                    is_dir = de.is_dir(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                entries.append(sc.Entry(area=area, path=de.name, mtime_ns=st.st_mtime_ns,
+                                        size=_tree_size(de.path) if is_dir else st.st_size,
+                                        is_dir=is_dir))
+        manifests: list[sc.ManifestFile] = []
+        empty: dict[str, bool] = {}
+        root = self.manifests_dir
+        for dirpath, dirs, files in os.walk(root, topdown=False):
+            rel_dir = os.path.relpath(dirpath, root)
+            empty[dirpath] = not files and all(empty.get(os.path.join(dirpath, d), False)
+                                               for d in dirs)
+            if empty[dirpath] and dirpath != root:
+                entries.append(sc.Entry(area=sc.Area.MANIFESTS, is_dir=True,
+                                        path=rel_dir.replace(os.sep, "/")))
+            for f in sorted(files):
+                path = os.path.join(dirpath, f)
+                rel = os.path.relpath(path, root).replace(os.sep, "/")
+                if f.startswith(sc.TEMP_PREFIX):
+                    try:
+                        st = os.lstat(path)
+                    except FileNotFoundError:
+                        continue
+                    entries.append(sc.Entry(area=sc.Area.MANIFESTS, path=rel, size=st.st_size,
+                                            mtime_ns=st.st_mtime_ns))
+                elif not f.startswith("."):
+                    manifests.append(_read_manifest_file(path, rel))
+        return sc.Listing(entries=tuple(entries), manifests=tuple(manifests))
+
+    def _area_dir(self, area: sc.Area) -> str:
+        return {sc.Area.BLOBS: self.blobs_dir, sc.Area.MANIFESTS: self.manifests_dir,
+                sc.Area.TMP: self.tmp_dir}[area]
+
+    def check(self, *, now_ns: int, dry_run: bool = False, prune_blobs: bool = True,
+              partial_max_age_ns: int = sc.PARTIAL_MAX_AGE_NS) -> CheckResult:
+        """List the store, plan (core.store_check) and, unless ``dry_run``, remove. Only call
+        this with the store to yourself (``StoreLock.try_exclusive``)."""
+        with self.mutation:
+            plan = sc.plan(self.listing(), now_ns=now_ns, prune_blobs=prune_blobs,
+                           partial_max_age_ns=partial_max_age_ns)
+            if dry_run:
+                return CheckResult(plan=plan, dry_run=True)
+            removed: list[sc.Action] = []
+            failed: list[tuple[sc.Action, str]] = []
+            for action in plan.remove:
+                entry = action.entry
+                path = os.path.join(self._area_dir(entry.area), *entry.path.split("/"))
+                try:
+                    if entry.is_dir and action.reason is sc.Reason.EMPTY_DIR:
+                        os.rmdir(path)
+                    elif entry.is_dir:
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    failed.append((action, exc.strerror or str(exc)))
+                    continue
+                removed.append(action)
+            for directory in (self.blobs_dir, self.tmp_dir):
+                fsync_dir(directory)
+            return CheckResult(plan=plan, removed=tuple(removed), failed=tuple(failed))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    plan: sc.Plan
+    removed: tuple[sc.Action, ...] = ()
+    failed: tuple[tuple[sc.Action, str], ...] = ()
+    dry_run: bool = False
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(a.entry.size for a in self.removed)
+
+    def lines(self) -> list[str]:
+        return sc.summary(self.plan, removed=None if self.dry_run else self.removed,
+                          failed=self.failed)
+
+
+class StoreLock:
+    """``flock`` on ``<store>/.pollama.lock``. ``serve`` holds it shared for its lifetime; the
+    store check runs only while holding it exclusively (at startup before connections are
+    accepted, or in ``pollama doctor`` with no server on the store), so it never races live
+    work. The descriptor is not inherited by child processes (runners, pip)."""
+
+    def __init__(self, store: Store) -> None:
+        os.makedirs(store.root, exist_ok=True)
+        self._fd = os.open(store.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def try_exclusive(self) -> bool:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def share(self) -> None:
+        """Hold it shared (from exclusive: waits only while a doctor holds it)."""
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def open_for_serving(store: Store, env: Mapping[str, str],
+                     now_ns: int) -> tuple[StoreLock, list[tuple[bool, str]]]:
+    """At ``serve`` startup, before connections are accepted: clean the store if no other
+    process holds it (Ollama's ``PruneLayers``; ``POLLAMA_NOPRUNE`` keeps unreferenced blobs),
+    then hold the lock shared for the server's lifetime. Returns the lock and log lines as
+    ``(is_warning, text)``."""
+    lock = StoreLock(store)
+    lines: list[tuple[bool, str]] = []
+    if lock.try_exclusive():
+        flag = env.get("POLLAMA_NOPRUNE", env.get("OLLAMA_NOPRUNE", ""))
+        result = store.check(now_ns=now_ns, prune_blobs=not sc.env_flag(flag))
+        lines = [(line.startswith(("broken", "could not")), line) for line in result.lines()]
+    else:
+        lines = [(True, "the store is in use by another process (a server or pollama doctor): "
+                        "skipping the startup cleanup")]
+    lock.share()
+    return lock, lines
+
+
+def _read_manifest_file(path: str, rel: str) -> sc.ManifestFile:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MANIFEST_FILE + 1)
+    except OSError as exc:
+        return sc.ManifestFile(path=rel, error=exc.strerror or str(exc))
+    if len(data) > MAX_MANIFEST_FILE:
+        return sc.ManifestFile(path=rel, error="larger than 16 MB")
+    return sc.ManifestFile(path=rel, data=data)
+
+
+MAX_MANIFEST_FILE = 16 * 1024 * 1024
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _listdir(path: str) -> list[str]:

@@ -191,6 +191,45 @@ def rm(models: tuple[str, ...]) -> None:
         click.echo(f"deleted '{model}'")
 
 
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
+def doctor(dry_run: bool) -> None:
+    """Check the local model store (POLLAMA_MODELS).
+
+    Removes what interrupted work left (temp files, upload sessions, stale partial downloads,
+    the scratch area) and blobs no manifest references (kept with POLLAMA_NOPRUNE), and
+    reports manifests that point at missing blobs (never removed). While a server holds the
+    store it only reports, as --dry-run does. Exit status 1 if a manifest is broken.
+    """
+    from pollama.adapters.store import Store, StoreLock
+    from pollama.core.store_check import env_flag
+
+    try:
+        cfg = config()
+    except PollamaError as exc:
+        raise click.ClickException(exc.message) from None
+    store = Store(cfg.models_dir)
+    click.echo(f"models: {store.root}")
+    if not os.path.isdir(store.root):
+        click.echo("no model store here; nothing to check")
+        return
+    lock = StoreLock(store)
+    try:
+        if not lock.try_exclusive():
+            click.echo("the store is in use by a running pollama server: reporting only, "
+                       "nothing is removed")
+            dry_run = True
+        noprune = os.environ.get("POLLAMA_NOPRUNE", os.environ.get("OLLAMA_NOPRUNE", ""))
+        result = store.check(now_ns=time.time_ns(), dry_run=dry_run,
+                             prune_blobs=not env_flag(noprune))
+    finally:
+        lock.close()
+    for line in result.lines():
+        click.echo(line)
+    if result.plan.broken or result.failed:
+        sys.exit(1)
+
+
 @cli.group(name="trace")
 def trace_group() -> None:
     """Work with scheduler traces recorded with POLLAMA_TRACE=FILE."""

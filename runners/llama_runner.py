@@ -513,7 +513,35 @@ class Runner:
         return n_ctx if n == -1 else max(0, n)
 
 
+def _die_with_parent() -> None:
+    """Never outlive the server: the kernel kills us when it dies (PR_SET_PDEATHSIG, Linux),
+    and a watchdog thread exits when our parent changes (elsewhere, and as a backstop) even
+    while the work thread is inside a long llama.cpp call. The server passes its pid, so a
+    server that died before this ran is noticed too."""
+    import ctypes
+    import signal
+
+    expected = int(os.environ.get("POLLAMA_PARENT_PID") or os.getppid())
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    # Ctrl-C in a terminal reaches the whole process group: the server shuts us down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == expected:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != expected:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def main() -> int:
+    _die_with_parent()
     # Keep fd 1 for the protocol only: dup it, then send fd 1 to stderr for C-level prints.
     proto_fd = os.dup(1)
     os.dup2(2, 1)
