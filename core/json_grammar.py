@@ -8,13 +8,24 @@ of that function's ``build_min_max_int`` (llama.cpp common/json-schema-to-gramma
 a GBNF expression that matches exactly the canonical decimal integers in a range (and
 ``-0`` when 0 is in it, which JSON allows). Ranges open on one side are built differently
 from llama.cpp, whose recursion accepts wrong numbers there (see ``_at_least``).
+
+``repetition`` is llama.cpp's ``build_repetition``: counted repetitions written as ``{m,n}`` for
+llama.cpp's grammar parser to expand under its threshold, where the Python converter nests one
+group per repetition and makes grammars that parser refuses.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 _MAX_DIGITS = 16  # as llama.cpp: longer numbers are not offered
+# llama.cpp's converter keeps integer bounds in int64_t; a bound past that range on its open
+# side bounds nothing a grammar can write, and astronomically long ones (1e308 is 309 digits)
+# would only make rules as long.
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+_BEYOND = 2**64  # what a non-finite bound (1e400 decodes to inf) stands for
 
 
 def int_range(minimum: int | None, maximum: int | None) -> str:
@@ -57,9 +68,11 @@ def _at_most(hi: int) -> str:
     return f'"-" ({_at_least(-hi)})'
 
 
-def integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None] | None:
+def integer_bounds(schema: Mapping[str, Any]) -> tuple[int | None, int | None] | None:
     """The inclusive integer bounds a schema sets, or None when it sets none. Exclusive bounds
-    become inclusive ones (JSON-schema draft 6+ numbers; booleans of draft 4 are ignored)."""
+    become inclusive ones (JSON-schema draft 6+ numbers; booleans of draft 4 are ignored). A
+    minimum below the int64 range or a maximum above it is no bound; a minimum above it or a
+    maximum below it is kept (core.schema_limits refuses such a schema)."""
     lo = hi = None
     if _is_num(schema.get("minimum")):
         lo = _ceil(schema["minimum"])
@@ -69,9 +82,44 @@ def integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None] | No
         hi = _floor(schema["maximum"])
     elif _is_num(schema.get("exclusiveMaximum")):
         hi = _ceil(schema["exclusiveMaximum"]) - 1
+    if lo is not None and lo < INT64_MIN:
+        lo = None
+    if hi is not None and hi > INT64_MAX:
+        hi = None
     if lo is None and hi is None:
         return None
     return lo, hi
+
+
+def repetition(item: str, min_items: int, max_items: int | None, *, then: str = "") -> str:
+    """GBNF for ``min_items`` to ``max_items`` (None: no limit) of ``item``, written with
+    llama.cpp's ``{m,n}`` operator as its C++ converter's ``build_repetition`` writes it
+    (llama.cpp common/json-schema-to-grammar.cpp, MIT). llama.cpp's grammar parser expands the
+    operator itself under its repetition threshold: a maximum over 2000 becomes unbounded, a
+    minimum over 2000 is refused (core.schema_limits refuses it first). llama-cpp-python's
+    Python converter instead nests one group per repetition, which that parser refuses past
+    about 1000.
+
+    ``then`` names a rule for every item after the first (a separator and an item, such as
+    ``"," space item``): a rule reference, not a group, since the parser's threshold counts the
+    rules a repeated group creates."""
+    if min_items < 0 or (max_items is not None and max_items < min_items):
+        raise ValueError(f"invalid repetition {{{min_items},{max_items}}}")
+    if max_items == 0:
+        return ""
+    if min_items == 0 and max_items == 1:
+        return f"{item}?"
+    if not then:
+        if min_items == 1 and max_items is None:
+            return f"{item}+"
+        if min_items == 0 and max_items is None:
+            return f"{item}*"
+        if min_items == max_items == 1:
+            return item
+        return f"{item}{{{min_items},{'' if max_items is None else max_items}}}"
+    rest = repetition(then, max(min_items - 1, 0), None if max_items is None else max_items - 1)
+    result = f"{item} {rest}".strip()
+    return f"( {result} )?" if min_items == 0 else result
 
 
 def _is_num(v: Any) -> bool:
@@ -79,10 +127,14 @@ def _is_num(v: Any) -> bool:
 
 
 def _floor(v: float) -> int:
+    if not math.isfinite(v):
+        return _BEYOND if v > 0 else -_BEYOND
     return int(v // 1)
 
 
 def _ceil(v: float) -> int:
+    if not math.isfinite(v):
+        return _BEYOND if v > 0 else -_BEYOND
     return -int((-v) // 1)
 
 

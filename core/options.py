@@ -93,25 +93,71 @@ DEFAULTS: Mapping[str, Any] = {
 LOAD_KEYS = frozenset(s.name for s in _SPECS if s.phase is Phase.LOAD)
 
 
-def coerce(name: str, value: Any) -> Any:
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+INT32_MAX = 2**31 - 1
+# llama.cpp's CPU backend refuses more threads than this (GGML_MAX_N_THREADS); more than that
+# made the runner die allocating its thread pool (std::bad_alloc).
+MAX_THREADS = 512
+
+
+def fits_float64(value: int | float) -> bool:
+    """Whether Go's decoder reads this JSON number into a float64: a finite value (Python
+    reads a literal such as 1e400 as infinity) and an integer no larger than float64 holds."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def number_error(value: Any, field: str, gotype: str) -> BadRequest:
+    """Go's decoder error for a JSON number out of its type's range, e.g. ``json: cannot
+    unmarshal number 1000000000000000000000 into Go struct field GenerateRequest.context of type
+    int``. Go quotes the literal; a number Python read as infinity has lost it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        shown = "number out of the float64 range"
+    elif isinstance(value, float):
+        shown = "number " + repr(value)
+    else:
+        shown = f"number {value}"
+    return BadRequest(f"json: cannot unmarshal {shown} into Go struct field {field} of type "
+                      f"{gotype}")
+
+
+def go_int64(value: float) -> int:
+    """Go's ``int64(f)`` of a float64, saturated: out-of-range conversions are
+    implementation-defined in Go (arm64 saturates, amd64 wraps to the minimum); saturating keeps
+    a huge request value huge rather than turning it negative."""
+    if value >= 2.0**63:
+        return INT64_MAX
+    if value < -(2.0**63):
+        return INT64_MIN
+    return int(value)
+
+
+def coerce(name: str, value: Any, *, where: str = "ChatRequest.options") -> Any:
     """Check one option value from JSON against its type; return the normalised value.
 
-    ``None`` means "unset" (Go's pointer fields) and is returned as is.
+    ``None`` means "unset" (Go's pointer fields) and is returned as is. Numbers arrive as Go's
+    decoder gives them to Ollama's ``Options.FromMap``: as float64 (one beyond float64 is the
+    decoder's error, naming ``where``), then ``int64(f)`` for integer options.
     """
     spec = SPECS[name]
     if value is None:
         return None
     err = BadRequest(f'option "{name}" must be of type {spec.kind.value}')
-    if spec.kind is Kind.INT:
+    if spec.kind in (Kind.INT, Kind.FLOAT):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise err
-        if isinstance(value, float) and not math.isfinite(value):
-            raise err
-        return int(value)
-    if spec.kind is Kind.FLOAT:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise err
-        return float(value)
+        if not fits_float64(value):
+            raise number_error(value, where, "float64")
+        if spec.kind is Kind.FLOAT:
+            return float(value)
+        if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+            return value  # exact, as Go's int64 field holds it
+        return go_int64(float(value))
     if spec.kind is Kind.BOOL:
         if not isinstance(value, bool):
             raise err
@@ -123,7 +169,7 @@ def coerce(name: str, value: Any) -> Any:
     return list(value)
 
 
-def validate(options: Any) -> dict[str, Any]:
+def validate(options: Any, *, struct: str = "ChatRequest") -> dict[str, Any]:
     """Validate a request's ``options`` object. Unknown keys are dropped (Ollama logs and ignores).
 
     Returns only the known, set keys; the caller reports ``unknown`` keys in its log if it wants.
@@ -133,12 +179,12 @@ def validate(options: Any) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise BadRequest(
             f"json: cannot unmarshal {json_kind(options)} into Go struct field "
-            "ChatRequest.options of type map[string]interface {}"
+            f"{struct}.options of type map[string]interface {{}}"
         )
     out: dict[str, Any] = {}
     for key, value in options.items():
         if key in SPECS:
-            v = coerce(key, value)
+            v = coerce(key, value, where=f"{struct}.options")
             if v is not None:
                 out[key] = v
     return out
@@ -164,11 +210,15 @@ def parse_parameter(name: str, raw: str) -> Any:
     if spec is None:
         raise BadRequest(f"unknown parameter '{name}'")
     if spec.kind is Kind.INT:
-        if not _GO_INT.fullmatch(raw):
+        # strconv.ParseInt(raw, 10, 64): out of int64 is its range error
+        if not _GO_INT.fullmatch(raw) or len(raw.lstrip("+-0")) > 19 or not (
+                INT64_MIN <= int(raw, 10) <= INT64_MAX):
             raise BadRequest(f"invalid int value [{raw}]")
         return int(raw, 10)
     if spec.kind is Kind.FLOAT:
-        if not _GO_FLOAT.fullmatch(raw):
+        # strconv.ParseFloat: a finite literal past float64 is its range error. Go also reads
+        # "inf" and "nan"; those could never reach a runner (JSON has no such numbers).
+        if not _GO_FLOAT.fullmatch(raw) or not math.isfinite(float(raw)):
             raise BadRequest(f"invalid float value [{raw}]")
         return float(raw)
     if spec.kind is Kind.BOOL:
@@ -224,10 +274,16 @@ def load_spec(load: Mapping[str, Any], *, default_num_ctx: int, ctx_train: int |
         num_ctx = max(num_ctx, 2048)
     if ctx_train:
         num_ctx = min(num_ctx, ctx_train)
+    # llama.cpp takes these as 32-bit ints (n_ctx, n_batch, n_gpu_layers); a larger request
+    # value means "as many as there are" and is clamped rather than overflowing the C call.
+    # A batch is at most the context, as llama.cpp makes it (llama-cpp-python would first
+    # allocate num_batch × n_vocab logits: 384 TiB for num_batch 2^31).
+    num_ctx = min(max(4, num_ctx), INT32_MAX)
     return {
-        "num_ctx": max(4, num_ctx),
-        "num_batch": num_batch,
-        "num_gpu": int(load.get("num_gpu", DEFAULTS["num_gpu"])),
-        "num_thread": int(load.get("num_thread", DEFAULTS["num_thread"])),
+        "num_ctx": num_ctx,
+        "num_batch": min(num_batch, num_ctx),
+        "num_gpu": max(-1, min(int(load.get("num_gpu", DEFAULTS["num_gpu"])), INT32_MAX)),
+        "num_thread": max(0, min(int(load.get("num_thread", DEFAULTS["num_thread"])),
+                                 MAX_THREADS)),
         "use_mmap": load.get("use_mmap"),
     }

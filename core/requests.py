@@ -14,6 +14,7 @@ from typing import Any
 
 from . import jsonwire
 from . import options as opts
+from . import schema_limits
 from .errors import BadRequest
 
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ _FIELD_TYPES: Mapping[str, tuple[str, Check]] = {
     "suffix": ("string", _is_str),
     "system": ("string", _is_str),
     "template": ("string", _is_str),
-    "context": ("[]int", _is_list_of(_is_int)),
+    "context": ("[]int", _is_list_of(_is_int)),  # each element also in int64: _context
     "stream": ("bool", _is_bool),
     "raw": ("bool", _is_bool),
     "images": ("[]api.ImageData", _is_list_of(_is_str)),
@@ -146,57 +147,140 @@ _UNITS_NS = {
     "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000,
 }
 FOREVER = -1
+_MAX_DURATION = 2**63 - 1  # Go's time.Duration is an int64 of nanoseconds
+
+
+def _duration_error(orig: str) -> BadRequest:
+    return BadRequest(f"time: invalid duration {_time_quote(orig)}")
+
+
+def _time_quote(text: str) -> str:
+    """Go's time.quote: the text in double quotes, ``"`` and ``\\`` escaped, control and
+    non-ASCII bytes as ``\\xNN``."""
+    out = ['"']
+    for ch in text:
+        if ch < " " or ord(ch) >= 0x80:
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
+        else:
+            out.append("\\" + ch if ch in '"\\' else ch)
+    out.append('"')
+    return "".join(out)
 
 
 def parse_go_duration(text: str) -> int:
-    """Go's time.ParseDuration → nanoseconds. Raises BadRequest with Go's message."""
+    """Go's time.ParseDuration → nanoseconds, with its integer arithmetic and its overflow
+    checks: a duration past ±2^63 ns (about 292 years) is ``time: invalid duration``, as is
+    anything malformed. Raises BadRequest with Go's message."""
     orig = text
-    if text in ("0", "+0", "-0"):
+    neg = False
+    if text and text[0] in "+-":
+        neg = text[0] == "-"
+        text = text[1:]
+    if text == "0":
         return 0
     if not text:
-        raise BadRequest(f'time: invalid duration "{orig}"')
-    sign = 1
-    if text[0] in "+-":
-        sign = -1 if text[0] == "-" else 1
-        text = text[1:]
-    if not text:
-        raise BadRequest(f'time: invalid duration "{orig}"')
-    total = 0.0
+        raise _duration_error(orig)
+    total = 0
     while text:
+        if not (text[0] == "." or "0" <= text[0] <= "9"):
+            raise _duration_error(orig)
         i = 0
-        while i < len(text) and (text[i].isdigit() or text[i] == "."):
+        while i < len(text) and "0" <= text[i] <= "9":
             i += 1
-        num = text[:i]
-        if not num or num == "." or num.count(".") > 1:
-            raise BadRequest(f'time: invalid duration "{orig}"')
+        digits = text[:i].lstrip("0")
+        if len(digits) > 19 or (digits and int(digits) > 2**63):  # Go's leadingInt overflows
+            raise _duration_error(orig)
+        whole = int(digits) if digits else 0
+        pre = i > 0
         text = text[i:]
+        frac, scale, post = 0, 1.0, False
+        if text and text[0] == ".":
+            text = text[1:]
+            j = 0
+            full = False  # Go's leadingFraction: once past int64, further digits are dropped
+            while j < len(text) and "0" <= text[j] <= "9":
+                if not full:
+                    nxt = frac * 10 + int(text[j])
+                    if frac > (2**63 - 1) // 10 or nxt > 2**63:
+                        full = True
+                    else:
+                        frac, scale = nxt, scale * 10
+                j += 1
+            post = j > 0
+            text = text[j:]
+        if not pre and not post:
+            raise _duration_error(orig)
         j = 0
-        while j < len(text) and not (text[j].isdigit() or text[j] == "."):
+        while j < len(text) and not (text[j] == "." or "0" <= text[j] <= "9"):
             j += 1
         unit = text[:j]
         text = text[j:]
         if not unit:
-            raise BadRequest(f'time: missing unit in duration "{orig}"')
+            raise BadRequest(f"time: missing unit in duration {_time_quote(orig)}")
         if unit not in _UNITS_NS:
-            raise BadRequest(f'time: unknown unit "{unit}" in duration "{orig}"')
-        total += float(num) * _UNITS_NS[unit]
-    return sign * int(total)
+            raise BadRequest(f"time: unknown unit {_time_quote(unit)} in duration "
+                             f"{_time_quote(orig)}")
+        mult = _UNITS_NS[unit]
+        if whole > 2**63 // mult:
+            raise _duration_error(orig)
+        value = whole * mult
+        if frac > 0:
+            value += int(float(frac) * (float(mult) / scale))
+            if value > 2**63:
+                raise _duration_error(orig)
+        total += value
+        if total > 2**63:
+            raise _duration_error(orig)
+    if neg:
+        return -total
+    if total > _MAX_DURATION:
+        raise _duration_error(orig)
+    return total
 
 
-def parse_keep_alive(value: Any) -> int | None:
-    """Request ``keep_alive`` → nanoseconds, ``FOREVER`` (-1), or None when absent."""
+def keep_alive_from_seconds(seconds: int | float) -> int:
+    """A number of seconds as Ollama's Duration decodes it: negative is forever; otherwise
+    ``time.Duration(seconds * 1e9)`` in float64, where a product past the int64 range saturates
+    to Go's largest Duration, which is what Ollama's "forever" is. So every result is FOREVER
+    or at most 2^63-1 ns, and an expiry is always a representable date (before year 2320)."""
+    value = float(seconds)  # OverflowError for integers past float64: the caller's to report
+    if value < 0:
+        return FOREVER
+    ns = value * 1e9
+    if ns >= 2.0**63:
+        return FOREVER
+    return int(ns)
+
+
+def parse_keep_alive(value: Any, struct: str = "GenerateRequest") -> int | None:
+    """Request ``keep_alive`` → nanoseconds, ``FOREVER`` (-1), or None when absent. Go decodes
+    a number as float64: one out of its range is the decoder's error."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise BadRequest("Unsupported type: 'bool'")
     if isinstance(value, (int, float)):
-        if value < 0:
-            return FOREVER
-        return int(value * 1_000_000_000)
+        if not opts.fits_float64(value):
+            raise opts.number_error(value, f"{struct}.keep_alive", "float64")
+        return keep_alive_from_seconds(value)
     if isinstance(value, str):
         ns = parse_go_duration(value)
         return FOREVER if ns < 0 else ns
     raise BadRequest(f"Unsupported type: '{_kind(value)}'")
+
+
+def _context(value: Any, struct: str) -> tuple[int, ...] | None:
+    """``context`` ([]int): each element is decoded into Go's int (int64), so one past that
+    range is the decoder's error; the runner refuses tokens outside the model's vocabulary."""
+    if value is None:
+        return None
+    out = []
+    for t in value:
+        n = int(t or 0)
+        if not opts.INT64_MIN <= n <= opts.INT64_MAX:
+            raise opts.number_error(t, f"{struct}.context", "int")
+        out.append(n)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,12 +436,12 @@ def _message(value: Any, struct: str) -> Message:
     )
 
 
-def _common(obj: Mapping[str, Any]) -> dict[str, Any]:
+def _common(obj: Mapping[str, Any], struct: str) -> dict[str, Any]:
     return {
         "stream": obj.get("stream", True) if obj.get("stream") is not None else True,
         "format": obj.get("format"),
-        "keep_alive": parse_keep_alive(obj.get("keep_alive")),
-        "options": opts.validate(obj.get("options")),
+        "keep_alive": parse_keep_alive(obj.get("keep_alive"), struct),
+        "options": opts.validate(obj.get("options"), struct=struct),
         "think": _think(obj.get("think")),
         "truncate": obj.get("truncate", True) if obj.get("truncate") is not None else True,
         "shift": obj.get("shift", True) if obj.get("shift") is not None else True,
@@ -370,17 +454,16 @@ def _common(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_generate(body: Any) -> GenerateRequest:
     obj = _object(body, "GenerateRequest")
-    ctx = obj.get("context")
     return GenerateRequest(
         model=obj.get("model") or "",
         prompt=obj.get("prompt") or "",
         suffix=obj.get("suffix") or "",
         system=obj.get("system"),
         template=obj.get("template"),
-        context=tuple(int(t or 0) for t in ctx) if ctx is not None else None,
+        context=_context(obj.get("context"), "GenerateRequest"),
         raw=bool(obj.get("raw") or False),
         images=_images(obj.get("images")),
-        **_common(obj),
+        **_common(obj, "GenerateRequest"),
     )
 
 
@@ -392,12 +475,14 @@ def parse_chat(body: Any) -> ChatRequest:
         raise BadRequest("json: cannot unmarshal non-object into Go struct field ChatRequest.tools "
                          "of type api.Tool")
     choice, tools = _tool_choice(obj.get("tool_choice"), tuple(tools))
+    # Tool parameters become a grammar in the runner: refuse what would exhaust it now.
+    schema_limits.check_tools(tools)
     return ChatRequest(
         model=obj.get("model") or "",
         messages=messages,
         tools=tools,
         tool_choice=choice,
-        **_common(obj),
+        **_common(obj, "ChatRequest"),
     )
 
 
@@ -434,7 +519,7 @@ def parse_create(body: Any) -> CreateRequest:
     for key, value in params.items():
         if key not in opts.SPECS:
             continue
-        v = opts.coerce(key, value)
+        v = opts.coerce(key, value, where="CreateRequest.parameters")
         if v is not None:
             checked[key] = v
     lic = obj.get("license")
@@ -465,7 +550,10 @@ def parse_pull(body: Any) -> PullRequest:
 
 
 def check_format(value: Any) -> Any:
-    """``format``: "json", a JSON-schema object, or ""/null (reference §1.14)."""
+    """``format``: "json", a JSON-schema object, or ""/null (reference §1.14). A schema must
+    stay within core.schema_limits, since the runner turns it into a grammar."""
+    if isinstance(value, dict):
+        schema_limits.check_format(value)
     if value is None or value == "" or value == "json" or isinstance(value, dict):
         return value or None
     from . import jsonwire

@@ -45,65 +45,221 @@ class BadRequestError(PollamaError):
     status_hint = 400
 
 
-def json_schema_to_gbnf(schema_text: str) -> str:
+# A schema's conversion that takes longer than this is abandoned (the schema is refused);
+# core.schema_limits bounds the work beforehand, this bounds what that model misses.
+_GRAMMAR_SECONDS = 20.0
+
+
+def _compact_repetition(item_rule: str, min_items: int, max_items: int | None,
+                        separator_rule: str | None = None,
+                        item_rule_is_literal: bool = False) -> str:
+    """Stands in for llama-cpp-python's ``_build_repetition``: ``{m,n}`` for llama.cpp's parser
+    to expand (core.json_grammar.repetition) instead of ``n`` nested groups, which that parser
+    refuses past about 1000 (and llama-cpp-python then crashes on the null sampler)."""
+    from pollama.core import json_grammar
+
+    lo = int(min_items)
+    hi = None if max_items is None else int(max_items)
+    if separator_rule:  # arrays are built by Converter._array; the library's form elsewhere
+        if hi == 0:
+            return ""
+        if lo == 0 and hi == 1:
+            return f"{item_rule}?"
+        rest = json_grammar.repetition(f"({separator_rule} {item_rule})", max(lo - 1, 0),
+                                       None if hi is None else hi - 1)
+        out = f"{item_rule} {rest}".strip()
+        return f"({out})?" if lo == 0 else out
+    return json_grammar.repetition(item_rule, lo, hi)
+
+
+def json_schema_to_gbnf(schema_text: str, *, checked: bool = False,
+                        what: str = "format") -> str:
     """llama-cpp-python's JSON-schema converter, plus what it lacks and llama.cpp's own C++
-    converter (which Ollama uses) has: integer ``minimum``/``maximum`` (core.json_grammar)."""
+    converter (which Ollama uses) has: integer ``minimum``/``maximum`` (core.json_grammar),
+    repetitions as ``{m,n}``, ``{}``/``true`` as any value, arrays whose ``items`` is ``{}``.
+
+    The schema is checked against core.schema_limits first (unless the caller did, ``checked``);
+    the conversion is bounded in grammar size and time. Errors are ``BadRequestError`` with
+    ``invalid <what>: ...``, or the converter's own exception (see ``_schema_error``)."""
     import json
 
     from llama_cpp import llama_grammar
 
-    from pollama.core import json_grammar
+    from pollama.core import json_grammar, schema_limits
+
+    schema = json.loads(schema_text)
+    if not checked:
+        schema_limits.check_format(schema)
+    # The library builds repetitions with this module-level function; only this process uses
+    # the library's converter, so it is replaced here rather than copied whole.
+    llama_grammar._build_repetition = _compact_repetition
+    deadline = time.monotonic() + _GRAMMAR_SECONDS
 
     class Converter(llama_grammar.SchemaConverter):  # type: ignore[misc]
+        size = 0
+
+        def _add_rule(self, name: str, rule: str) -> Any:
+            self.size += len(name) + len(rule) + 6
+            if self.size > schema_limits.MAX_GRAMMAR_BYTES:
+                raise BadRequestError(f"invalid {what}: the schema's grammar would be over "
+                                      f"{schema_limits.MAX_GRAMMAR_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise BadRequestError(f"invalid {what}: the schema took over "
+                                      f"{_GRAMMAR_SECONDS:g} s to convert to a grammar")
+            return super()._add_rule(name, rule)
+
         def visit(self, schema: Any, name: str) -> Any:
+            rule = name + "-" if name in llama_grammar.RESERVED_NAMES else name or "root"
+            if schema is True or schema == {}:  # any JSON value, as llama.cpp's converter
+                return self._add_rule(rule, self._add_primitive(
+                    "value", llama_grammar.PRIMITIVE_RULES["value"]))
+            if schema is False:
+                raise ValueError("a false schema admits no value")
             if isinstance(schema, dict) and schema.get("type") == "integer":
                 bounds = json_grammar.integer_bounds(schema)
                 if bounds is not None:
-                    rule = name + "-" if name in llama_grammar.RESERVED_NAMES else name or "root"
                     return self._add_rule(rule, f"({json_grammar.int_range(*bounds)}) space")
+            if isinstance(schema, dict) and _is_plain_array(schema):
+                return self._array(schema, name, rule)
             return super().visit(schema, name)
 
+        def _array(self, schema: dict[str, Any], name: str, rule: str) -> Any:
+            """The library's array branch, without its ``KeyError: 'prefixItems'`` for falsy
+            ``items`` and with llama.cpp's repetition (a separator rule, then ``{m,n}``)."""
+            items = schema["items"] if schema.get("items") is not None \
+                else schema.get("prefixItems")
+            prefix = f"{name}{'-' if name else ''}"
+            if isinstance(items, list):
+                return self._add_rule(rule, '"[" space ' + ' "," space '.join(
+                    self.visit(item, f"{prefix}tuple-{i}") for i, item in enumerate(items)
+                ) + ' "]" space')
+            lo = schema_limits.count(schema.get("minItems")) or 0
+            hi = schema_limits.count(schema.get("maxItems"))
+            if items in (None, True, {}) and lo == 0 and hi is None:
+                return self._add_rule(rule, self._add_primitive(
+                    "array", llama_grammar.PRIMITIVE_RULES["array"]))
+            item = self.visit({} if items is None else items, f"{prefix}item")
+            body = ""
+            if hi != 0:
+                then = self._add_rule(f"{item}-next", f'"," space {item}')
+                # One item or more; an optional list is a rule made optional, not a group:
+                # llama.cpp's threshold counts a group's rules times its repetition.
+                body = json_grammar.repetition(item, max(lo, 1), hi, then=then)
+                if lo == 0:
+                    body = self._add_rule(f"{rule}-items", body) + "?"
+            return self._add_rule(rule, f'"[" space {body} "]" space'.replace("  ", " "))
+
     converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
-    schema = converter.resolve_refs(json.loads(schema_text), "stdin")
+    schema = converter.resolve_refs(schema, "stdin")
     converter.visit(schema, "")
-    return str(converter.format_grammar())
+    text = str(converter.format_grammar())
+    if len(text) > schema_limits.MAX_GRAMMAR_BYTES:
+        raise BadRequestError(f"invalid {what}: the schema's grammar would be over "
+                              f"{schema_limits.MAX_GRAMMAR_BYTES} bytes")
+    return text
 
 
-def grammar_for(fmt: Any) -> Any:
-    """llama.cpp grammar for Ollama's ``format``: "json" or a JSON schema; None for no format."""
+def _is_plain_array(schema: dict[str, Any]) -> bool:
+    """The schemas the library's converter handles in its array branch (its earlier branches
+    take $ref, anyOf/oneOf, type lists, const, enum, objects and allOf first)."""
+    kind = schema.get("type")
+    if kind not in (None, "array") or not ("items" in schema or "prefixItems" in schema):
+        return False
+    if any(k in schema for k in ("$ref", "oneOf", "anyOf", "const", "enum")):
+        return False
+    if kind is None and ("properties" in schema or "allOf" in schema or (
+            "additionalProperties" in schema and schema["additionalProperties"] is not True)):
+        return False
+    return True
+
+
+def _schema_error(exc: BaseException, what: str = "format") -> PollamaError:
+    """A converter failure as the 400 a client sees: plain words, no Python exception names."""
+    if isinstance(exc, PollamaError):
+        return exc
+    if isinstance(exc, RecursionError):
+        return BadRequestError(f"invalid {what}: the schema is nested too deeply to become a "
+                               "grammar")
+    if isinstance(exc, MemoryError):
+        return BadRequestError(f"invalid {what}: the schema is too large to become a grammar")
+    detail = str(exc) if isinstance(exc, (AssertionError, ValueError)) else ""
+    if len(detail) > 200:
+        detail = detail[:197] + "..."
+    return BadRequestError(f"invalid {what}: " + (
+        detail or "the JSON schema could not be converted to a grammar"))
+
+
+def _parses(text: str, vocab: Any) -> bool:
+    """Whether llama.cpp accepts the grammar. llama-cpp-python adds whatever
+    ``llama_sampler_init_grammar`` returns to its sampler chain, and a grammar llama.cpp refuses
+    (over its repetition threshold, left-recursive) returns NULL and crashes the process."""
+    if vocab is None:
+        return True
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
+    if not sampler:
+        return False
+    llama_cpp.llama_sampler_free(sampler)
+    return True
+
+
+def grammar_for(fmt: Any, vocab: Any = None) -> Any:
+    """llama.cpp grammar for Ollama's ``format``: "json" or a JSON schema; None for no format.
+    With ``vocab`` (the model's), the grammar is parsed by llama.cpp before it is used."""
     if fmt is None:
         return None
     import json
 
     from llama_cpp import llama_grammar
 
-    try:
-        if fmt == "json":
-            return llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
-        return llama_grammar.LlamaGrammar.from_string(json_schema_to_gbnf(json.dumps(fmt)),
-                                                      verbose=False)
-    except Exception as exc:  # the schema converter raises many kinds
-        raise BadRequestError(f"invalid format: {type(exc).__name__}: {exc}") from None
+    if fmt == "json":
+        text = llama_grammar.JSON_GBNF
+    else:
+        try:
+            text = json_schema_to_gbnf(json.dumps(fmt))
+        except Exception as exc:  # the schema converter raises many kinds
+            raise _schema_error(exc) from None
+    if not _parses(text, vocab):
+        raise BadRequestError("invalid format: llama.cpp refused the grammar made from the "
+                              "schema (too many repetitions or rules)")
+    return llama_grammar.LlamaGrammar.from_string(text, verbose=False)
 
 
 def tool_grammar(tools: list[dict[str, Any]] | None, fmt: dict[str, Any] | None,
-                 required: bool = False) -> Any:
+                 required: bool = False, vocab: Any = None) -> Any:
     """Grammar allowing free text or one well-formed call of a requested tool (core.tools);
-    only the call when ``required``."""
+    only the call when ``required``. Parameters over core.schema_limits' bounds are a 400; a
+    schema the converter cannot handle means no constraint, as before."""
     if not tools or fmt is None:
         return None
     from llama_cpp import llama_grammar
 
+    from pollama.core import schema_limits
     from pollama.core import tools as tc
+
+    schema_limits.check_tools(tools)
+
+    def convert(text: str) -> str:
+        return json_schema_to_gbnf(text, checked=True, what="tool parameters")
 
     try:
         text = tc.tool_call_grammar(tools, tc.ToolFormat.from_json(fmt),
-                                    json_schema_to_gbnf=json_schema_to_gbnf,
+                                    json_schema_to_gbnf=convert,
                                     allow_text=not required, parallel=False)
-        return llama_grammar.LlamaGrammar.from_string(text, verbose=False) if text else None
+    except PollamaError:
+        raise
     except Exception as exc:  # a client's schema the converter cannot handle: no constraint
-        print(f"runner: tool grammar unavailable: {exc}", file=sys.stderr, flush=True)
+        print(f"runner: tool grammar unavailable: {_schema_error(exc, 'tool parameters')}",
+              file=sys.stderr, flush=True)
         return None
+    if not text:
+        return None
+    if not _parses(text, vocab):
+        print("runner: tool grammar unavailable: llama.cpp refused it", file=sys.stderr,
+              flush=True)
+        return None
+    return llama_grammar.LlamaGrammar.from_string(text, verbose=False)
 
 
 class Runner:
@@ -347,6 +503,7 @@ class Runner:
             self.send(rp.Done(id=rid, done_reason="cancel"))
             return
         start = time.perf_counter_ns()
+        self._check_context(llm, msg.context)
         n_ctx = _capacity(llm)
         num_keep = max(0, int(opts.get("num_keep", 4)))
         tokens = self._eval_with_images(llm, msg) if msg.images else None
@@ -362,9 +519,10 @@ class Runner:
             if not tokens:
                 tokens = [llm.token_bos()]
 
-        grammar = grammar_for(msg.format)
+        grammar = grammar_for(msg.format, llm._model.vocab)
         if grammar is None:
-            grammar = tool_grammar(msg.tools, msg.tool_format, msg.tools_required)
+            grammar = tool_grammar(msg.tools, msg.tool_format, msg.tools_required,
+                                   llm._model.vocab)
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else random.randrange(2**31))
         num_predict = int(opts.get("num_predict", -1))
@@ -459,6 +617,16 @@ class Runner:
             eval_duration=max(1, end - first_token_at) if generated else 0,
             context=[t for t in tokens + generated if t >= 0],  # image positions are not tokens
         ))
+
+    @staticmethod
+    def _check_context(llm: Any, context: list[int] | None) -> None:
+        """``context`` tokens come from a client: one outside the vocabulary would reach
+        llama_decode (which fails, or crashes on a negative id) or the detokenizer."""
+        n_vocab = int(llm.n_vocab())
+        for token in context or ():
+            if not 0 <= token < n_vocab:
+                raise BadRequestError(f"invalid context: token {token} is not in the model's "
+                                      f"vocabulary (0 to {n_vocab - 1})")
 
     def _eval_with_images(self, llm: Any, msg: rp.Complete) -> list[int] | None:
         """Evaluate a prompt whose ``[img-N]`` tags place images (reference §1.14) through the
