@@ -27,6 +27,7 @@ from pollama.core.ndjson import NEED_DATA, NDJSONReader
 
 from . import gguf_file
 from .files import fsync_dir
+from .runner_process import with_parent_death
 from .store import Store
 
 CHUNK = 4 * 1024 * 1024
@@ -65,8 +66,9 @@ class Quantization:
         errlog = tempfile.TemporaryFile()
         proc = None
         try:
-            proc = await anyio.open_process(
-                [sys.executable, "-m", "pollama.runners.quantize", src, tmp, self.target.name],
+            # Killed with the server, as runners are: no orphan quantizing on its own.
+            proc = await anyio.open_process(with_parent_death(
+                [sys.executable, "-m", "pollama.runners.quantize", src, tmp, self.target.name]),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errlog)
             yield progress.line()
             failure = ""

@@ -14,7 +14,7 @@ from . import access
 from .errors import BadRequest
 from .limits import Limits
 from .limits import from_env as limits_from_env
-from .requests import FOREVER, parse_go_duration
+from .requests import FOREVER, keep_alive_from_seconds, parse_go_duration
 
 DEFAULT_PORT = 11434
 
@@ -98,7 +98,6 @@ class Config:
     api_key: str | None = None
     api_key_file: str | None = None
     limits: Limits = field(default_factory=Limits)
-    prune: bool = True  # remove unreferenced blobs and debris at startup (POLLAMA_NOPRUNE)
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -128,7 +127,7 @@ def parse_keep_alive_env(text: str) -> int:
     except ValueError:
         ns = parse_go_duration(text)
         return FOREVER if ns < 0 else ns
-    return FOREVER if secs < 0 else secs * 1_000_000_000
+    return keep_alive_from_seconds(secs)
 
 
 def load(env: Mapping[str, str], home: str) -> Config:
@@ -151,7 +150,6 @@ def load(env: Mapping[str, str], home: str) -> Config:
         api_key=_get(env, "API_KEY") or None,
         api_key_file=_get(env, "API_KEY_FILE") or None,
         limits=limits_from_env(env),
-        prune=_get(env, "NOPRUNE").lower() in ("", "0", "f", "false"),
     )
 
 

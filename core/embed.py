@@ -44,8 +44,8 @@ def parse_embed(body: Any) -> EmbedRequest:
         inputs=inputs,
         truncate=True if truncate is None else bool(truncate),
         dimensions=int(dims),
-        keep_alive=parse_keep_alive(obj.get("keep_alive")),
-        options=opts.validate(obj.get("options")),
+        keep_alive=parse_keep_alive(obj.get("keep_alive"), "EmbedRequest"),
+        options=opts.validate(obj.get("options"), struct="EmbedRequest"),
     )
 
 
@@ -63,8 +63,10 @@ def parse_embeddings(body: Any) -> LegacyEmbedRequest:
     if not model:
         raise BadRequest("model is required")
     return LegacyEmbedRequest(model=model, prompt=str(obj.get("prompt") or ""),
-                              keep_alive=parse_keep_alive(obj.get("keep_alive")),
-                              options=opts.validate(obj.get("options")))
+                              keep_alive=parse_keep_alive(obj.get("keep_alive"),
+                                                          "EmbeddingRequest"),
+                              options=opts.validate(obj.get("options"),
+                                                    struct="EmbeddingRequest"))
 
 
 def normalize(vec: Sequence[float]) -> list[float]:
