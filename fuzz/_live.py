@@ -546,9 +546,13 @@ class Target:
 
     def stop(self) -> None:
         if self.server is not None:
+            import shutil
+
             from tests.conftest import stop_server
 
             stop_server(self.server)
+            # its store (a copy of the model per start) is not needed once it stopped
+            shutil.rmtree(os.path.dirname(self.server.models_dir), ignore_errors=True)
             self.server = None
 
     def restart(self) -> bool:
