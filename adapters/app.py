@@ -141,11 +141,18 @@ class App:
     async def tags(self, request: Request, params: dict[str, str]) -> Response:
         offset = local_offset()
         out = []
-        for stored in await anyio.to_thread.run_sync(self.store.list):
-            try:
-                local = await anyio.to_thread.run_sync(models.load, self.store, stored)
-            except PollamaError:
-                continue
+
+        def load_all() -> list[tuple[Any, models.LocalModel]]:
+            # One thread hop for the whole listing: hops cost more than the reads under load.
+            loaded = []
+            for stored in self.store.list():
+                try:
+                    loaded.append((stored, models.load(self.store, stored)))
+                except PollamaError:
+                    continue
+            return loaded
+
+        for stored, local in await anyio.to_thread.run_sync(load_all):
             short = stored.name.display_shortest()
             details = models.details(local.config)
             if local.config.context_length:

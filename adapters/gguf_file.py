@@ -50,9 +50,18 @@ def read_facts_and_vocab(path: str) -> tuple[gguf_details.ModelFacts, int | None
 
 
 def read_header_full(path: str, verbose: bool) -> gguf.Header:
-    """For /api/show: small arrays always decoded, all of them when ``verbose``."""
+    """For /api/show: small arrays always decoded, all of them when ``verbose``.
+
+    Parsed once per (path, size, mtime): a header costs ~100 ms of CPU, and under load
+    uncached parses of /api/show took 96% of the server's time (bench/load_test.py)."""
     try:
-        return read_header(path, gguf.ALL if verbose else gguf.SMALL)
+        st = os.stat(path)
+        return _header_full(path, st.st_size, st.st_mtime_ns, verbose)
     except OSError as exc:
         raise BadRequest(f"cannot read model file: {exc.strerror}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _header_full(path: str, size: int, mtime: int, verbose: bool) -> gguf.Header:
+    return read_header(path, gguf.ALL if verbose else gguf.SMALL)
 

@@ -24,6 +24,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import urllib.parse
 from collections.abc import AsyncIterator, Coroutine
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -118,10 +120,33 @@ class _Registry:
                            status_hint=status)
 
 
+def _transport_reason(url: str, exc: BaseException) -> str:
+    """Go's net/http wording for a failed exchange, never Python's socket or SSL internals."""
+    text = str(exc)
+    host = urllib.parse.urlsplit(url).netloc
+    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if "Name or service not known" in text or "nodename nor servname" in text \
+            or "Temporary failure in name resolution" in text or "No address associated" in text:
+        return f"dial tcp: lookup {hostname}: no such host"
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return "tls: first record does not look like a TLS handshake"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "tls: failed to verify certificate"
+    if "SSL" in text or "_ssl.c" in text:
+        return "tls: handshake failure"
+    if "Connection refused" in text:
+        return f"dial tcp {host}: connect: connection refused"
+    if "timed out" in text.lower() or isinstance(exc, TimeoutError):
+        return "i/o timeout"
+    if "Connection reset" in text:
+        return "read: connection reset by peer"
+    cleaned = re.sub(r"\[Errno -?\d+\]\s*", "", text).strip()
+    return cleaned or "connection failed"
+
+
 def _transport_error(what: str, method: str, url: str, exc: BaseException) -> PollamaError:
     # Go's wording: `Get "https://host/v2/...": dial tcp ...: connect: connection refused`
-    reason = str(exc) or type(exc).__name__
-    return PollamaError(f'{what}: {method.title()} "{url}": {reason}')
+    return PollamaError(f'{what}: {method.title()} "{url}": {_transport_reason(url, exc)}')
 
 
 async def _polling(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:

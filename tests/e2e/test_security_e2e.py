@@ -294,3 +294,15 @@ def test_running_out_of_descriptors_does_not_end_the_server(tmp_path: object) ->
         proc.wait(timeout=60)
         log.close()
     assert b"Too many open files" in open(os.path.join(tmp, "server.log"), "rb").read()
+
+
+def test_failed_pulls_speak_go_not_python(server: Server) -> None:
+    """A pull whose registry cannot be reached names the failure as Go's net/http does."""
+    cases = [({"model": "127.0-0.1:9/fuzz/smol", "insecure": True}, "no such host"),
+             ({"model": f"127.0.0.1:{server.port}/library/smol"}, "tls: ")]
+    for body, expected in cases:
+        r = httpx.post(server.url + "/api/pull", json={**body, "stream": False}, timeout=120)
+        error = r.json()["error"]
+        assert expected in error, error
+        for leak in ("Errno", "_ssl.c", "SSL:", "Error:"):
+            assert leak not in error, error
