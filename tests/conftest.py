@@ -106,9 +106,10 @@ def stop_server(server: Server) -> None:
         server.proc.wait()
 
 
-def upload_and_create(url: str, gguf: str, name: str, **extra: object) -> None:
+def upload_and_create(url: str, gguf: str, name: str, *, headers: dict[str, str] | None = None,
+                      **extra: object) -> None:
     digest = "sha256:" + _sha256(gguf)
-    with httpx.Client(base_url=url, timeout=120) as c:
+    with httpx.Client(base_url=url, timeout=120, headers=headers) as c:
         if c.head(f"/api/blobs/{digest}").status_code != 200:
             with open(gguf, "rb") as f:
                 r = c.post(f"/api/blobs/{digest}", content=f.read())

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -137,26 +138,12 @@ def keyed(smollm2_gguf: str) -> Iterator[Server]:
         srv = start_server(tmp, {"POLLAMA_API_KEY_FILE": key_file,
                                  "POLLAMA_ORIGINS": "https://chat.example.com"})
         try:
-            digest_headers = {"Authorization": "Bearer k3y-from-file"}
             srv.env["POLLAMA_API_KEY_FILE"] = key_file
-            upload_keyed(srv.url, smollm2_gguf, digest_headers)
+            upload_and_create(srv.url, smollm2_gguf, "smol",
+                              headers={"Authorization": "Bearer k3y-from-file"})
             yield srv
         finally:
             stop_server(srv)
-
-
-def upload_keyed(url: str, gguf: str, headers: dict[str, str]) -> None:
-    import hashlib
-    h = hashlib.sha256()
-    with open(gguf, "rb") as f:
-        data = f.read()
-    h.update(data)
-    digest = "sha256:" + h.hexdigest()
-    with httpx.Client(base_url=url, timeout=120, headers=headers) as c:
-        assert c.post(f"/api/blobs/{digest}", content=data).status_code == 201
-        r = c.post("/api/create", json={"model": "smol", "files": {"m.gguf": digest},
-                                        "stream": False})
-        assert r.status_code == 200, r.text
 
 
 def test_api_key_guards_every_route_but_root(keyed: Server) -> None:
@@ -222,13 +209,13 @@ def serial(smollm2_gguf: str, tmp_path: object) -> Iterator[Server]:
     stop_server(srv)
 
 
-def _post_and_vanish(server: Server, body: dict[str, object]) -> None:
+def _post_and_vanish(server: Server, body: dict[str, object]) -> socket.socket:
     data = json.dumps(body).encode()
     s = socket.create_connection(("127.0.0.1", server.port), timeout=120)
     s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
               b"application/json\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n"
               + data)
-    return s  # type: ignore[return-value]
+    return s
 
 
 def test_client_gone_while_queued_or_waiting_frees_its_place(serial: Server) -> None:
@@ -242,7 +229,7 @@ def test_client_gone_while_queued_or_waiting_frees_its_place(serial: Server) -> 
         for _ in range(600):
             if c.get("/api/ps").json()["models"]:
                 break
-            __import__("time").sleep(0.1)
+            time.sleep(0.1)
         a.close()
         b.close()
         # C must be served: A's generation was cancelled and B left the queue. Were either
@@ -257,7 +244,6 @@ def test_client_gone_while_queued_or_waiting_frees_its_place(serial: Server) -> 
 def test_running_out_of_descriptors_does_not_end_the_server(tmp_path: object) -> None:
     """accept() failing with EMFILE used to end `pollama serve` for good."""
     import resource
-    import time
 
     tmp = str(tmp_path)
     port_file = os.path.join(tmp, "port")
