@@ -25,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _live  # noqa: E402  (the shared live-server driver next to this file)
+import _live  # noqa: E402  (the shared live-server driver; it puts the repo on sys.path)
 
 import base64  # noqa: E402
 import hashlib  # noqa: E402
@@ -40,6 +40,7 @@ from _live import Case, Conn, Target  # noqa: E402
 
 from pollama.core.options import DEPRECATED, SPECS  # noqa: E402
 from pollama.core.routes import ROUTES  # noqa: E402
+from tests.templates import THINK_TEMPLATE, TOOLS_TEMPLATE  # noqa: E402
 
 M = _live.MODEL
 
@@ -377,52 +378,9 @@ def flip(rng: random.Random, data: bytes) -> bytes:
 
 # Qwen2.5-style tool template and a <think> template (as tests/e2e/test_tools_thinking_e2e.py):
 # with them, tool schemas become grammars and format with thinking takes the two-pass path.
-TOOLS_TEMPLATE = """{{- if or .System .Tools }}<|im_start|>system
-{{- if .System }}
-{{ .System }}
-{{- end }}
-{{- if .Tools }}
 
-# Tools
 
-You are provided with function signatures within <tools></tools> XML tags:
-<tools>
-{{- range .Tools }}
-{"type": "function", "function": {{ .Function }}}
-{{- end }}
-</tools>
 
-For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
-<tool_call>
-{"name": <function-name>, "arguments": <args-json-object>}
-</tool_call>
-{{- end }}<|im_end|>
-{{ end }}
-{{- range $i, $_ := .Messages }}
-{{- $last := eq (len (slice $.Messages $i)) 1 -}}
-{{- if eq .Role "user" }}<|im_start|>user
-{{ .Content }}<|im_end|>
-{{ else if eq .Role "assistant" }}<|im_start|>assistant
-{{ if .Content }}{{ .Content }}
-{{- else if .ToolCalls }}<tool_call>
-{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
-{{ end }}</tool_call>
-{{- end }}{{ if not $last }}<|im_end|>
-{{ end }}
-{{- else if eq .Role "tool" }}<|im_start|>user
-<tool_response>
-{{ .Content }}
-</tool_response><|im_end|>
-{{ end }}
-{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
-{{ end }}
-{{- end }}"""
-
-THINK_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
-{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}<|im_end|>
-{{ end }}<|im_start|>assistant
-{{ if .Think }}<think>
-{{ end }}"""
 
 
 @dataclass

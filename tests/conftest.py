@@ -11,6 +11,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -95,6 +96,19 @@ def start_server(tmp: str, extra_env: dict[str, str] | None = None) -> Server:
     env["POLLAMA_HOST"] = f"127.0.0.1:{port}"
     return Server(url=url, port=port, models_dir=models, home=home, env=env, proc=proc,
                   log_path=log_path)
+
+
+def wait_for(what: str, check: Any, deadline: float = 60.0) -> Any:
+    """Poll ``check`` until it returns something true; fail after a generous ``deadline``
+    (an outcome wait, not a timing assertion)."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def stop_server(server: Server) -> None:

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from pollama.core.library import SMOLLM2_135M
+from tests import conftest
 from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -138,14 +139,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(what: str, check: Any, deadline: float = DEADLINE) -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return conftest.wait_for(what, check, deadline)
 
 
 def test_killed_library_pull_leaves_no_debris_outside_the_store(index: Index,

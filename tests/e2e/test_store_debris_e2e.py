@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import conftest
 from tests.conftest import Server, _sha256, start_server, stop_server, upload_and_create
 
 pytestmark = pytest.mark.e2e
@@ -55,14 +56,7 @@ def orphan_blobs(models: str) -> list[str]:
 
 
 def wait_for(what: str, check: Any, deadline: float = DEADLINE) -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return conftest.wait_for(what, check, deadline)
 
 
 def kill9(server: Server) -> None:
