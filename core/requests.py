@@ -567,16 +567,19 @@ def check_format(value: Any) -> Any:
 class ShowRequest:
     model: str
     verbose: bool = False
-    system: str | None = None
+    system: str | None = None  # None: show the model's own SYSTEM
 
 
 def parse_show(body: Any) -> ShowRequest:
+    """``system`` overrides the shown SYSTEM only when non-empty (Ollama's GetModelInfo checks
+    ``req.System != ""``; its Go client always sends ``"system": ""``). ``template`` is accepted
+    and ignored: ShowRequest.Template is deprecated and has not been honoured since v0.2.x."""
     obj = _object(body, "ShowRequest")
     model = _model_field(obj)
     if not model:
         raise BadRequest("model is required")
     return ShowRequest(model=model, verbose=bool(obj.get("verbose") or False),
-                       system=obj.get("system"))
+                       system=obj.get("system") or None)
 
 
 def parse_copy(body: Any) -> tuple[str, str]:

@@ -116,3 +116,27 @@ def test_lone_surrogates_become_replacement_characters_as_in_go() -> None:
         "a": "x\ufffdy", "\ufffd": ["\ufffd"]}
     assert jsonwire.loads_request(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
     assert jsonwire.dumps({"a": "x\ud800"}) == '{"a":"x\ufffd"}'.encode()
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "m", "system": "", "template": ""},  # what Ollama's Go client always sends
+    {"model": "m", "system": None},
+    {"model": "m"},
+])
+def test_show_empty_system_does_not_override(body: dict[str, object]) -> None:
+    # Ollama's GetModelInfo replaces the model's SYSTEM only when ShowRequest.System != "".
+    assert rq.parse_show(body).system is None
+
+
+def test_show_system_override_and_template_ignored() -> None:
+    req = rq.parse_show({"name": "m", "system": "be brief", "template": "{{ .Prompt }}"})
+    assert req.model == "m" and req.system == "be brief"
+    # ShowRequest.Template is deprecated: ignored since v0.2.x, so the request has no such field.
+    assert not hasattr(req, "template")
+
+
+def test_show_system_wrong_type_is_go_error() -> None:
+    with pytest.raises(BadRequest) as err:
+        rq.parse_show({"model": "m", "system": 1})
+    assert err.value.message == ("json: cannot unmarshal number into Go struct field "
+                                 "ShowRequest.system of type string")
