@@ -108,3 +108,24 @@ def test_fuzz_wire_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
 
 def test_fuzz_wire_random_loop() -> None:
     assert fuzz_wire.random_loop(seconds=0.2, seed=1) > 0
+
+
+fuzz_sse = load_harness("fuzz_sse.py")
+
+
+@given(st.binary())
+@example(b"")
+@example(b"\r")
+@example(b"\xef\xbb\xbfdata: x\r\n\r\n")
+@example(b"event: " + b"e" * 5000 + b"\ndata: x\n\n")
+def test_fuzz_sse(data: bytes) -> None:
+    fuzz_sse.one_input(data)
+
+
+@given(st.sampled_from(fuzz_sse.SEEDS), st.binary(max_size=8), st.integers(0, 120))
+def test_fuzz_sse_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
+    fuzz_sse.one_input(seed[:pos] + insert + seed[pos:])
+
+
+def test_fuzz_sse_random_loop() -> None:
+    assert fuzz_sse.random_loop(seconds=0.2, seed=1) > 0
