@@ -532,9 +532,13 @@ def stop_reason(done_reason: str, has_tool_calls: bool) -> str | None:
     return "stop_sequence" if done_reason else None
 
 
+def _count(value: Any) -> int:
+    return int(value) if _is_int(value) else 0
+
+
 def _usage(native: Mapping[str, Any]) -> dict[str, int]:
-    return {"input_tokens": int(native.get("prompt_eval_count") or 0),
-            "output_tokens": int(native.get("eval_count") or 0)}
+    return {"input_tokens": _count(native.get("prompt_eval_count")),
+            "output_tokens": _count(native.get("eval_count"))}
 
 
 def _arguments(value: Any) -> dict[str, Any]:
@@ -655,8 +659,8 @@ class MessageStream:
             self._done = True
             return [("error", {"type": "error",
                                "error": {"type": "api_error", "message": str(error)}})]
-        if not self._started and native_line.get("prompt_eval_count"):
-            self._input_tokens = int(native_line["prompt_eval_count"])
+        if not self._started and _count(native_line.get("prompt_eval_count")):
+            self._input_tokens = _count(native_line["prompt_eval_count"])
         out = self.start()
         message = native_line.get("message")
         message = message if isinstance(message, dict) else {}

@@ -572,12 +572,16 @@ def _sdk_message(out: dict[str, Any]) -> None:
     assert msg.model_dump(exclude_none=True, include=set(out)) | {"stop_sequence": None} == out
 
 
+_ADAPTER: list[Any] = []
+
+
 def _sdk_event(data: dict[str, Any]) -> None:
-    types = pytest.importorskip("anthropic.types")
-    pydantic = pytest.importorskip("pydantic")
-    if data["type"] in ("ping", "error"):
-        return
-    pydantic.TypeAdapter(types.RawMessageStreamEvent).validate_python(data)
+    if not _ADAPTER:
+        types = pytest.importorskip("anthropic.types")
+        pydantic = pytest.importorskip("pydantic")
+        _ADAPTER.append(pydantic.TypeAdapter(types.RawMessageStreamEvent))
+    if data["type"] not in ("ping", "error"):
+        _ADAPTER[0].validate_python(data)
 
 
 def _sdk_accumulate(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
@@ -597,3 +601,148 @@ def _sdk_accumulate(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] 
     for block in out["content"]:
         block.pop("parsed_output", None)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The SDK end to end: its client sends the request through messages_request and reads our
+# JSON / SSE answers (an httpx mock transport stands in for the route).
+
+
+def _sdk_client(native_lines: list[dict[str, Any]], seen: list[dict[str, Any]]) -> Any:
+    anthropic = pytest.importorskip("anthropic")
+    import anthropic._base_client as base
+
+    # the SDK's own HTTP package (httpx, or httpx2 in recent releases)
+    httpx = getattr(base, "httpx2", None) or getattr(base, "httpx")
+
+    def handler(request: Any) -> Any:
+        body = json.loads(request.content)
+        native = a.messages_request(body)
+        native_requests.parse_chat(native)
+        seen.append(native)
+        if not native["stream"]:
+            return httpx.Response(200, json=a.message_response(native_lines[-1], id="msg_e2e"))
+        stream = a.MessageStream("msg_e2e", body["model"])
+        events = stream.start() + [a.MessageStream.ping()]
+        for line in native_lines:
+            events += stream.events(line)
+        sse = "".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n" for kind, data in events)
+        return httpx.Response(200, content=sse.encode(),
+                              headers={"content-type": "text/event-stream"})
+
+    return anthropic.Anthropic(api_key="k", base_url="http://pollama.test",
+                               http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+
+
+def test_sdk_client_non_streamed() -> None:
+    seen: list[dict[str, Any]] = []
+    client = _sdk_client([_final({"content": "Hi there", "thinking": "greet"}, "stop",
+                                 prompt_eval_count=9, eval_count=2)], seen)
+    msg = client.messages.create(model="m", max_tokens=32, system="sys",
+                                 messages=[{"role": "user", "content": "hello"}],
+                                 stop_sequences=["\n\n"], extra_body={"temperature": 0.2})
+    assert seen[0]["messages"][0] == {"role": "system", "content": "sys"}
+    assert seen[0]["options"] == {"num_predict": 32, "temperature": 0.2, "stop": ["\n\n"]}
+    assert [b.type for b in msg.content] == ["thinking", "text"]
+    assert msg.content[1].text == "Hi there" and msg.stop_reason == "end_turn"
+    assert msg.usage.input_tokens == 9 and msg.usage.output_tokens == 2
+
+
+def test_sdk_client_streamed_tool_call() -> None:
+    seen: list[dict[str, Any]] = []
+    lines = [_chunk(thinking="need weather"), _chunk("Checking"),
+             _done(tool_calls=[{"id": "call_w", "function": {
+                 "index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}])]
+    client = _sdk_client(lines, seen)
+    tools = [{"name": "get_weather", "description": "Weather",
+              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                               "required": ["city"]}}]
+    with client.messages.stream(model="m", max_tokens=64, tools=tools,
+                                tool_choice={"type": "any"},
+                                thinking={"type": "enabled", "budget_tokens": 1024},
+                                messages=[{"role": "user", "content": "Paris?"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert seen[0]["tool_choice"] == "required" and seen[0]["think"] is True
+    assert text == "Checking"
+    assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
+    tool_use = final.content[2]
+    assert tool_use.id == "call_w" and tool_use.input == {"city": "Paris"}
+    assert final.stop_reason == "tool_use"
+    assert final.usage.input_tokens == 7 and final.usage.output_tokens == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Robustness: any JSON body is translated or refused with BadRequest; any native-looking line
+# streams without an exception.
+
+_hyp = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.none() | st.booleans() | st.integers(-3, 2**65) | st.floats(allow_nan=False) \
+    | st.sampled_from(["", "user", "assistant", "text", "image", "tool_use", "tool_result",
+                       "thinking", "base64", "url", "enabled", "tool", "any", "f", "AAAA"])
+_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.sampled_from(["type", "text", "source", "data", "id", "name", "input", "content",
+                     "tool_use_id", "thinking", "role", "effort", "input_schema"]),
+    inner, max_size=5), max_leaves=25)
+_bodies = st.fixed_dictionaries({"model": st.just("m"), "max_tokens": st.just(8)}, optional={
+    "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]),
+                                                "content": _json}), max_size=3) | _json,
+    "system": _json, "tools": _json, "tool_choice": _json, "thinking": _json,
+    "output_config": _json, "stop_sequences": _json, "temperature": _json}) | _json
+
+
+@settings(max_examples=200)
+@given(_bodies)
+def test_any_body_is_translated_or_refused(body: Any) -> None:
+    for translate in (a.messages_request, a.count_tokens_request):
+        try:
+            native = translate(body)
+        except BadRequest:
+            continue
+        json.dumps(native)
+        try:
+            native_requests.parse_chat(native)
+        except BadRequest:
+            pass
+
+
+_lines = st.fixed_dictionaries({"message": st.fixed_dictionaries({}, optional={
+    "content": st.text(max_size=3), "thinking": st.text(max_size=3),
+    "tool_calls": st.lists(st.fixed_dictionaries({}, optional={
+        "id": st.sampled_from(["call_1", "call_2", ""]),
+        "function": st.fixed_dictionaries({"name": st.text(max_size=2)}, optional={
+            "arguments": st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)})}),
+        max_size=2)}), "done": st.booleans()}, optional={
+    "done_reason": st.sampled_from(["stop", "length", "load"]),
+    "prompt_eval_count": st.integers(0, 99), "eval_count": st.integers(0, 99)})
+
+
+@settings(max_examples=300)
+@given(st.lists(_lines, max_size=6))
+def test_any_native_stream_gives_a_well_formed_event_sequence(lines: list[dict[str, Any]]) -> None:
+    stream = a.MessageStream("msg_h", "m")
+    events = stream.start()
+    for line in lines:
+        events += stream.events(line)
+    if not stream.done:
+        events += stream.events({"message": {"content": ""}, "done": True, "done_reason": "stop"})
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
+    open_index = None
+    next_index = 0
+    for kind, data in events[1:-2]:
+        if kind == "content_block_start":
+            assert open_index is None and data["index"] == next_index
+            open_index = next_index
+        elif kind == "content_block_delta":
+            assert data["index"] == open_index
+        else:
+            assert kind == "content_block_stop" and data["index"] == open_index
+            open_index, next_index = None, next_index + 1
+    assert open_index is None
+    if _sdk_accumulate(events) is not None:
+        for _, data in events:
+            _sdk_event(data)
