@@ -346,8 +346,9 @@ def _convert_message(role: str, blocks: list[dict[str, Any]], tool_names: dict[s
             if not block.get("name"):
                 raise BadRequest("tool_use block missing required 'name' field")
             tool_names[block["id"]] = block["name"]
+            arguments = block.get("input") or {}
             calls.append({"id": block["id"],
-                          "function": {"name": block["name"], "arguments": block.get("input") or {}}})
+                          "function": {"name": block["name"], "arguments": arguments}})
         elif kind == "tool_result":
             content, result_images = _tool_result_content(block.get("content"))
             result: dict[str, Any] = {"role": "tool", "content": content}
