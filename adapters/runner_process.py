@@ -225,15 +225,19 @@ class RunnerProcess:
         finally:
             self._pending.pop(rid, None)
 
-    async def embed(self, inputs: list[str], truncate: bool) -> rp.Embeddings:
-        """Embed texts on this runner; raises the runner's failure with its status."""
+    async def embed(self, inputs: list[str], truncate: bool, *,
+                    num_ctx: int | None = 0) -> rp.Embeddings:
+        """Embed texts on this runner; raises the runner's failure with its status.
+        ``num_ctx``: the request's (0: none asked) for /api/embed's limit; None for the legacy
+        /api/embeddings (no limit but the runner's own; see core.embed)."""
         if not self.alive:
             raise RunnerError(self.exit_reason or "llama runner process has terminated")
         rid = next(self._ids)
         events = await self._open(rid)
         self.in_flight += 1
         try:
-            await self._write(rp.Embed(id=rid, inputs=inputs, truncate=truncate))
+            await self._write(rp.Embed(id=rid, inputs=inputs, truncate=truncate,
+                                       num_ctx=num_ctx))
             async for msg in events:
                 if isinstance(msg, rp.Embeddings):
                     return msg

@@ -14,7 +14,8 @@ Server → runner (commands)::
     Complete(id, prompt, context, options, format)
                                 → Token(id, text)* then Done(id, ...) | Failed(id, message, status)
     Cancel(id, target)          → the target ends with Done(done_reason="cancel")
-    Embed(id, inputs, truncate) → Embeddings(id, embeddings, prompt_eval_count) | Failed
+    Embed(id, inputs, truncate, num_ctx)
+                                → Embeddings(id, embeddings, prompt_eval_count) | Failed
     Tokenize(id, text)          → Tokens(id, tokens) | Failed
     Shutdown(id)                → the runner exits 0 after finishing nothing further
 
@@ -78,6 +79,9 @@ class Embed:
     id: int
     inputs: list[str]
     truncate: bool = True
+    # The limit (core.embed.fit): the request's num_ctx for /api/embed, 0 when it asked none
+    # (the runner's context); None for the legacy /api/embeddings, which has no limit of its own.
+    num_ctx: int | None = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,6 +210,8 @@ def _check_types(msg: Any) -> None:
             ok = isinstance(value, str)
         elif t == "bool":
             ok = isinstance(value, bool)
+        elif t == "int | None":
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
         elif t == "bool | None":
             ok = value is None or isinstance(value, bool)
         elif t == "list[int]":

@@ -435,15 +435,21 @@ class Runner:
         holds at most ``n_batch`` tokens and ``n_seq_max`` sequences (Ollama batches the
         inputs of one request the same way)."""
         llm = self._require_llm()
-        limit = min(_capacity(llm), llm.n_batch)
+        # The specials llama.cpp puts around an input (BOS/CLS before, EOS/SEP after, per the
+        # vocab), found by tokenizing nothing with them.
+        specials = llm.tokenize(b"", add_bos=True, special=True)
+        n_pre = 1 if specials and llm._model.add_bos_token() else 0
+        prefix, suffix = specials[:n_pre], specials[n_pre:]
+        facts = embed.TokenFacts.from_metadata(
+            llm.metadata, n_ctx=_capacity(llm), n_batch=llm.n_batch,
+            n_ctx_train=llm._model.n_ctx_train(), added=len(specials))
         seqs: list[list[int]] = []
         for text in msg.inputs:
-            toks = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-            if len(toks) > limit:
-                if not msg.truncate:
-                    raise BadRequestError("the input length exceeds the context length")
-                toks = toks[:limit]
-            seqs.append(toks or [max(llm.token_bos(), 0)])
+            # As Ollama's llama-server: special-token text is parsed, the limit is decided on
+            # the input's own tokens (core.embed.fit), then the model's specials go around it.
+            toks = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            toks = embed.fit(toks, facts, num_ctx=msg.num_ctx, truncate=msg.truncate)
+            seqs.append([*prefix, *toks, *suffix] or [max(llm.token_bos(), 0)])
         vectors: list[list[float]] = []
         for group in embed.pack_batches(seqs, llm.n_batch, self._n_seq_max(llm)):
             vectors.extend(self._embed_batch(llm, group))

@@ -13,6 +13,8 @@ MESSAGES: list[rp.Message] = [
     rp.Cancel(id=3, target=2),
     rp.Tokenize(id=4, text="abc"),
     rp.Shutdown(id=5),
+    rp.Embed(id=6, inputs=["a", "b"], truncate=False, num_ctx=1),
+    rp.Embed(id=7, inputs=["a"], num_ctx=None),
     rp.Loaded(id=1, n_ctx=2048, n_ctx_train=8192, n_vocab=49152, n_embd=576,
               chat_template="{{x}}", bos_token="<s>", eos_token="</s>"),
     rp.Token(id=2, text="hé"),
@@ -50,6 +52,8 @@ def test_codec_byte_at_a_time_and_sides() -> None:
     {"type": "done", "id": 1, "done_reason": "weird"}, {"type": "tokens", "id": 1, "tokens": [True]},
     {"type": "load", "id": 1, "model_path": "m", "num_ctx": "big"},
     {"type": "complete", "id": 1, "prompt": "p", "options": []},
+    {"type": "embed", "id": 1, "inputs": ["a"], "num_ctx": True},
+    {"type": "embed", "id": 1, "inputs": ["a"], "num_ctx": "1"},
 ])
 def test_invalid_messages(obj: object) -> None:
     with pytest.raises(rp.RunnerProtocolError):
