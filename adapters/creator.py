@@ -196,7 +196,13 @@ async def pull(store: Store, name: Name) -> AsyncIterator[dict[str, Any]]:
                 yield progress
     yield {"status": "verifying sha256 digest"}
     layers: list[mf.Layer] = [_layer_for(store, mf.MEDIA_TYPE_MODEL, src.gguf_sha256)]
+    # The library manifest's other layers; a re-pull rewrites the manifest, so a store that
+    # has an older packaging of the entry gets the current one (as `ollama pull` updates).
     texts: list[tuple[str, bytes]] = []
+    if entry.template is not None:
+        texts.append((mf.MEDIA_TYPE_TEMPLATE, entry.template.encode()))
+    for lic in entry.license:
+        texts.append((mf.MEDIA_TYPE_LICENSE, lic.encode()))
     if entry.parameters:
         texts.append((mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(dict(entry.parameters))))
     if entry.system:
