@@ -573,7 +573,7 @@ class ShowRequest:
 def parse_show(body: Any) -> ShowRequest:
     """``system`` overrides the shown SYSTEM only when non-empty (Ollama's GetModelInfo checks
     ``req.System != ""``; its Go client always sends ``"system": ""``). ``template`` is accepted
-    and ignored: ShowRequest.Template is deprecated and has not been honoured since v0.2.x."""
+    and ignored: ShowRequest.Template is deprecated and has not been honoured since v0.2.6."""
     obj = _object(body, "ShowRequest")
     model = _model_field(obj)
     if not model:

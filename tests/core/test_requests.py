@@ -131,7 +131,7 @@ def test_show_empty_system_does_not_override(body: dict[str, object]) -> None:
 def test_show_system_override_and_template_ignored() -> None:
     req = rq.parse_show({"name": "m", "system": "be brief", "template": "{{ .Prompt }}"})
     assert req.model == "m" and req.system == "be brief"
-    # ShowRequest.Template is deprecated: ignored since v0.2.x, so the request has no such field.
+    # ShowRequest.Template is deprecated: ignored since v0.2.6, so the request has no such field.
     assert not hasattr(req, "template")
 
 
