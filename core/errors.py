@@ -13,6 +13,7 @@ class PollamaError(Exception):
     """Base of every error pollama shows a client as ``{"error": "..."}``."""
 
     status_hint: int = 500
+    plain_text: bool = False  # answered as bare text/plain, as gin answers unrouted requests
 
     def __init__(self, message: str, *, status_hint: int | None = None) -> None:
         super().__init__(message)
@@ -33,8 +34,17 @@ class NotFound(PollamaError):
     status_hint = 404
 
 
+class NoRoute(NotFound):
+    """No route has this path: gin's bare ``404 page not found``."""
+
+    plain_text = True
+
+
 class MethodNotAllowed(PollamaError):
+    """The path exists, the method does not: gin's bare ``405 method not allowed``."""
+
     status_hint = 405
+    plain_text = True
 
 
 class ServiceUnavailable(PollamaError):

@@ -133,11 +133,15 @@ def render(messages: Sequence[Message], model: ModelPrompting, *, today: str,
     return "\n\n".join(p for p in parts if p)
 
 
+def check_raw(req: GenerateRequest) -> None:
+    if req.raw and (req.template or req.system or req.context):
+        raise BadRequest("raw mode does not support template, system, or context")
+
+
 def generate_prompt(req: GenerateRequest, model: ModelPrompting, *, today: str,
                     think: ThinkSetting | None = None) -> str:
+    check_raw(req)
     if req.raw:
-        if req.template or req.system or req.context:
-            raise BadRequest("raw mode does not support template, system, or context")
         return req.prompt
     if req.suffix:
         source = req.template if req.template else model.go_template
@@ -147,10 +151,6 @@ def generate_prompt(req: GenerateRequest, model: ModelPrompting, *, today: str,
         return gotemplate.render_suffix(tmpl, req.prompt, req.suffix, today=today)
     return render(generate_messages(req, model), model, today=today,
                   go_template=req.template or None, think=think)
-
-
-def chat_prompt(req: ChatRequest, model: ModelPrompting, *, today: str) -> str:
-    return render(chat_messages(req, model), model, today=today, tools=req.tools)
 
 
 def truncation_candidates(messages: Sequence[Message]) -> list[list[Message]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import MethodNotAllowed, NotFound
+from .errors import MethodNotAllowed, NoRoute
 
 # (path pattern, methods, handler name). ``:param`` matches one path segment.
 ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
@@ -27,6 +27,15 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("/api/copy", frozenset({"POST"}), "copy"),
     ("/api/delete", frozenset({"DELETE"}), "delete"),
     ("/api/push", frozenset({"POST"}), "push"),
+    # OpenAI- and Anthropic-compatible front doors (reference §2), on the same generation core.
+    ("/v1/chat/completions", frozenset({"POST"}), "openai_chat"),
+    ("/v1/completions", frozenset({"POST"}), "openai_completions"),
+    ("/v1/embeddings", frozenset({"POST"}), "openai_embeddings"),
+    ("/v1/models", frozenset({"GET"}), "openai_models"),
+    ("/v1/models/:model", frozenset({"GET"}), "openai_model"),
+    ("/v1/responses", frozenset({"POST"}), "openai_responses"),
+    ("/v1/messages", frozenset({"POST"}), "anthropic_messages"),
+    ("/v1/messages/count_tokens", frozenset({"POST"}), "anthropic_count_tokens"),
     # pollama as a registry (OCI distribution protocol, adapters/registry_server.py). The upload
     # routes come before blobs/:digest, which has as many segments.
     ("/v2", frozenset({"GET", "HEAD"}), "registry_base"),
@@ -37,6 +46,15 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
      "registry_upload"),
     ("/v2/:namespace/:model/blobs/:digest", frozenset({"GET", "HEAD"}), "registry_blob"),
 )
+
+
+def dialect(handler: str) -> str:
+    """Which API's error shape a handler answers in: ``openai``, ``anthropic``, ``registry``
+    (OCI) or ``native`` (``{"error": "..."}``)."""
+    for prefix in ("openai", "anthropic", "registry"):
+        if handler.startswith(prefix + "_"):
+            return prefix
+    return "native"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,4 +95,4 @@ def match(method: str, target: str) -> Match:
         allowed = True
     if allowed:
         raise MethodNotAllowed("405 method not allowed")
-    raise NotFound("404 page not found")
+    raise NoRoute("404 page not found")

@@ -652,3 +652,28 @@ _HANDLERS: dict[type[Any], Any] = {
     RunnerExited: _on_exited,
     Tick: _on_tick,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# /api/ps
+
+FOREVER_NS = 2**63 - 1  # Go's largest time.Duration: "forever" shows as about year 2318
+
+
+def time_to_expiry(runner: Runner, now: int) -> int:
+    """Nanoseconds from ``now`` until ``runner`` expires, as /api/ps shows it: forever is
+    Go's largest Duration; a busy or loading runner has not started its countdown, so it shows
+    its whole keep_alive."""
+    if runner.keep_alive == FOREVER and not runner.draining:
+        return FOREVER_NS
+    if runner.expires_at is not None:
+        return runner.expires_at - now
+    return max(runner.keep_alive, 0)
+
+
+def by_expiry(runners: tuple[Runner, ...] | list[Runner], now: int) -> list[tuple[Runner, int]]:
+    """``(runner, time_to_expiry)`` for each runner, the latest expiry first (Ollama's order)."""
+    out = [(r, time_to_expiry(r, now)) for r in runners]
+    out.sort(key=lambda e: e[1], reverse=True)
+    return out
+

@@ -242,7 +242,7 @@ def _go_quote(s: str) -> str:
 
 
 def resolve_think(requested: Any, capable: bool, model_name: str, *,
-                  family: str = "") -> ThinkSetting:
+                  family: str = "", relax: bool = False) -> ThinkSetting:
     """Apply reference §1.12 to the request's ``think`` (None when omitted).
 
     A thinking model thinks unless told ``false``; ``true`` means level ``medium``. Ollama sets
@@ -253,6 +253,8 @@ def resolve_think(requested: Any, capable: bool, model_name: str, *,
     deepseek-r1; ``false`` is accepted and reaches the template as such.
     """
     value = _think(requested)
+    if relax and not capable:
+        value = None  # Ollama's /v1/messages: a model that cannot think ignores the request
     if value is None:
         if not capable:
             return ThinkSetting(think=None, level="", is_set=False)

@@ -200,7 +200,8 @@ def _read_reply(r: _Reader, method: str, stream_lines: int) -> Reply | None:
     if method == "HEAD" or status in (204, 304):
         pass
     elif "chunked" in te:
-        ndjson = "ndjson" in (reply.header("content-type") or "")
+        ctype = reply.header("content-type") or ""
+        ndjson = "ndjson" in ctype or "event-stream" in ctype
         while True:
             size_line = r.until(b"\r\n", 4096)
             if size_line is None:
@@ -222,7 +223,7 @@ def _read_reply(r: _Reader, method: str, stream_lines: int) -> Reply | None:
                 raise _Garbage("connection closed inside a chunk")
             if r.until(b"\r\n", 16) != b"":
                 raise _Garbage("chunk not followed by CRLF")
-            if ndjson and keep.count(b"\n") >= stream_lines:
+            if ndjson and keep.count(b"\n") >= stream_lines * (2 if "event" in ctype else 1):
                 reply.cut = True
                 break
     elif cl is not None:
@@ -351,8 +352,14 @@ def _error_text(reply: Reply) -> str | None:
         value = json.loads(reply.body)
     except ValueError:
         return None
-    if isinstance(value, dict) and isinstance(value.get("error"), str) and value["error"]:
-        return str(value["error"])
+    if not isinstance(value, dict):
+        return None
+    error = value.get("error")
+    if isinstance(error, str) and error:
+        return error
+    # OpenAI's {"error": {"message", ...}} and Anthropic's {"type": "error", "error": {...}}
+    if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
+        return str(error["message"])
     return None
 
 
@@ -365,6 +372,29 @@ def _oci_errors(reply: Reply) -> str | None:
     if isinstance(errors, list) and errors and all(
             isinstance(e, dict) and isinstance(e.get("code"), str) for e in errors):
         return json.dumps(errors)
+    return None
+
+
+def _check_sse(reply: Reply, s: int) -> str | None:
+    """An SSE stream (/v1): every ``data:`` is JSON or ``[DONE]``, and none is an error, which
+    after validation would be a 500 in disguise."""
+    events = reply.body.replace(b"\r\n", b"\n").split(b"\n\n")
+    if reply.cut or reply.body_len > len(reply.body):
+        events = events[:-1]  # possibly partial
+    for event in events:
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                continue
+            try:
+                obj = json.loads(data)
+            except ValueError:
+                return f"{s} SSE data is not JSON: {line[:200]!r}"
+            if isinstance(obj, dict) and ("error" in obj or obj.get("type") in (
+                    "error", "response.failed")):
+                return f"{s} SSE stream carries an error: {line[:300]!r}"
     return None
 
 
@@ -398,6 +428,8 @@ def check_reply(method: str, target: str, reply: Reply) -> str | None:
                             ("/api/create", "/api/pull", "/api/push")):
                         return f"{s} stream carries an error line: {line[:300]!r}"
             return None
+        if "event-stream" in ctype:
+            return _check_sse(reply, s)
         if "json" in ctype and reply.body_len == len(reply.body):
             try:
                 json.loads(reply.body)

@@ -511,6 +511,39 @@ def seeds(route: str, f: Facts, rng: random.Random) -> list[Any]:
                 {"model": f"127.0.0.1:{f.port}/fuzz/{M}", "insecure": True}]
     if route == "show":
         return [{"model": M}, {"model": M, "verbose": True}, {"name": "smoltools", "system": "x"}]
+    oa_tool = weather
+    an_tool = {"name": "get_weather", "description": "Get the weather",
+               "input_schema": weather["function"]["parameters"]}  # type: ignore[index]
+    if route == "openai_chat":
+        return [
+            {"model": M, "messages": ask, "max_tokens": 2, "temperature": 0},
+            {"model": M, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Hi"}]}], "max_tokens": 2, "stream": True,
+             "stream_options": {"include_usage": True}},
+            {"model": "smoltools", "messages": ask, "tools": [oa_tool], "max_tokens": 2,
+             "tool_choice": "required"},
+            {"model": M, "messages": ask, "max_tokens": 2,
+             "response_format": {"type": "json_schema", "json_schema": {
+                 "name": "x", "schema": {"type": "object"}}}},
+            {"model": "smolthink", "messages": ask, "max_tokens": 2, "reasoning_effort": "low"},
+        ]
+    if route == "openai_completions":
+        return [{"model": M, "prompt": "Hi", "max_tokens": 2},
+                {"model": M, "prompt": "Hi", "max_tokens": 2, "stream": True, "stop": ["x"]}]
+    if route == "openai_embeddings":
+        return [{"model": M, "input": ["a", "b"], "dimensions": 8},
+                {"model": M, "input": "a", "encoding_format": "base64"}]
+    if route == "openai_responses":
+        return [{"model": M, "input": "Hi", "max_output_tokens": 2},
+                {"model": M, "input": [{"role": "user", "content": "Hi"}], "stream": True,
+                 "instructions": "Be brief.", "max_output_tokens": 2}]
+    if route in ("anthropic_messages", "anthropic_count_tokens"):
+        return [{"model": M, "max_tokens": 2, "messages": ask, "system": "Be brief."},
+                {"model": M, "max_tokens": 2, "messages": ask, "stream": True},
+                {"model": "smoltools", "max_tokens": 2, "messages": ask, "tools": [an_tool],
+                 "tool_choice": {"type": "any"}},
+                {"model": "smolthink", "max_tokens": 2, "messages": ask,
+                 "thinking": {"type": "enabled", "budget_tokens": 100}}]
     if route == "copy":
         return [{"source": M, "destination": f"fuzz-copy{rng.randrange(100)}"}]
     if route == "delete":
@@ -522,13 +555,27 @@ JSON_ROUTES = {"generate": ("POST", "/api/generate"), "chat": ("POST", "/api/cha
                "embed": ("POST", "/api/embed"), "embeddings": ("POST", "/api/embeddings"),
                "create": ("POST", "/api/create"), "pull": ("POST", "/api/pull"),
                "push": ("POST", "/api/push"), "show": ("POST", "/api/show"),
-               "copy": ("POST", "/api/copy"), "delete": ("DELETE", "/api/delete")}
+               "copy": ("POST", "/api/copy"), "delete": ("DELETE", "/api/delete"),
+               "openai_chat": ("POST", "/v1/chat/completions"),
+               "openai_completions": ("POST", "/v1/completions"),
+               "openai_embeddings": ("POST", "/v1/embeddings"),
+               "openai_responses": ("POST", "/v1/responses"),
+               "anthropic_messages": ("POST", "/v1/messages"),
+               "anthropic_count_tokens": ("POST", "/v1/messages/count_tokens")}
+# The front doors whose length is ``max_tokens`` / ``max_output_tokens``, not num_predict.
+COMPAT_GENERATING = {"openai_chat", "openai_completions", "openai_responses",
+                     "anthropic_messages"}
 
 
-def _bounded(body: Any) -> Any:
+def _bounded(body: Any, route: str = "generate") -> Any:
     """Keep generation short: a body whose num_predict is not a small count is streamed and
     read for at most 64 lines (the client then hangs up, which cancels the generation)."""
     if not isinstance(body, dict):
+        return body
+    if route in COMPAT_GENERATING:
+        n = body.get("max_output_tokens" if route == "openai_responses" else "max_tokens")
+        if not (isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 4):
+            body["stream"] = True
         return body
     opts = body.get("options")
     n = opts.get("num_predict") if isinstance(opts, dict) else None
@@ -552,8 +599,8 @@ def json_case(rng: random.Random, target: Target, route: str) -> Case:
         name += ":bytes"
     else:
         body = mutate_json(rng, body)
-        if route in ("generate", "chat"):
-            body = _bounded(body)
+        if route in ("generate", "chat") or route in COMPAT_GENERATING:
+            body = _bounded(body, route)
         data = dump(body).encode("utf-8", "surrogatepass")
         name += ":json"
     probes = (("GET", "/api/ps", None),)
@@ -577,8 +624,12 @@ def _query(rng: random.Random, keys: list[str]) -> str:
 
 def simple_case(rng: random.Random, target: Target, route: str) -> Case:
     path = {"root": "/", "version": "/api/version", "tags": "/api/tags", "ps": "/api/ps",
-            "registry_base": "/v2/"}[route]
-    method = rng.choice(["GET", "GET", "HEAD"]) if route != "ps" else "GET"
+            "registry_base": "/v2/", "openai_models": "/v1/models",
+            "openai_model": rng.choice([f"/v1/models/{M}", f"/v1/models/{M}:latest",
+                                        "/v1/models/nope", "/v1/models/%00",
+                                        "/v1/models/" + "a" * 300])}[route]
+    method = "GET" if route in ("ps", "openai_models", "openai_model") else rng.choice(
+        ["GET", "GET", "HEAD"])
     body = None
     if rng.random() < 0.2:  # a body on a GET is read and ignored
         body = dump(rng.choice(INTERESTING)).encode("utf-8", "surrogatepass")
@@ -735,7 +786,7 @@ def wrong_method_case(rng: random.Random, target: Target) -> Case:
                                                    "/api/generate/x", "/API/TAGS", "/%61pi/tags"])
     path = path.replace(":namespace", "fuzz").replace(":model", M).replace(
         ":reference", "latest").replace(":digest", "sha256:" + "0" * 64).replace(
-        ":upload", "0" * 32)
+        ":upload", "0" * 32).replace(":model", M)
     body = b"{}" if method in ("POST", "PUT", "PATCH", "DELETE") else None
     return Case(name="wrong method/path", conns=[http(target, method, path, body)])
 
@@ -759,6 +810,9 @@ ROUTE_CASES = {
     "generate": 14, "chat": 14, "embed": 4, "embeddings": 2, "create": 6, "pull": 2, "push": 2,
     "show": 5, "copy": 3, "delete": 3, "blob": 4, "registry_manifest": 8,
     "registry_upload_start": 4, "registry_upload": 4, "registry_blob": 5,
+    "openai_chat": 8, "openai_completions": 3, "openai_embeddings": 3, "openai_models": 1,
+    "openai_model": 2, "openai_responses": 4, "anthropic_messages": 6,
+    "anthropic_count_tokens": 2,
 }
 missing = {handler for _, _, handler in ROUTES} - set(ROUTE_CASES)
 assert not missing, f"routes without a fuzz case: {missing}"
@@ -845,7 +899,8 @@ def make_case(rng: random.Random, target: Target, index: int) -> Case:
         return wrong_method_case(rng, target)
     if route in JSON_ROUTES:
         return json_case(rng, target, route)
-    if route in ("root", "version", "tags", "ps", "registry_base"):
+    if route in ("root", "version", "tags", "ps", "registry_base", "openai_models",
+                 "openai_model"):
         return simple_case(rng, target, route)
     if route == "blob":
         return blob_case(rng, target)

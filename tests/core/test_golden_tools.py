@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pollama.core import chat_template, gotemplate as gt, prompt
+from pollama.core import chat_template, generation, gotemplate as gt, prompt
 from pollama.core.requests import ChatRequest, parse_chat
 
 DATA = Path(__file__).parent / "data" / "golden_tools"
@@ -170,14 +170,14 @@ def test_library_templates_match_their_layer_digest(name: str, digest: str) -> N
 
 def test_qwen25_go_template_round_trip() -> None:
     req = chat(ROUND_TRIP)
-    assert prompt.chat_prompt(req, go_model("qwen2.5.gotmpl"), today=TODAY) == QWEN25_GO_EXPECTED
+    assert generation.chat_prompt(req, go_model("qwen2.5.gotmpl"), today=TODAY) == QWEN25_GO_EXPECTED
     # The engine on its own gives the same text.
     template = gt.parse(read("qwen2.5.gotmpl"))
     assert gt.render_chat(template, req.messages, tools=req.tools) == QWEN25_GO_EXPECTED
 
 
 def test_qwen25_jinja_template_round_trip() -> None:
-    got = prompt.chat_prompt(chat(ROUND_TRIP), jinja_model("Qwen2.5-7B-Instruct.jinja"),
+    got = generation.chat_prompt(chat(ROUND_TRIP), jinja_model("Qwen2.5-7B-Instruct.jinja"),
                              today=TODAY)
     assert got == QWEN25_JINJA_EXPECTED
 
@@ -200,8 +200,8 @@ def test_qwen25_without_tools() -> None:
     prompt when the chat has none; the Go one has no default)."""
     body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
     user = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-    assert prompt.chat_prompt(chat(body), go_model("qwen2.5.gotmpl"), today=TODAY) == user
-    assert prompt.chat_prompt(chat(body), jinja_model("Qwen2.5-7B-Instruct.jinja"),
+    assert generation.chat_prompt(chat(body), go_model("qwen2.5.gotmpl"), today=TODAY) == user
+    assert generation.chat_prompt(chat(body), jinja_model("Qwen2.5-7B-Instruct.jinja"),
                               today=TODAY) == (
         "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
         "assistant.<|im_end|>\n" + user)
@@ -228,7 +228,7 @@ def test_qwen25_jinja_replays_llama_cpp_golden() -> None:
     (FIRST_TURN, LLAMA31_FIRST_TURN_EXPECTED),
 ], ids=["round-trip", "first-turn"])
 def test_llama31_go_template(body: dict[str, Any], expected: str) -> None:
-    assert prompt.chat_prompt(chat(body), go_model("llama3.1.gotmpl"), today=TODAY) == expected
+    assert generation.chat_prompt(chat(body), go_model("llama3.1.gotmpl"), today=TODAY) == expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,5 +239,5 @@ def test_llama31_go_template(body: dict[str, Any], expected: str) -> None:
 def test_ollama_recorded_tool_renders(name: str) -> None:
     req = chat({"model": "m", "messages": json.loads(read("ollama-server-tools/messages.json")),
                 "tools": json.loads(read("ollama-server-tools/tools.json"))})
-    got = prompt.chat_prompt(req, go_model(f"ollama-server-tools/{name}.gotmpl"), today=TODAY)
+    got = generation.chat_prompt(req, go_model(f"ollama-server-tools/{name}.gotmpl"), today=TODAY)
     assert got.encode() == (DATA / "ollama-server-tools" / f"{name}.out").read_bytes()

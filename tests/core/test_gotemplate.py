@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from pollama.core import gotemplate as gt
+from pollama.core import generation, gotemplate as gt
+from pollama.core.prompt import ModelPrompting
 from pollama.core.errors import BadRequest
-from pollama.core.requests import Message
+from pollama.core.requests import ChatRequest, Message
 
 DATA = Path(__file__).parent / "data" / "ollama-templates"
 TEMPLATES = sorted(p.name for p in DATA.glob("*.gotmpl"))
@@ -67,6 +68,11 @@ def test_golden_render(name: str, case: str) -> None:
     expected = (DATA / "testdata" / name / case).read_bytes()
     got = gt.render_chat(template, CONVERSATIONS[case]).encode()
     assert got == expected
+    # The server's path (core.generation, as /api/chat renders) gives the same bytes.
+    req = ChatRequest(model="m", messages=tuple(CONVERSATIONS[case]))
+    served = generation.chat_prompt(req, ModelPrompting(go_template=(DATA / name).read_text()),
+                                    today="2024-01-01")
+    assert served.encode() == expected
 
 
 WEATHER_TOOL = {"type": "function", "function": {

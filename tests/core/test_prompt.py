@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pollama.core import chat_template, prompt
+from pollama.core import chat_template, generation, prompt
 from pollama.core.errors import BadRequest
 from pollama.core.requests import Message, parse_chat, parse_generate
 
@@ -16,7 +16,7 @@ MODEL = prompt.ModelPrompting(chat_template=CHATML, system="Be brief.",
 
 def test_chat_prepends_system_and_modelfile_messages() -> None:
     req = parse_chat({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-    text = prompt.chat_prompt(req, MODEL, today="x")
+    text = generation.chat_prompt(req, MODEL, today="x")
     assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nu0<|im_end|>\n"
                     "<|im_start|>assistant\na0<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
                     "<|im_start|>assistant\n")
@@ -25,7 +25,7 @@ def test_chat_prepends_system_and_modelfile_messages() -> None:
 def test_chat_request_system_suppresses_model_system() -> None:
     req = parse_chat({"model": "m", "messages": [{"role": "system", "content": "S"},
                                                  {"role": "user", "content": "hi"}]})
-    assert "Be brief." not in prompt.chat_prompt(req, MODEL, today="x")
+    assert "Be brief." not in generation.chat_prompt(req, MODEL, today="x")
 
 
 def test_generate_system_override_and_context_skips_messages() -> None:

