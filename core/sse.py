@@ -1,4 +1,4 @@
-"""Server-Sent Events framing, Sans-IO (the shape of ``ndjson.py`` and h11's receive_data/next_event).
+"""Server-Sent Events framing, Sans-IO (shaped like ``ndjson.py``: receive_data/next_event).
 
 The OpenAI- and Anthropic-compatible endpoints stream ``text/event-stream`` (reference §2):
 ``data: <json>\\n\\n`` per chunk, ``event: <type>\\n`` in front for the Responses and Messages

@@ -108,9 +108,9 @@ def test_whatwg_field_rules() -> None:
     # comments and unknown fields are ignored; a block without data dispatches nothing
     assert decode_all(b": c\nfoo: bar\n\nevent: x\n\ndata: y\n\n") == [Event(data="y")]
     # the event type resets after each dispatch; the id persists; NUL ids are ignored
-    assert decode_all(b"event: e\nid: 1\ndata: a\n\ndata: b\n\nid: 2\0\ndata: c\n\nid\ndata: d\n\n") \
-        == [Event(data="a", event="e", id="1"), Event(data="b", id="1"), Event(data="c", id="1"),
-            Event(data="d", id="")]
+    ids = b"event: e\nid: 1\ndata: a\n\ndata: b\n\nid: 2\0\ndata: c\n\nid\ndata: d\n\n"
+    assert decode_all(ids) == [Event(data="a", event="e", id="1"), Event(data="b", id="1"),
+                               Event(data="c", id="1"), Event(data="d", id="")]
     # retry takes ASCII digits only
     assert decode_all(b"retry: 1x\ndata: a\n\nretry: \xd9\xa1\ndata: b\n\nretry:10\ndata: c\n\n") \
         == [Event(data="a"), Event(data="b"), Event(data="c", retry=10)]
