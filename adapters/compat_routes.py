@@ -19,6 +19,7 @@ from pollama.core import anthropic_api as an
 from pollama.core import embed as embed_core
 from pollama.core import jsonwire, sse
 from pollama.core import openai_api as oa
+from pollama.core import openai_responses as orsp
 from pollama.core import requests as rq
 from pollama.core.errors import PollamaError
 
@@ -135,8 +136,6 @@ class CompatRoutes:
         return _json(200, oa.model_object(name, local.stored.modified_ns // 1_000_000_000))
 
     async def responses(self, request: Request, params: dict[str, str]) -> Response:
-        from pollama.core import openai_responses as orsp  # TEMP until the module lands
-
         body = await request.json()
         req = rq.parse_chat(orsp.responses_request(body))
         objects = await self.service.chat(req)
@@ -145,10 +144,11 @@ class CompatRoutes:
         if not req.stream:
             await objects.aclose()
             return _json(200, orsp.responses_object(first, id=rid, created=created,
-                                                    request=body))
+                                                    request=body, completed_at=int(time.time())))
         stream = orsp.ResponsesStream(rid, created, req.model, request=body)
         return sse_response(first, objects,
-                            lambda obj: [_data(d, event=t) for t, d in stream.events(obj)],
+                            lambda obj: [_data(d, event=t) for t, d in
+                                         stream.events(obj, now=int(time.time()))],
                             lambda exc: [_data(d, event=t) for t, d in stream.error(exc.message)])
 
     # -- Anthropic ---------------------------------------------------------------------------

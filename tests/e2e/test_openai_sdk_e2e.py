@@ -181,7 +181,8 @@ def test_responses_api_plain_and_streamed(client: openai.OpenAI) -> None:
     assert r.output_text
     assert r.usage is not None and r.usage.input_tokens > 0
     events = list(client.responses.create(model=MODEL, input="Say hello.",
-                                          max_output_tokens=16, temperature=0, stream=True))
+                                          instructions="Be brief.", max_output_tokens=16,
+                                          temperature=0, stream=True))
     types = [e.type for e in events]
     assert types[0] == "response.created" and types[-1] in ("response.completed",
                                                             "response.incomplete")
