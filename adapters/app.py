@@ -104,10 +104,15 @@ class App:
         log.warning("%s %s refused (%s): host=%r origin=%r", request.method, request.path,
                     decision.message, request.header("host"), request.header("origin"))
         if decision.status == 401 and request.path.startswith("/v2"):
-            body: Any = {"errors": [{"code": "UNAUTHORIZED", "message": decision.message}]}
+            resp = json_response(decision.status, {"errors": [
+                {"code": "UNAUTHORIZED", "message": decision.message}]})
         else:
-            body = responses.error_body(decision.message)
-        resp = json_response(decision.status, body)
+            try:
+                dialect = routes.dialect(routes.match(request.method, request.target).handler)
+            except PollamaError:
+                dialect = "native"
+            resp = error_response(PollamaError(decision.message, status_hint=decision.status),
+                                  dialect)
         resp.headers.extend(decision.headers)
         return resp
 

@@ -13,7 +13,8 @@ route, in this order (reference §0, Ollama's ``allowedHostsMiddleware`` and its
    A preflight (``OPTIONS``) from an allowed origin is answered 204 with the CORS headers.
 3. API key (beyond Ollama). With ``POLLAMA_API_KEY`` set, every route but ``GET /`` and
    ``HEAD /`` needs ``Authorization: Bearer <key>`` (``Basic`` with the key as password is also
-   accepted, as OCI clients send registry credentials); compared in constant time.
+   accepted, as OCI clients send registry credentials; under ``/v1/`` ``x-api-key: <key>`` is
+   too, as Anthropic's SDK sends it); compared in constant time.
 
 The adapter passes the request's method, path and headers and the server's facts in; the answer
 is ``Allow`` (with headers to add to the response), ``Preflight`` or ``Deny``.
@@ -162,8 +163,19 @@ def _key_matches(authorization: str | None, key: str) -> bool:
         value = decoded.partition(":")[2]
     elif scheme != "bearer":
         return False
-    return hmac.compare_digest(value.encode("utf-8", "surrogateescape"),
+    return _same_key(value, key)
+
+
+def _same_key(value: str, key: str) -> bool:
+    return hmac.compare_digest(value.strip().encode("utf-8", "surrogateescape"),
                                key.encode("utf-8", "surrogateescape"))
+
+
+def _presents_key(path: str, headers: Sequence[tuple[str, str]], key: str) -> bool:
+    if _key_matches(_get(headers, "authorization"), key):
+        return True
+    x_api_key = _get(headers, "x-api-key") if path.startswith("/v1/") else None
+    return x_api_key is not None and _same_key(x_api_key, key)
 
 
 def _get(headers: Iterable[tuple[str, str]], name: str) -> str | None:
@@ -192,7 +204,7 @@ def check(method: str, path: str, headers: Sequence[tuple[str, str]], policy: Po
             ("Access-Control-Allow-Headers", ALLOW_HEADERS),
             ("Access-Control-Max-Age", MAX_AGE)) if cors else ())
     if policy.api_key is not None and not (method in ("GET", "HEAD") and path == "/"):
-        if not _key_matches(_get(headers, "authorization"), policy.api_key):
+        if not _presents_key(path, headers, policy.api_key):
             registry = path == "/v2" or path.startswith("/v2/")
             challenge = 'Basic realm="pollama"' if registry else 'Bearer realm="pollama"'
             return Deny(status=401, message="unauthorized: a valid API key is required",

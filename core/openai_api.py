@@ -527,7 +527,11 @@ def embedding_request(body: Any) -> tuple[JSON, str]:
 
 
 def error_body(status: int, message: str) -> JSON:
-    """OpenAI's error object; the HTTP status is kept and names the type."""
+    """OpenAI's error object; the HTTP status is kept and names the type. pollama: a 401 (its
+    API key, which Ollama does not have) is OpenAI's own ``invalid_api_key``."""
+    if status == 401:
+        return {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                          "code": "invalid_api_key"}}
     kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 

@@ -142,3 +142,14 @@ def test_never_raises_and_foreign_origin_never_allowed(host: str, origin: str, a
         assert access.origin_allowed(origin, KEYED)
     if isinstance(d, Allow):
         assert auth.strip().lower().startswith(("bearer", "basic"))
+
+
+def test_x_api_key_counts_under_v1_only() -> None:
+    """Anthropic's SDK sends its key as ``x-api-key``: accepted on /v1, nowhere else."""
+    def with_x(path: str, value: str) -> object:
+        return access.check("POST", path, [("host", "localhost"), ("x-api-key", value)], KEYED)
+    assert isinstance(with_x("/v1/messages", "s3cret-key"), Allow)
+    assert isinstance(with_x("/v1/chat/completions", "s3cret-key"), Allow)
+    assert isinstance(with_x("/v1/messages", "wrong"), Deny)
+    assert isinstance(with_x("/api/chat", "s3cret-key"), Deny)
+    assert isinstance(with_x("/v2/x/y/manifests/latest", "s3cret-key"), Deny)

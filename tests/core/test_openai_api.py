@@ -625,3 +625,9 @@ def test_any_body_gives_a_native_body_or_our_error(body: Any) -> None:
         oa.embedding_request(body)
     except PollamaError:
         pass
+
+
+def test_error_body_for_a_wrong_api_key_is_openais() -> None:
+    assert oa.error_body(401, "unauthorized")["error"] == {
+        "message": "unauthorized", "type": "invalid_request_error", "param": None,
+        "code": "invalid_api_key"}

@@ -189,6 +189,25 @@ def test_official_client_and_cli_send_the_key(keyed: Server) -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_openai_and_anthropic_sdks_send_the_key(keyed: Server) -> None:
+    import anthropic
+    import openai
+    ask = [{"role": "user", "content": "Hi"}]
+    oa = openai.OpenAI(base_url=keyed.url + "/v1", api_key="k3y-from-file", max_retries=0)
+    assert oa.chat.completions.create(model="smol", messages=ask, max_tokens=2).choices
+    with pytest.raises(openai.AuthenticationError) as denied:
+        openai.OpenAI(base_url=keyed.url + "/v1", api_key="nope", max_retries=0).models.list()
+    assert denied.value.message.endswith("unauthorized: a valid API key is required")
+    assert denied.value.code == "invalid_api_key"
+    # Anthropic's SDK sends its key as x-api-key
+    an = anthropic.Anthropic(base_url=keyed.url, api_key="k3y-from-file", max_retries=0)
+    assert an.messages.create(model="smol", max_tokens=2, messages=ask).content  # type: ignore[arg-type]
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        anthropic.Anthropic(base_url=keyed.url, api_key="nope", max_retries=0).messages.create(
+            model="smol", max_tokens=2, messages=ask)  # type: ignore[arg-type]
+    assert refused.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+
+
 def test_non_loopback_bind_without_key_warns(smollm2_gguf: str) -> None:
     with tempfile.TemporaryDirectory(prefix="pollama-open-") as tmp:
         srv = start_server(tmp, {"POLLAMA_HOST": "0.0.0.0:0"})
