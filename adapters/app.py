@@ -161,19 +161,12 @@ class App:
             return loaded
 
         for stored, local in await anyio.to_thread.run_sync(load_all):
-            short = stored.name.display_shortest()
-            details = models.details(local.config)
-            if local.config.context_length:
-                details["context_length"] = local.config.context_length
-            if local.config.embedding_length:
-                details["embedding_length"] = local.config.embedding_length
-            out.append({
-                "name": short, "model": short,
-                "modified_at": rfc3339(stored.modified_ns, offset),
-                "size": stored.manifest.total_size(),
-                "digest": stored.manifest_digest,
-                "details": details,
-            })
+            out.append(responses.tag_entry(
+                stored.name.display_shortest(), modified_at=rfc3339(stored.modified_ns, offset),
+                size=stored.manifest.total_size(), digest=stored.manifest_digest,
+                details=models.details(local.config),
+                context_length=local.config.context_length or 0,
+                embedding_length=local.config.embedding_length or 0))
         return json_response(200, {"models": out})
 
     async def ps(self, request: Request, params: dict[str, str]) -> Response:
@@ -186,56 +179,35 @@ class App:
             info = self.driver.info(r.model)
             if info is None:
                 continue
-            models_out.append({
-                "name": info.name, "model": info.name, "size": r.size, "digest": info.digest,
-                "details": info.details,
-                "expires_at": rfc3339(now_wall + remaining, offset),
-                "size_vram": r.size_vram, "context_length": r.spec.num_ctx,
-            })
+            models_out.append(responses.ps_entry(
+                info.name, size=r.size, digest=info.digest, details=info.details,
+                expires_at=rfc3339(now_wall + remaining, offset), size_vram=r.size_vram,
+                context_length=r.spec.num_ctx))
         return json_response(200, {"models": models_out})
 
     # -- show / copy / delete -----------------------------------------------------------------
     async def show(self, request: Request, params: dict[str, str]) -> Response:
         req = rq.parse_show(await request.json())
         local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
-        header = await anyio.to_thread.run_sync(gguf_file.read_header_full, local.model_path,
-                                                req.verbose)
-        system = req.system if req.system is not None else local.system
-        facts_template = header.kv.get("tokenizer.chat_template")
-        template = local.template if local.template is not None else (
-            facts_template if isinstance(facts_template, str) else None)
+
+        def facts(path: str) -> show_core.HeaderFacts:
+            h = gguf_file.read_header_full(path, req.verbose)
+            return show_core.HeaderFacts(kv=h.kv, parameter_count=h.parameter_count, tensors=tuple(
+                (t.name, gguf_details.TENSOR_TYPES.get(t.type, str(t.type)), tuple(t.dims))
+                for t in h.tensors) if req.verbose else ())
+
+        header = await anyio.to_thread.run_sync(facts, local.model_path)
+        projector = await anyio.to_thread.run_sync(facts, local.projector_paths[0]) \
+            if local.projector_paths else None
         parts = show_core.ModelParts(
             short_name=local.stored.name.display_shortest(), model_path=local.model_path,
-            template=local.template, system=system, parameters=local.parameters,
+            template=local.template, system=local.system, parameters=local.parameters,
             licenses=local.licenses, messages=local.messages, adapters=local.adapter_paths,
             projectors=local.projector_paths)
-        out: dict[str, Any] = {}
-        if local.licenses:
-            out["license"] = "\n".join(local.licenses)
-        out["modelfile"] = show_core.modelfile_text(parts)
-        if local.parameters:
-            out["parameters"] = show_core.parameters_text(local.parameters)
-        if template is not None:
-            out["template"] = template
-        if system:
-            out["system"] = system
-        out["details"] = models.details(local.config)
-        if local.messages:
-            out["messages"] = [{"role": m.role, "content": m.content} for m in local.messages]
-        out["model_info"] = show_core.model_info(header.kv, header.parameter_count,
-                                                 verbose=req.verbose)
-        if local.projector_paths:
-            proj = await anyio.to_thread.run_sync(gguf_file.read_header_full,
-                                                  local.projector_paths[0], req.verbose)
-            out["projector_info"] = show_core.model_info(proj.kv, proj.parameter_count,
-                                                         verbose=req.verbose)
-        if req.verbose:
-            out["tensors"] = [{"name": t.name, "type": gguf_details.TENSOR_TYPES.get(t.type, str(t.type)),
-                               "shape": list(t.dims)} for t in header.tensors]
-        out["capabilities"] = show_core.capabilities(template, go=local.template is not None,
-                                                     vision=bool(local.projector_paths))
-        out["modified_at"] = rfc3339(local.stored.modified_ns, local_offset())
-        return json_response(200, out)
+        return json_response(200, show_core.show_response(
+            parts, request_system=req.system, details=models.details(local.config),
+            header=header, projector=projector, verbose=req.verbose,
+            modified_at=rfc3339(local.stored.modified_ns, local_offset())))
 
     async def copy(self, request: Request, params: dict[str, str]) -> Response:
         source, destination = rq.parse_copy(await request.json())

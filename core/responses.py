@@ -5,7 +5,7 @@ Metric fields are Go ``omitempty``: absent when zero. Durations are integer nano
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,3 +127,29 @@ def debug_render(model: str, created_at: str, rendered: str, *, chat: bool,
 
 def error_body(message: str) -> dict[str, str]:
     return {"error": message}
+
+
+# ---------------------------------------------------------------------------------------------
+# Listings (reference §1.11)
+
+
+def tag_entry(name: str, *, modified_at: str, size: int, digest: str,
+              details: Mapping[str, Any], context_length: int = 0,
+              embedding_length: int = 0) -> dict[str, Any]:
+    """One model of /api/tags; ``name`` is the shortest display name."""
+    shown = dict(details)
+    if context_length:
+        shown["context_length"] = context_length
+    if embedding_length:
+        shown["embedding_length"] = embedding_length
+    return {"name": name, "model": name, "modified_at": modified_at, "size": size,
+            "digest": digest, "details": shown}
+
+
+def ps_entry(name: str, *, size: int, digest: str, details: Mapping[str, Any],
+             expires_at: str, size_vram: int, context_length: int) -> dict[str, Any]:
+    """One loaded model of /api/ps."""
+    return {"name": name, "model": name, "size": size, "digest": digest,
+            "details": dict(details), "expires_at": expires_at, "size_vram": size_vram,
+            "context_length": context_length}
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import gguf_details, gotemplate, thinking
@@ -183,3 +183,52 @@ def show_sections(info: Mapping[str, Any], details: Mapping[str, Any],
         lines = lic.strip().splitlines()
         out += ["", "  License"] + [f"    {line}" for line in lines[:2]]
     return "\n".join(out) + "\n\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The /api/show response
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeaderFacts:
+    """What the GGUF header of a blob says, as /api/show shows it."""
+
+    kv: Mapping[str, Any]
+    parameter_count: int
+    tensors: tuple[tuple[str, str, tuple[int, ...]], ...] = ()  # name, type name, shape
+
+
+def show_response(parts: ModelParts, *, request_system: str | None, details: Mapping[str, Any],
+                  header: HeaderFacts, projector: HeaderFacts | None, verbose: bool,
+                  modified_at: str) -> dict[str, Any]:
+    """/api/show (reference §1.11), in Ollama's field order. A request's non-empty ``system``
+    replaces the model's; the template shown is the Modelfile's, else the GGUF's jinja."""
+    system = request_system if request_system is not None else parts.system
+    gguf_template = header.kv.get("tokenizer.chat_template")
+    template = parts.template if parts.template is not None else (
+        gguf_template if isinstance(gguf_template, str) else None)
+    out: dict[str, Any] = {}
+    if parts.licenses:
+        out["license"] = "\n".join(parts.licenses)
+    out["modelfile"] = modelfile_text(replace(parts, system=system))
+    if parts.parameters:
+        out["parameters"] = parameters_text(parts.parameters)
+    if template is not None:
+        out["template"] = template
+    if system:
+        out["system"] = system
+    out["details"] = dict(details)
+    if parts.messages:
+        out["messages"] = [{"role": m.role, "content": m.content} for m in parts.messages]
+    out["model_info"] = model_info(header.kv, header.parameter_count, verbose=verbose)
+    if projector is not None:
+        out["projector_info"] = model_info(projector.kv, projector.parameter_count,
+                                           verbose=verbose)
+    if verbose:
+        out["tensors"] = [{"name": name, "type": kind, "shape": list(shape)}
+                          for name, kind, shape in header.tensors]
+    out["capabilities"] = capabilities(template, go=parts.template is not None,
+                                       vision=bool(parts.projectors))
+    out["modified_at"] = modified_at
+    return out
+
