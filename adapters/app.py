@@ -296,19 +296,7 @@ class App:
                 await gen.aclose()
             return json_response(200, last)
         first = await _first(gen)  # errors before any output keep their status
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                if first is not None:
-                    yield ndjson.encode(first)
-                async for status in gen:
-                    yield ndjson.encode(status)
-            except PollamaError as exc:
-                yield ndjson.encode(responses.error_body(exc.message))
-            finally:
-                await gen.aclose()
-
-        return Response(status=200, body=body(), content_type=NDJSON)
+        return ndjson_response(first, gen, gen.aclose)  # type: ignore[attr-defined]
 
     # -- inference: the generation service, encoded as NDJSON ------------------------------
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
@@ -335,16 +323,24 @@ async def native_stream(objects: Objects, stream: bool) -> Response:
     if not stream or objects.single:
         await objects.aclose()
         return json_response(200, first)
+    return ndjson_response(first, objects, objects.aclose)
+
+
+def ndjson_response(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]],
+                    close: Callable[[], Awaitable[None]]) -> Response:
+    """``first`` then ``rest`` as NDJSON lines; an error on the way becomes a last
+    ``{"error"}`` line; ``close`` runs however the stream ends."""
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            yield ndjson.encode(first)
-            async for obj in objects:
+            if first is not None:
+                yield ndjson.encode(first)
+            async for obj in rest:
                 yield ndjson.encode(obj)
         except PollamaError as exc:
             yield ndjson.encode(responses.error_body(exc.message))
         finally:
-            await objects.aclose()
+            await close()
 
     return Response(status=200, body=body(), content_type=NDJSON)
 

@@ -13,7 +13,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _loop  # noqa: E402  (the shared driver next to this file)
 
-import random
 import sys
 
 from pollama.core import jsonwire, ndjson, prompt
@@ -73,18 +72,7 @@ def one_input(data: bytes) -> None:
         pass
 
 
-def _mutate(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(3)
-        pos = rng.randint(0, len(buf))
-        if op == 0 and buf:
-            del buf[min(pos, len(buf) - 1)]
-        elif op == 1:
-            buf[pos:pos] = bytes([rng.randrange(256)])
-        elif buf:
-            buf[min(pos, len(buf) - 1)] = rng.choice(b'{}[]":,0123456789abcnulltrue-.\n\\')
-    return bytes(buf)
+_mutate = _loop.byte_mutator(b'{}[]":,0123456789abcnulltrue-.\n\\')
 
 
 def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
