@@ -26,7 +26,6 @@ import _live  # noqa: E402  (the shared live-server driver next to this file)
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 from _live import Case, Conn, Target  # noqa: E402
