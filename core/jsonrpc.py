@@ -36,7 +36,8 @@ Decisions where the spec leaves room:
 - Members beyond the spec's (``{"jsonrpc": "2.0", ..., "extra": 1}``) are ignored.
 - JSON is decoded by ``jsonwire.loads_request``: strict (no NaN/Infinity, UTF-8 only, Go's
   error wording, lone surrogates become U+FFFD), so a call's params are exactly what the REST
-  route would have read. Size is bound by the transport (WebSocket message size, the LSP
+  route would have read; a number too large for a float (``1e400``) is a parse error too, as
+  in Go, so params always encode again. Size is bound by the transport (WebSocket message size, the LSP
   reader's ``max_message``); a batch holds at most ``MAX_BATCH`` calls.
 """
 
@@ -343,8 +344,26 @@ def decode(data: str | bytes) -> Message:
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     try:
         value = jsonwire.loads_request(raw)
+        _scan(value)
     except PollamaError as exc:
         return Single(item=Reply(obj=parse_error(exc.message)))
+    except _NotJSON as exc:
+        return Single(item=Reply(obj=parse_error(str(exc))))
+    return _message(value)
+
+
+def decode_value(value: Any) -> Message:
+    """Decode a message already parsed as JSON (a line of ``ndjson.NDJSONReader``, the NDJSON
+    stdio framing). Python's decoder there is lax, so what ``decode`` would refuse is refused
+    here too: NaN and Infinity are a parse error, lone surrogates become U+FFFD. An
+    ``NDJSONError`` from the reader for a bad line is answered with ``parse_error``."""
+    try:
+        if _scan(value, strings=True):
+            value = _go_strings(value)
+    except _NotJSON as exc:
+        return Single(item=Reply(obj=parse_error(str(exc))))
+    except RecursionError:
+        return Single(item=Reply(obj=parse_error("nesting too deep")))
     return _message(value)
 
 
@@ -355,34 +374,39 @@ class _NotJSON(ValueError):
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def decode_value(value: Any) -> Message:
-    """Decode a message already parsed as JSON (a line of ``ndjson.NDJSONReader``, the NDJSON
-    stdio framing). Python's decoder there is lax, so what ``decode`` would refuse is refused
-    here too: NaN and Infinity are a parse error, lone surrogates become U+FFFD. An
-    ``NDJSONError`` from the reader for a bad line is answered with ``parse_error``."""
-    try:
-        value = _strict(value)
-    except _NotJSON as exc:
-        return Single(item=Reply(obj=parse_error(str(exc))))
-    except RecursionError:
-        return Single(item=Reply(obj=parse_error("nesting too deep")))
-    return _message(value)
+def _scan(value: Any, *, strings: bool = False) -> bool:
+    """Refuse what JSON cannot carry back out: a number too large for a float (``1e400``
+    decodes to infinity; Go refuses it too), NaN, non-JSON types. With ``strings``, say
+    whether any string holds a lone surrogate. Iterative: as deep as the decoder went."""
+    surrogates = False
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if strings and not surrogates and _SURROGATE.search(v):
+                surrogates = True
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise _NotJSON(f"number out of range ({v})" if not math.isnan(v)
+                               else "NaN is not a JSON number")
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif not (v is None or isinstance(v, (bool, int))):
+            raise _NotJSON(f"{type(v).__name__} is not a JSON value")
+    return surrogates
 
 
-def _strict(value: Any) -> Any:
+def _go_strings(value: Any) -> Any:
     if isinstance(value, str):
-        return jsonwire.go_text(value) if _SURROGATE.search(value) else value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _NotJSON(f"{value} is not a JSON number")
-        return value
+        return jsonwire.go_text(value)
     if isinstance(value, list):
-        return [_strict(v) for v in value]
+        return [_go_strings(v) for v in value]
     if isinstance(value, dict):
-        return {_strict(k): _strict(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    raise _NotJSON(f"{type(value).__name__} is not a JSON value")
+        return {jsonwire.go_text(k): _go_strings(v) for k, v in value.items()}
+    return value
 
 
 def _message(value: Any) -> Message:

@@ -129,3 +129,25 @@ def test_fuzz_sse_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
 
 def test_fuzz_sse_random_loop() -> None:
     assert fuzz_sse.random_loop(seconds=0.2, seed=1) > 0
+
+
+fuzz_jsonrpc = load_harness("fuzz_jsonrpc.py")
+
+
+@given(st.binary())
+@example(b"")
+@example(b"[]")
+@example(b"Content-Length: 2\n\n{}")
+@example(b'{"jsonrpc":"2.0","id":1,"method":"chat","params":{"x":1e400}}')
+@example(b"[" * 100_000)
+def test_fuzz_jsonrpc(data: bytes) -> None:
+    fuzz_jsonrpc.one_input(data)
+
+
+@given(st.sampled_from(fuzz_jsonrpc.SEEDS), st.binary(max_size=8), st.integers(0, 200))
+def test_fuzz_jsonrpc_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
+    fuzz_jsonrpc.one_input(seed[:pos] + insert + seed[pos:])
+
+
+def test_fuzz_jsonrpc_random_loop() -> None:
+    assert fuzz_jsonrpc.random_loop(seconds=0.2, seed=1) > 0
