@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+from anyio.abc import SocketStream
 
 from pollama.core import (access, anthropic_api, gguf_details, jsonwire, library, memory, ndjson,
                           openai_api, responses, routes)
@@ -26,11 +27,12 @@ from pollama.core.errors import BadRequest, NotFound, PollamaError
 from pollama.core.names import Name, parse_digest, parse_name_with_scheme
 from pollama.core.timefmt import rfc3339
 
-from . import creator, gguf_file, models, registry_client
+from . import creator, gguf_file, models, registry_client, webui, ws_transport
 from .compat_routes import CompatRoutes, request_id
 from .generation_service import GenerationService, Objects
 from .http_server import ClientDisconnected, Request, Response
 from .registry_server import RegistryServer
+from .rpc_session import LocalBackend
 from .scheduler_driver import SchedulerDriver
 from .store import Store
 
@@ -82,6 +84,7 @@ class App:
             "create": self.create, "pull": self.pull, "ps": self.ps,
             "show": self.show, "copy": self.copy, "delete": self.delete,
             "embed": self.embed, "embeddings": self.embeddings, "push": self.push,
+            "websocket": self.websocket, "ui": self.ui,
         }
         self._handlers.update(RegistryServer(store).handlers())  # /v2/: pollama is a registry
         self._handlers.update(CompatRoutes(self.service, store).handlers())  # /v1/
@@ -94,7 +97,7 @@ class App:
         elif isinstance(decision, access.Preflight):
             response = Response(status=204, content_type=None, headers=list(decision.headers))
         else:
-            response = await self._route(request)
+            response = await self.route(request)
             response.headers.extend(decision.headers)
         log.info("%s %s -> %s (%.1f ms) id=%s", request.method, request.path, response.status,
                  (time.monotonic() - started) * 1000, request.id)
@@ -116,7 +119,7 @@ class App:
         resp.headers.extend(decision.headers)
         return resp
 
-    async def _route(self, request: Request) -> Response:
+    async def route(self, request: Request) -> Response:
         dialect = "native"
         try:
             match = routes.match(request.method, request.target)
@@ -142,6 +145,27 @@ class App:
     # -- simple routes -------------------------------------------------------------------------
     async def root(self, request: Request, params: dict[str, str]) -> Response:
         return Response(status=200, body=b"Ollama is running", content_type="text/plain; charset=utf-8")
+
+    async def ui(self, request: Request, params: dict[str, str]) -> Response:
+        """The web chat page: one self-contained file that speaks JSON-RPC over /api/ws."""
+        return Response(status=200, body=webui.page(), content_type="text/html; charset=utf-8",
+                        headers=list(webui.HEADERS))
+
+    async def websocket(self, request: Request, params: dict[str, str]) -> Response:
+        """JSON-RPC over WebSocket: the calls run in process against this router."""
+        ws, accept = ws_transport.handshake(request.headers, request.target)
+        backend = LocalBackend(self.route, request.id)
+        limit = self.config.limits.large_body
+
+        async def run(stream: SocketStream, trailing: bytes) -> None:
+            log.info("websocket %s opened", request.id)
+            try:
+                await ws_transport.serve(stream, ws, accept, trailing, backend,
+                                         max_message=limit)
+            finally:
+                log.info("websocket %s closed", request.id)
+
+        return Response(status=101, content_type=None, upgrade=run)
 
     async def version(self, request: Request, params: dict[str, str]) -> Response:
         return json_response(200, {"version": OLLAMA_COMPAT_VERSION})

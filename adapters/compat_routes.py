@@ -3,7 +3,7 @@
 Each handler translates the request to a native one (core.openai_api, core.openai_responses,
 core.anthropic_api), runs it on the same generation service as /api/chat and /api/generate,
 and translates the native objects back, as SSE when streaming. Errors answer in the
-dialect's own shape; ``App._route`` picks it by the handler's name (core.routes.dialect).
+dialect's own shape; ``App.route`` picks it by the handler's name (core.routes.dialect).
 """
 
 from __future__ import annotations

@@ -177,6 +177,9 @@ class Response:
     # chunked encoding, and h11 checks the body has exactly that many bytes. For HEAD, the
     # length of what GET would send.
     length: int | None = None
+    # A protocol switch (WebSocket): instead of a response, the connection is handed to this
+    # with the bytes that followed the request; it owns the socket until it returns.
+    upgrade: Callable[[SocketStream, bytes], Awaitable[None]] | None = None
 
 
 App = Callable[[Request], Awaitable[Response]]
@@ -310,19 +313,26 @@ async def _serve_one(conn: _Conn, request: Request, app: App) -> bool:
         gone = True
         scope.cancel()
 
+    upgrade: Callable[[SocketStream, bytes], Awaitable[None]] | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(conn.watch, request, client_gone)
         with anyio.CancelScope() as scope:
             try:
                 response = await app(request)
-                if not request.body_done:
-                    await _drain(request, response)
-                await _send_response(conn, response, request.method == "HEAD", request.id)
+                upgrade = response.upgrade
+                if upgrade is None:
+                    if not request.body_done:
+                        await _drain(request, response)
+                    await _send_response(conn, response, request.method == "HEAD", request.id)
             except ClientDisconnected:
                 gone = True
         tg.cancel_scope.cancel()
     conn.budget.give(request.held)
     request.held = 0
+    if upgrade is not None and not gone:
+        # h11 paused after the upgrade request; what it read beyond it is the new protocol's.
+        await upgrade(conn.stream, conn.h11.trailing_data[0])
+        return False
     if gone:
         log.info("%s %s: client disconnected, request %s cancelled", request.method,
                  request.path, request.id)

@@ -9,7 +9,11 @@ import signal
 import sys
 import time
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import anyio
+from anyio.abc import TaskGroup
 
 from pollama.core import scheduler as sched
 from pollama.core.config import Config
@@ -25,12 +29,15 @@ from .store import Store, open_for_serving
 log = logging.getLogger("pollama")
 
 
-async def run(config: Config, *, port_file: str | None = None) -> None:
+@asynccontextmanager
+async def stack(config: Config) -> AsyncIterator[tuple[App, SchedulerDriver, TaskGroup]]:
+    """The server without its listener: store (cleaned up and locked shared), devices,
+    scheduler and app. ``pollama serve`` puts HTTP in front of it, ``pollama stdio
+    --standalone`` JSON-RPC on stdin/stdout. Leaving it stops every runner."""
     nofile = security.raise_nofile_limit()
     if nofile is not None:
         log.debug("open files limit: %d (hard %d)", *nofile)
     policy = security.policy(config)
-    security.warn_if_exposed(config, policy)
     store = Store(config.models_dir)
     os.makedirs(store.blobs_dir, exist_ok=True)
     os.makedirs(store.manifests_dir, exist_ok=True)
@@ -49,7 +56,17 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
             num_parallel=config.num_parallel, max_loaded=config.max_loaded_models,
             max_queue=config.max_queue, memory_budget=budget,
             default_keep_alive=config.keep_alive_ns), trace_path=config.trace_path)
-        app = App(config, store, driver, inventory, policy)
+        try:
+            yield App(config, store, driver, inventory, policy), driver, tg
+        finally:
+            with anyio.CancelScope(shield=True):
+                await driver.close()
+            tg.cancel_scope.cancel()
+
+
+async def run(config: Config, *, port_file: str | None = None) -> None:
+    security.warn_if_exposed(config, security.policy(config))
+    async with stack(config) as (app, driver, tg):
         try:
             port = await tg.start(serve, app, config.host.host, config.host.port, config.limits)
         except OSError as exc:
@@ -60,17 +77,10 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
         if port_file:
             with open(port_file, "w") as f:
                 f.write(str(port))
-
-        async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    log.info("shutting down")
-                    with anyio.CancelScope(shield=True):
-                        await driver.close()
-                    tg.cancel_scope.cancel()
-                    return
-
-        tg.start_soon(on_signal)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                log.info("shutting down")
+                return
 
 
 LOG_FORMAT = "time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s"

@@ -16,7 +16,7 @@ from pollama.core.errors import PollamaError
 from pollama.core.humanize import human_bytes, human_time, table
 from pollama.core.timefmt import parse_rfc3339
 
-from .client import APIError, Client, config
+from .client import APIError, Client, base_url, config
 
 
 def _version() -> str:
@@ -69,6 +69,32 @@ def serve(port_file: str | None, log_file: str | None) -> None:
     except PollamaError as exc:
         raise click.ClickException(exc.message) from None
     server.main(cfg, port_file=port_file, log_file=log_file)
+
+
+@cli.command(epilog=ENV_HELP)
+@click.option("--framing", type=click.Choice(["lsp", "ndjson"]), default="lsp", show_default=True,
+              help="LSP base protocol (Content-Length headers) or one JSON message per line")
+@click.option("--standalone", is_flag=True,
+              help="run models in this process even if a server answers on POLLAMA_HOST")
+def stdio(framing: str, standalone: bool) -> None:
+    """Speak JSON-RPC on stdin/stdout (for editors); logs go to stderr."""
+    import logging
+
+    import anyio
+
+    from pollama.adapters import security, server, stdio_transport
+
+    try:
+        cfg = config()
+        key = security.api_key(cfg)
+    except PollamaError as exc:
+        raise click.ClickException(exc.message) from None
+    logging.basicConfig(level=logging.DEBUG if cfg.debug else logging.INFO,
+                        format=server.LOG_FORMAT, stream=sys.stderr)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    code = anyio.run(lambda: stdio_transport.run(cfg, framing, standalone=standalone,
+                                                 base=base_url(cfg), headers=headers))
+    sys.exit(code)
 
 
 @cli.command(name="list")

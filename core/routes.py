@@ -27,6 +27,9 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("/api/copy", frozenset({"POST"}), "copy"),
     ("/api/delete", frozenset({"DELETE"}), "delete"),
     ("/api/push", frozenset({"POST"}), "push"),
+    # JSON-RPC 2.0 over WebSocket (core.jsonrpc) and the web chat page that speaks it.
+    ("/api/ws", frozenset({"GET"}), "websocket"),
+    ("/ui", frozenset({"GET", "HEAD"}), "ui"),
     # OpenAI- and Anthropic-compatible front doors (reference §2), on the same generation core.
     ("/v1/chat/completions", frozenset({"POST"}), "openai_chat"),
     ("/v1/completions", frozenset({"POST"}), "openai_completions"),

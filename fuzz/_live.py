@@ -197,7 +197,9 @@ def _read_reply(r: _Reader, method: str, stream_lines: int) -> Reply | None:
     te = (reply.header("transfer-encoding") or "").lower()
     cl = reply.header("content-length")
     keep = bytearray()
-    if method == "HEAD" or status in (204, 304):
+    if status == 101:
+        reply.cut = True  # the connection now speaks another protocol (a WebSocket): stop here
+    elif method == "HEAD" or status in (204, 304):
         pass
     elif "chunked" in te:
         ctype = reply.header("content-type") or ""
@@ -402,6 +404,12 @@ def check_reply(method: str, target: str, reply: Reply) -> str | None:
     """Why ``reply`` breaks the invariant, or None."""
     s = reply.status
     ctype = (reply.header("content-type") or "").lower()
+    if s == 101:
+        # Only a valid WebSocket handshake to /api/ws may switch protocols.
+        if target.split("?", 1)[0] == "/api/ws" and \
+                (reply.header("upgrade") or "").lower() == "websocket":
+            return None
+        return f"101 switching protocols on {target!r}"
     if s >= 500 and s != 501:
         return f"{s} server error"
     if 200 <= s < 300:

@@ -624,11 +624,12 @@ def _query(rng: random.Random, keys: list[str]) -> str:
 
 def simple_case(rng: random.Random, target: Target, route: str) -> Case:
     path = {"root": "/", "version": "/api/version", "tags": "/api/tags", "ps": "/api/ps",
-            "registry_base": "/v2/", "openai_models": "/v1/models",
+            "registry_base": "/v2/", "openai_models": "/v1/models", "ui": "/ui",
+            "websocket": "/api/ws",
             "openai_model": rng.choice([f"/v1/models/{M}", f"/v1/models/{M}:latest",
                                         "/v1/models/nope", "/v1/models/%00",
                                         "/v1/models/" + "a" * 300])}[route]
-    method = "GET" if route in ("ps", "openai_models", "openai_model") else rng.choice(
+    method = "GET" if route in ("ps", "openai_models", "openai_model", "websocket") else rng.choice(
         ["GET", "GET", "HEAD"])
     body = None
     if rng.random() < 0.2:  # a body on a GET is read and ignored
@@ -779,6 +780,24 @@ def upload_case(rng: random.Random, target: Target) -> Case:
     return Case(name="registry_upload", conns=conns())
 
 
+WS_HEADERS = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+              ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]
+
+
+def websocket_case(rng: random.Random, target: Target) -> Case:
+    """Upgrade requests with a header missing or mangled: a 400 (or the 101 when intact,
+    which the reader sees as a non-2xx it accepts only without a JSON error)."""
+    headers = list(WS_HEADERS)
+    if rng.random() < 0.8:
+        i = rng.randrange(len(headers))
+        name, _ = headers[i]
+        headers[i] = (name, rng.choice(["", "x", "websocket, h2c", "99", "%00", "a" * 300]))
+        if rng.random() < 0.5:
+            del headers[i]
+    return Case(name="websocket handshake",
+                conns=[http(target, "GET", "/api/ws" + _query(rng, ["x"]), None, headers)])
+
+
 def wrong_method_case(rng: random.Random, target: Target) -> Case:
     """Routes with methods they do not take (405 text/plain), and unknown paths (404)."""
     method = rng.choice(["GET", "PUT", "PATCH", "DELETE", "POST", "OPTIONS", "TRACE", "HEAD"])
@@ -812,7 +831,7 @@ ROUTE_CASES = {
     "registry_upload_start": 4, "registry_upload": 4, "registry_blob": 5,
     "openai_chat": 8, "openai_completions": 3, "openai_embeddings": 3, "openai_models": 1,
     "openai_model": 2, "openai_responses": 4, "anthropic_messages": 6,
-    "anthropic_count_tokens": 2,
+    "anthropic_count_tokens": 2, "ui": 1, "websocket": 2,
 }
 missing = {handler for _, _, handler in ROUTES} - set(ROUTE_CASES)
 assert not missing, f"routes without a fuzz case: {missing}"
@@ -899,8 +918,10 @@ def make_case(rng: random.Random, target: Target, index: int) -> Case:
         return wrong_method_case(rng, target)
     if route in JSON_ROUTES:
         return json_case(rng, target, route)
+    if route == "websocket":
+        return websocket_case(rng, target)
     if route in ("root", "version", "tags", "ps", "registry_base", "openai_models",
-                 "openai_model"):
+                 "openai_model", "ui"):
         return simple_case(rng, target, route)
     if route == "blob":
         return blob_case(rng, target)

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -48,3 +49,37 @@ def test_official_js_client(server: Server, js_client_dir: str) -> None:
     assert "completion" in out["show"]
     assert "smol:latest" in out["ps"]
     assert out["error"] == {"status": 404, "error": "model 'nope' not found"}
+
+
+JSONRPC_VERSION = "8.2.1"
+STDIO_PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js", "stdio_probe.mjs")
+
+
+@pytest.fixture(scope="session")
+def jsonrpc_dir() -> str:
+    assert shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed"
+    where = os.path.join(CACHE, f"js-vscode-jsonrpc-{JSONRPC_VERSION}")
+    marker = os.path.join(where, "node_modules", "vscode-jsonrpc", "package.json")
+    if not os.path.exists(marker):
+        os.makedirs(where, exist_ok=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", where,
+                        f"vscode-jsonrpc@{JSONRPC_VERSION}"], check=True, capture_output=True,
+                       timeout=300)
+    shutil.copy(STDIO_PROBE, os.path.join(where, "stdio_probe.mjs"))
+    return where
+
+
+def test_vscode_jsonrpc_over_pollama_stdio(server: Server, jsonrpc_dir: str) -> None:
+    """An editor extension's client (vscode-jsonrpc) spawning `pollama stdio` in bridge mode."""
+    r = subprocess.run(["node", "stdio_probe.mjs", sys.executable], cwd=jsonrpc_dir,
+                       env=server.env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["version"] == {"version": "0.13.0"}
+    assert out["chat"]["done"] is True and out["chat"]["eval_count"] == 8
+    assert out["chat"]["streamed"]
+    assert out["unknown"] == -32601
+    assert out["missing"] == {"code": -32000, "message": "model 'nope' not found",
+                              "data": {"status": 404}}
+    assert out["cancel"] == -32800
+    assert out["exit"] == 0
