@@ -148,9 +148,14 @@ def test_handshake_guards(server: Server) -> None:
         connect(ws_url(server), origin="https://evil.example", open_timeout=30)  # type: ignore[arg-type]
 
 
+def test_ping_is_answered(ws: ClientConnection) -> None:
+    assert ws.ping(b"hi").wait(timeout=60)
+
+
 @pytest.fixture()
 def own_server(smollm2_gguf: str, tmp_path: object) -> Iterator[Server]:
-    srv = start_server(str(tmp_path))
+    # A 1 MiB message limit (POLLAMA_MAX_BODY_MB) for the size test.
+    srv = start_server(str(tmp_path), {"POLLAMA_MAX_BODY_MB": "1"})
     upload_and_create(srv.url, smollm2_gguf, "smol")
     yield srv
     stop_server(srv)
@@ -165,3 +170,18 @@ def test_closed_socket_cancels_its_generation(own_server: Server) -> None:
     r = httpx.post(f"{own_server.url}/api/chat", timeout=120, json={
         "model": "smol", "messages": ASK, "stream": False, "options": {"num_predict": 3}})
     assert r.status_code == 200 and r.json()["eval_count"] <= 3
+
+
+def test_message_over_the_limit_closes_with_1009(own_server: Server) -> None:
+    with connect(ws_url(own_server), open_timeout=60, max_size=None) as c:
+        big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "chat",
+                          "params": {"model": "smol", "messages": [
+                              {"role": "user", "content": "x" * (2 << 20)}]}})
+        c.send(big)
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(timeout=60)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    # The server goes on serving.
+    with connect(ws_url(own_server), open_timeout=60) as c:
+        call(c, 2, "version")
+        assert recv(c)["result"]["version"]
