@@ -410,6 +410,13 @@ def check_reply(method: str, target: str, reply: Reply) -> str | None:
                 (reply.header("upgrade") or "").lower() == "websocket":
             return None
         return f"101 switching protocols on {target!r}"
+    if s == 500 and target.split("?", 1)[0].rstrip("/").endswith(("/api/pull", "/api/push")):
+        # Without streaming, a pull or push whose work fails (the registry refuses, speaks no
+        # TLS, is down) answers 500 as Ollama does; the stream form of the same failure is an
+        # error line (below). Its text must still be clean.
+        text = _error_text(reply)
+        if text is not None and not _LEAK_RE.search(text):
+            return None
     if s >= 500 and s != 501:
         return f"{s} server error"
     if 200 <= s < 300:
