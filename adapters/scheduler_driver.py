@@ -101,7 +101,8 @@ class SchedulerDriver:
                        num_gpu=spec.num_gpu if spec.num_gpu >= 0 else command.gpu_layers,
                        num_thread=spec.num_thread, use_mmap=spec.use_mmap,
                        adapters=list(info.adapters), projectors=list(info.projectors),
-                       flash_attention=info.flash_attention)
+                       flash_attention=info.flash_attention,
+                       num_parallel=self.state.config.num_parallel)
         rid = command.runner_id
 
         def exited(reason: str) -> None:

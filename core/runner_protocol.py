@@ -8,7 +8,8 @@ the shape continuous batching needs: the runner may interleave ``Token`` events 
 
 Server → runner (commands)::
 
-    Load(id, model_path, num_ctx, num_batch, num_gpu, num_thread, use_mmap, seed)
+    Load(id, model_path, num_ctx, num_batch, num_gpu, num_thread, use_mmap, seed,
+         num_parallel, ...)
         → Loaded(id, n_ctx, n_ctx_train, n_vocab, n_embd, chat_template, bos_token, eos_token)
           | Failed(id, message)
     Complete(id, prompt, context, options, format)
@@ -53,6 +54,13 @@ class Load:
     adapters: list[str] = field(default_factory=list)  # LoRA GGUF paths, applied at load
     projectors: list[str] = field(default_factory=list)  # vision projector (mmproj) GGUF paths
     flash_attention: int = -1  # -1 auto, 0 off, 1 on (POLLAMA_FLASH_ATTENTION)
+    # Sequences decoded together (POLLAMA_NUM_PARALLEL): the context holds num_ctx positions
+    # for each, num_ctx × num_parallel in all, as Ollama sizes it.
+    num_parallel: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_parallel < 1:
+            raise RunnerProtocolError(f"invalid num_parallel {self.num_parallel!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +134,8 @@ class Token:
 class Done:
     id: int
     done_reason: str  # "stop" | "length" | "cancel"
-    prompt_eval_count: int = 0
+    prompt_eval_count: int = 0  # the whole prompt, as Ollama's numPromptInputs
+    prompt_cached: int = 0  # leading prompt tokens found in the runner's cache (not evaluated)
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0

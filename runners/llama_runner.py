@@ -13,6 +13,8 @@ may be queued per runner, each with its id; batching them into one decode is lat
 from __future__ import annotations
 
 import codecs
+import collections
+import contextlib
 import os
 import queue
 import random
@@ -20,12 +22,17 @@ import sys
 import traceback
 import threading
 import time
+from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from pollama.core import embed
 from pollama.core import runner_protocol as rp
 from pollama.core.errors import PollamaError
 from pollama.core.stops import StopMatcher
+from pollama.runners.batch import BatchDecoder
+
+_NOTHING = object()  # the work queue had nothing more
 
 
 def _capacity(llm: Any) -> int:
@@ -39,6 +46,37 @@ def _usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _kv_streams(n_slots: int) -> Iterator[None]:
+    """While a ``Llama`` is built: with several slots, give its context one KV stream per
+    sequence (``kv_unified`` off, ``n_seq_max`` = slots) instead of the embedding context's
+    one unified cache for 256 sequence ids.
+
+    Why: flash attention sums a sequence's cells in cell order, so its logits equal a solo
+    run's only while its cells lie in position order (runners/batch.py). In one unified cache
+    a trimmed prefix leaves holes that llama.cpp fills with *other* sequences' next tokens,
+    below their earlier cells; in a stream of its own a sequence only ever refills its own
+    trimmed tail, in order. Each stream also attends over its own cells only. The cost:
+    an embedding batch packs at most ``n_slots`` inputs per decode."""
+    if n_slots <= 1:
+        yield
+        return
+    from llama_cpp import _internals
+
+    original = _internals.LlamaContext
+
+    def make(*, model: Any, params: Any, verbose: bool = True) -> Any:
+        params.n_seq_max = n_slots
+        params.kv_unified = False
+        return original(model=model, params=params, verbose=verbose)
+
+    _internals.LlamaContext = make
+    try:
+        yield
+    finally:
+        _internals.LlamaContext = original
 
 
 class BadRequestError(PollamaError):
@@ -262,6 +300,28 @@ def tool_grammar(tools: list[dict[str, Any]] | None, fmt: dict[str, Any] | None,
     return llama_grammar.LlamaGrammar.from_string(text, verbose=False)
 
 
+@dataclass
+class _Stream:
+    """A completion in the batch loop: what it asked for and what it produced so far."""
+
+    msg: rp.Complete
+    tokens: list[int]  # the prompt as first evaluated (after truncation)
+    window: list[int]  # what its sequence holds: the prompt (shifted), then generated tokens
+    sampling: dict[str, Any]
+    seed: int
+    repeat_last_n: int
+    num_predict: int
+    num_keep: int
+    shift: bool
+    stops: StopMatcher
+    utf8: Any
+    started: int
+    cached: int = 0  # leading prompt tokens the slot's cache already held
+    generated: list[int] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # not sent yet
+    first_token_at: int = 0
+
+
 class Runner:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
@@ -271,6 +331,10 @@ class Runner:
         self._cancel_lock = threading.Lock()
         self._llm: Any = None
         self._projector: Any = None  # runners.vision.Projector when the model has one
+        self._decoder: BatchDecoder | None = None
+        self._slot_ctx = 0  # positions per sequence: the num_ctx each request gets
+        self._streams: dict[int, _Stream] = {}  # by decoder handle
+        self._waiting: collections.deque[rp.ServerMessage] = collections.deque()
 
     # -- output -------------------------------------------------------------------------------
     def send(self, msg: rp.RunnerMessage) -> None:
@@ -315,40 +379,309 @@ class Runner:
             self._cancelled.discard(rid)
 
     # -- work ---------------------------------------------------------------------------------
+    def send_all(self, msgs: list[rp.RunnerMessage]) -> None:
+        """Write several messages with one ``write`` (a batch step's tokens and ends)."""
+        if not msgs:
+            return
+        data = b"".join(rp.RunnerCodec.send(m) for m in msgs)
+        with self._out_lock:
+            self._out.write(data)
+            self._out.flush()
+
     def work_loop(self) -> None:
+        """The batch loop. Each turn: take every message that has arrived, serve the waiting
+        ones that can be served, drop cancelled sequences, then one decoder step for all the
+        active ones. It blocks only when nothing is active or waiting."""
         while True:
-            msg = self._work.get()
-            if msg is None:
-                return
+            idle = not self._streams and not self._waiting
             try:
-                if isinstance(msg, rp.Load):
-                    self._load(msg)
-                elif isinstance(msg, rp.Complete):
-                    self._complete(msg)
-                elif isinstance(msg, rp.Tokenize):
-                    self._tokenize(msg)
-                elif isinstance(msg, rp.Embed):
-                    self._embed(msg)
-            except PollamaError as exc:
-                self.send(rp.Failed(id=msg.id, message=exc.message, status=exc.status_hint))
-            except Exception:  # report, keep serving other requests
-                # The details go to the server's log (our stderr), never to the client.
+                msg = self._work.get() if idle else self._work.get_nowait()
+            except queue.Empty:
+                msg = _NOTHING  # type: ignore[assignment]
+            while msg is not _NOTHING:
+                if msg is None:  # Shutdown, or the server closed our stdin
+                    return
+                self._waiting.append(msg)
+                try:
+                    msg = self._work.get_nowait()
+                except queue.Empty:
+                    msg = _NOTHING  # type: ignore[assignment]
+            self._serve_waiting()
+            self._drop_cancelled()
+            if self._streams:
+                self._step()
+
+    def _serve_waiting(self) -> None:
+        """Serve waiting messages in order. A completion needs a free slot; a load, an
+        embedding batch or a prompt with images needs the context to itself (they use the KV
+        cache as llama-cpp-python does, sequence 0 upward, and clear it), so it waits until
+        the active sequences are done and holds back everything after it but Tokenize."""
+        blocked = False
+        kept: collections.deque[rp.ServerMessage] = collections.deque()
+        n_slots = len(self._decoder.slots) if self._decoder is not None else 1
+        for msg in self._waiting:
+            if isinstance(msg, rp.Tokenize):
+                ready = True
+            elif isinstance(msg, rp.Complete) and not msg.images:
+                ready = self._is_cancelled(msg.id) or (
+                    not blocked and len(self._streams) < n_slots)
+            else:
+                ready = not blocked and not self._streams
+            if ready:
+                self._run(msg)
+            else:
+                blocked = True
+                kept.append(msg)
+        self._waiting = kept
+
+    def _run(self, msg: rp.ServerMessage) -> None:
+        admitted = False
+        try:
+            if isinstance(msg, rp.Load):
+                self._load(msg)
+            elif isinstance(msg, rp.Tokenize):
+                self._tokenize(msg)
+            elif isinstance(msg, rp.Embed):
+                self._exclusive(self._embed, msg)
+            elif isinstance(msg, rp.Complete):
+                if msg.images and not self._is_cancelled(msg.id):
+                    self._exclusive(self._complete_solo, msg)
+                else:
+                    admitted = self._admit(msg)
+        except PollamaError as exc:
+            self.send(rp.Failed(id=msg.id, message=exc.message, status=exc.status_hint))
+        except Exception:  # report, keep serving other requests
+            self._internal_error(msg.id)
+        finally:
+            if not admitted:
+                self._forget(msg.id)
+
+    def _internal_error(self, rid: int) -> None:
+        # The details go to the server's log (our stderr), never to the client.
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+        self.send(rp.Failed(id=rid, message="llama runner: internal error; the server log has "
+                            "the details"))
+
+    def _exclusive(self, work: Any, msg: Any) -> None:
+        """Run ``work(msg)`` on the whole context (no sequence is active), then forget every
+        slot's cache: the work used and cleared the KV cells."""
+        llm = self._require_llm()
+        try:
+            work(msg)
+        finally:
+            llm.reset()
+            llm._ctx.kv_cache_clear()
+            if self._decoder is not None:
+                self._decoder.reset_cache()
+
+    def _admit(self, msg: rp.Complete) -> bool:
+        """Start a completion in a free slot (the one sharing the longest prefix with its
+        prompt); False when it ended at once (cancelled, num_predict 0)."""
+        llm = self._require_llm()
+        decoder = self._decoder
+        assert decoder is not None
+        opts = msg.options
+        rid = msg.id
+        if self._is_cancelled(rid):
+            self.send(rp.Done(id=rid, done_reason="cancel"))
+            return False
+        started = time.perf_counter_ns()
+        self._check_context(llm, msg.context)
+        n_ctx = self._slot_ctx
+        num_keep = max(0, int(opts.get("num_keep", 4)))
+        text_tokens = llm.tokenize(msg.prompt.encode("utf-8"), add_bos=not msg.context,
+                                   special=True)
+        tokens = list(msg.context or []) + list(text_tokens)
+        if len(tokens) >= n_ctx:  # keep the first num_keep tokens and the most recent tail
+            keep = min(num_keep, n_ctx // 2)
+            tail = max(1, n_ctx // 2 - keep)
+            tokens = tokens[:keep] + tokens[-tail:]
+        if not tokens:
+            tokens = [llm.token_bos()]
+        grammar = grammar_for(msg.format, llm._model.vocab)
+        if grammar is None:
+            grammar = tool_grammar(msg.tools, msg.tool_format, msg.tools_required,
+                                   llm._model.vocab)
+        seed = int(opts.get("seed", -1))
+        num_predict = self._num_predict(opts, n_ctx, len(tokens))
+        if num_predict == 0:
+            self.send(rp.Done(id=rid, done_reason="length", prompt_eval_count=len(tokens),
+                              prompt_eval_duration=max(1, time.perf_counter_ns() - started),
+                              context=tokens))
+            return False
+        stream = _Stream(
+            msg=msg, tokens=tokens, window=list(tokens), sampling=self._sampling(opts, grammar),
+            seed=seed if seed >= 0 else random.randrange(2**31),
+            repeat_last_n=self._repeat_last_n(opts, n_ctx), num_predict=num_predict,
+            num_keep=num_keep, shift=msg.shift, stops=StopMatcher(list(opts.get("stop") or [])),
+            utf8=codecs.getincrementaldecoder("utf-8")(errors="replace"), started=started)
+        handle = self._start(stream)
+        stream.cached = decoder.reused(handle)
+        return True
+
+    def _start(self, stream: _Stream) -> int:
+        decoder = self._decoder
+        assert decoder is not None
+        self._llm.last_n_tokens_size = stream.repeat_last_n  # read by _init_sampler
+        handle = decoder.start(stream.window, stream.sampling, stream.seed)
+        self._streams[handle] = stream
+        return handle
+
+    @staticmethod
+    def _sampling(opts: dict[str, Any], grammar: Any) -> dict[str, Any]:
+        """``llm._init_sampler``'s arguments (the chain ``llm.generate`` builds)."""
+        return dict(
+            top_k=int(opts.get("top_k", 40)),
+            top_p=float(opts.get("top_p", 0.9)),
+            min_p=float(opts.get("min_p", 0.0)),
+            typical_p=float(opts.get("typical_p", 1.0)),
+            temp=float(opts.get("temperature", 0.8)),
+            repeat_penalty=float(opts.get("repeat_penalty", 1.0)),
+            frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
+            presence_penalty=float(opts.get("presence_penalty", 0.0)),
+            grammar=grammar,
+        )
+
+    @staticmethod
+    def _num_predict(opts: dict[str, Any], n_ctx: int, n_prompt: int) -> int:
+        num_predict = int(opts.get("num_predict", -1))
+        if num_predict == -2:
+            return n_ctx - n_prompt
+        if num_predict < 0 or num_predict > 10 * n_ctx:
+            # As Ollama: "infinite" is at most 10 × num_ctx tokens, so a model that never
+            # emits an end token cannot run forever with context shifting.
+            return 10 * n_ctx
+        return num_predict
+
+    def _drop_cancelled(self) -> None:
+        msgs: list[rp.RunnerMessage] = []
+        for handle, stream in list(self._streams.items()):
+            if self._is_cancelled(stream.msg.id):
+                self._end(handle, "cancel", time.perf_counter_ns(), msgs)
+        self.send_all(msgs)
+
+    def _step(self) -> None:
+        """One decode for every active sequence, then each sampled token through its
+        sequence's checks; the step's messages go out in one write."""
+        import llama_cpp
+
+        decoder = self._decoder
+        assert decoder is not None
+        llm = self._llm
+        msgs: list[rp.RunnerMessage] = []
+        try:
+            out = decoder.step()
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            for handle, stream in list(self._streams.items()):
+                decoder.finish(handle, keep_cache=False)
+                msgs.append(rp.Failed(id=stream.msg.id, message="llama runner: internal error; "
+                                      "the server log has the details"))
+                self._forget(stream.msg.id)
+            self._streams.clear()
+            self.send_all(msgs)
+            return
+        now = time.perf_counter_ns()
+        vocab = llm._model.vocab
+        for handle, tok in out:
+            stream = self._streams[handle]
+            try:
+                if not stream.first_token_at:
+                    stream.first_token_at = now
+                if llama_cpp.llama_vocab_is_eog(vocab, tok):
+                    self._end(handle, "stop", now, msgs)
+                    continue
+                self._advance(handle, stream, tok, now, msgs)
+            except Exception:
                 traceback.print_exc(file=sys.stderr)
                 sys.stderr.flush()
-                self.send(rp.Failed(id=msg.id, message="llama runner: internal error; the "
-                                    "server log has the details"))
-            finally:
-                self._forget(msg.id)
+                if handle in decoder.active:
+                    decoder.finish(handle, keep_cache=False)
+                for h, s in list(self._streams.items()):
+                    if s is stream:
+                        del self._streams[h]
+                msgs.append(rp.Failed(id=stream.msg.id, message="llama runner: internal error; "
+                                      "the server log has the details"))
+                self._forget(stream.msg.id)
+        self.send_all(msgs)
+
+    def _advance(self, handle: int, s: _Stream, tok: int, now: int,
+                 msgs: list[rp.RunnerMessage]) -> None:
+        decoder = self._decoder
+        assert decoder is not None
+        llm = self._llm
+        s.generated.append(tok)
+        s.window.append(tok)
+        raw = llm.detokenize([tok])
+        if s.msg.logprobs:
+            s.logprobs.append(self._logprob(llm, tok, raw, s.msg.top_logprobs,
+                                            decoder.logits(handle)))
+        piece = s.utf8.decode(raw)
+        text = s.stops.feed(piece) if piece else ""
+        if text:
+            msgs.append(rp.Token(id=s.msg.id, text=text,
+                                 logprobs=s.logprobs if s.msg.logprobs else None))
+            s.logprobs = []
+        if s.stops.stopped:
+            self._end(handle, "stop", now, msgs)
+        elif 0 < s.num_predict <= len(s.generated):
+            self._end(handle, "length", now, msgs)
+        elif decoder.full(handle):
+            if not s.shift:
+                self._end(handle, "length", now, msgs)
+                return
+            # Context shift (Ollama's default): keep the first num_keep tokens, drop the older
+            # half of the rest and go on. The sequence starts again on the shifted window;
+            # its slot still holds the kept prefix, so only the rest is evaluated again.
+            keep = min(s.num_keep, len(s.window) // 2)
+            rest = s.window[keep:]
+            s.window = s.window[:keep] + rest[len(rest) // 2:]
+            decoder.finish(handle)
+            del self._streams[handle]
+            self._start(s)
+
+    def _end(self, handle: int, reason: str, now: int, msgs: list[rp.RunnerMessage]) -> None:
+        s = self._streams.pop(handle)
+        assert self._decoder is not None
+        self._decoder.finish(handle)  # its cells stay for the next prompt sharing its prefix
+        rid = s.msg.id
+        if reason != "cancel":
+            rest = s.stops.feed(s.utf8.decode(b"", final=True)) + s.stops.flush()
+            if rest or s.logprobs:
+                msgs.append(rp.Token(id=rid, text=rest,
+                                     logprobs=s.logprobs if s.msg.logprobs else None))
+        first = s.first_token_at or now
+        msgs.append(rp.Done(
+            id=rid,
+            done_reason=reason,
+            # As Ollama (numPromptInputs): the whole prompt, cached or not; prompt_cached says
+            # how much of it the slot's cache already held.
+            prompt_eval_count=len(s.tokens),
+            prompt_cached=s.cached,
+            prompt_eval_duration=max(1, first - s.started),
+            eval_count=len(s.generated),
+            eval_duration=max(1, now - first) if s.generated else 0,
+            context=s.tokens + s.generated,
+        ))
+        self._forget(rid)
 
     def _load(self, msg: rp.Load) -> None:
         if not os.path.isfile(msg.model_path):
             raise PollamaError(f"model file not found: {msg.model_path}")
         import llama_cpp
 
+        # As Ollama: num_parallel sequences of num_ctx positions each over one KV cache; the
+        # embedding context gives min(n_batch, 256) sequence ids, and every generating
+        # sequence takes one token of a batch.
+        n_slots = max(1, min(msg.num_parallel, msg.num_batch, 256))
         kwargs: dict[str, Any] = {
             "model_path": msg.model_path,
-            "n_ctx": msg.num_ctx,
-            "n_batch": msg.num_batch,
+            "n_ctx": msg.num_ctx * n_slots,
+            # With a KV stream per sequence, llama.cpp splits a (pooled) batch evenly among the
+            # streams and asserts when n_batch is not a multiple of them (3 slots, 512).
+            "n_batch": msg.num_batch - msg.num_batch % n_slots,
             "n_gpu_layers": msg.num_gpu,
             "verbose": False,
         }
@@ -378,12 +711,14 @@ class Runner:
         kwargs["flash_attn"] = msg.flash_attention != 0
         try:
             try:
-                self._llm = llama_cpp.Llama(**kwargs)
+                with _kv_streams(n_slots):
+                    self._llm = llama_cpp.Llama(**kwargs)
             except (ValueError, RuntimeError):
                 if msg.flash_attention != -1:
                     raise
                 kwargs["flash_attn"] = False
-                self._llm = llama_cpp.Llama(**kwargs)
+                with _kv_streams(n_slots):
+                    self._llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
             raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
         llm = self._llm
@@ -400,8 +735,11 @@ class Runner:
         # now so it counts as load time, as Ollama's runners do.
         llm.eval([llm.token_bos() if llm.token_bos() >= 0 else 0])
         llm.reset()
+        llm._ctx.kv_cache_clear()
+        self._slot_ctx = min(msg.num_ctx, _capacity(llm) // n_slots)
+        self._decoder = BatchDecoder(llm, n_slots, self._slot_ctx)
         self.send(rp.Loaded(
-            id=msg.id, n_ctx=_capacity(llm), n_ctx_train=llm._model.n_ctx_train(),
+            id=msg.id, n_ctx=self._slot_ctx, n_ctx_train=llm._model.n_ctx_train(),
             n_vocab=llm.n_vocab(), n_embd=llm.n_embd(),
             chat_template=str(llm.metadata.get("tokenizer.chat_template", "")),
             bos_token=self._special_text(llm, llm.token_bos()),
@@ -441,7 +779,7 @@ class Runner:
         n_pre = 1 if specials and llm._model.add_bos_token() else 0
         prefix, suffix = specials[:n_pre], specials[n_pre:]
         facts = embed.TokenFacts.from_metadata(
-            llm.metadata, n_ctx=_capacity(llm), n_batch=llm.n_batch,
+            llm.metadata, n_ctx=self._slot_ctx or _capacity(llm), n_batch=llm.n_batch,
             n_ctx_train=llm._model.n_ctx_train(), added=len(specials))
         seqs: list[list[int]] = []
         for text in msg.inputs:
@@ -458,6 +796,11 @@ class Runner:
 
     @staticmethod
     def _n_seq_max(llm: Any) -> int:
+        """Inputs one embedding decode may hold. With a KV stream per sequence (_kv_streams)
+        llama.cpp splits a batch of several sequences into ubatches that pool wrongly: one
+        input per decode then."""
+        if not llm.context_params.kv_unified:
+            return 1
         return max(1, int(llm.context_params.n_seq_max))
 
     @staticmethod
@@ -499,7 +842,9 @@ class Runner:
             raise PollamaError("runner has no model loaded")
         return self._llm
 
-    def _complete(self, msg: rp.Complete) -> None:
+    def _complete_solo(self, msg: rp.Complete) -> None:
+        """A prompt with images, decoded alone with ``llm.generate`` on sequence 0 (vision
+        evaluates into the context the way ``Llama.eval`` does); run by ``_exclusive``."""
         import llama_cpp
 
         llm = self._require_llm()
@@ -510,7 +855,7 @@ class Runner:
             return
         start = time.perf_counter_ns()
         self._check_context(llm, msg.context)
-        n_ctx = _capacity(llm)
+        n_ctx = self._slot_ctx or _capacity(llm)
         num_keep = max(0, int(opts.get("num_keep", 4)))
         tokens = self._eval_with_images(llm, msg) if msg.images else None
         # Image positions cannot be re-evaluated from token ids: no context shift with images.
@@ -577,7 +922,8 @@ class Runner:
                     window.append(tok)
                     raw = llm.detokenize([tok])
                     if msg.logprobs:
-                        pending_lp.append(self._logprob(llm, tok, raw, msg.top_logprobs))
+                        pending_lp.append(self._logprob(llm, tok, raw, msg.top_logprobs,
+                                                        self._last_logits(llm)))
                     piece = decoder.decode(raw)
                     out = stops.feed(piece) if piece else ""
                     if out:
@@ -658,15 +1004,21 @@ class Runner:
             raise BadRequestError(str(exc)) from None
 
     @staticmethod
-    def _logprob(llm: Any, tok: int, raw: bytes, top: int) -> dict[str, Any]:
-        """Log-probability of ``tok`` (and the ``top`` most likely) under the logits the
-        sampler just used: llama.cpp keeps the last decoded position's logits."""
+    def _last_logits(llm: Any) -> Any:
+        """The logits of the last decoded position (what ``llm.generate`` sampled from)."""
         import llama_cpp
         import numpy as np
 
-        n_vocab = llm.n_vocab()
         ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-        logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64)
+        return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).copy()
+
+    @staticmethod
+    def _logprob(llm: Any, tok: int, raw: bytes, top: int, raw_logits: Any) -> dict[str, Any]:
+        """Log-probability of ``tok`` (and the ``top`` most likely) under the logits the
+        sampler just used."""
+        import numpy as np
+
+        logits = raw_logits.astype(np.float64)
         m = logits.max()
         logp = logits - (m + np.log(np.exp(logits - m).sum()))
 
