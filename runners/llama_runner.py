@@ -6,8 +6,29 @@ descriptor is a private duplicate of stdout, and fd 1 is pointed at stderr, so n
 prints can corrupt the protocol stream.
 
 Threads: a reader thread decodes commands; Cancel is handled at once (it only flags an id), the
-rest go to a FIFO the generation thread works through one request at a time. Several requests
-may be queued per runner, each with its id; batching them into one decode is later work.
+rest go to a FIFO that the work thread (``Runner.work_loop``), the only one touching the llama
+context, drains between decode steps.
+
+Continuous batching (Ollama's OLLAMA_NUM_PARALLEL, llama-server's slots). Load's
+``num_parallel`` sequences of ``num_ctx`` positions each share one context of
+``num_ctx × num_parallel`` cells, one KV stream per sequence (``_kv_streams``). Every completion
+runs in ``runners.batch.BatchDecoder``; each turn of the work loop:
+
+1. takes the messages that arrived and serves those that can be: Tokenize at once; a
+   Complete when a slot is free (the slot whose cache shares the longest prefix with the
+   prompt, so only the rest is evaluated; ``Done.prompt_cached`` says how much was reused);
+   a Load, an Embed or a prompt with images only when no sequence is active, since they use
+   the KV cache as llama-cpp-python does (sequence 0 up, then clear it); whatever waits
+   behind one of those waits too, so it is not starved;
+2. ends cancelled sequences (their slots are free at once; their cache stays for reuse);
+3. one ``step()``: one ``llama_decode`` for every active sequence's next token and prompt
+   chunks of new ones; then per sampled token: end of generation, detokenize, stops,
+   num_predict, logprobs (only when asked), and at a full slot a context shift (the sequence
+   restarts on ``num_keep`` + the recent half of its window; its slot still holds the kept
+   prefix) or a ``length`` stop. The step's Token and Done messages go out in one write.
+
+With flash attention (the default) a sequence's tokens do not depend on what else is in the
+batch, so concurrent requests at temperature 0 give exactly their solo text.
 """
 
 from __future__ import annotations
