@@ -511,19 +511,8 @@ class Runner:
         self._check_context(llm, msg.context)
         n_ctx = self._slot_ctx
         num_keep = max(0, int(opts.get("num_keep", 4)))
-        text_tokens = llm.tokenize(msg.prompt.encode("utf-8"), add_bos=not msg.context,
-                                   special=True)
-        tokens = list(msg.context or []) + list(text_tokens)
-        if len(tokens) >= n_ctx:  # keep the first num_keep tokens and the most recent tail
-            keep = min(num_keep, n_ctx // 2)
-            tail = max(1, n_ctx // 2 - keep)
-            tokens = tokens[:keep] + tokens[-tail:]
-        if not tokens:
-            tokens = [llm.token_bos()]
-        grammar = grammar_for(msg.format, llm._model.vocab)
-        if grammar is None:
-            grammar = tool_grammar(msg.tools, msg.tool_format, msg.tools_required,
-                                   llm._model.vocab)
+        tokens = self._prompt_window(llm, msg, n_ctx, num_keep)
+        grammar = self._grammar(llm, msg)
         seed = int(opts.get("seed", -1))
         num_predict = self._num_predict(opts, n_ctx, len(tokens))
         if num_predict == 0:
@@ -863,6 +852,28 @@ class Runner:
             raise PollamaError("runner has no model loaded")
         return self._llm
 
+    @staticmethod
+    def _prompt_window(llm: Any, msg: rp.Complete, n_ctx: int, num_keep: int) -> list[int]:
+        """``context`` then the tokenized prompt; when that fills ``n_ctx``, the first
+        ``num_keep`` tokens (at most half) and the most recent tail. Never empty."""
+        text_tokens = llm.tokenize(msg.prompt.encode("utf-8"), add_bos=not msg.context,
+                                   special=True)
+        tokens = list(msg.context or []) + list(text_tokens)
+        if len(tokens) >= n_ctx:
+            keep = min(num_keep, n_ctx // 2)
+            tail = max(1, n_ctx // 2 - keep)
+            tokens = tokens[:keep] + tokens[-tail:]
+        return tokens or [llm.token_bos()]
+
+    @staticmethod
+    def _grammar(llm: Any, msg: rp.Complete) -> Any:
+        """The request's ``format`` grammar, else its tool-call grammar, else None."""
+        grammar = grammar_for(msg.format, llm._model.vocab)
+        if grammar is None:
+            grammar = tool_grammar(msg.tools, msg.tool_format, msg.tools_required,
+                                   llm._model.vocab)
+        return grammar
+
     def _complete_solo(self, msg: rp.Complete) -> None:
         """A prompt with images, decoded alone with ``llm.generate`` on sequence 0 (vision
         evaluates into the context the way ``Llama.eval`` does); run by ``_exclusive``."""
@@ -882,19 +893,8 @@ class Runner:
         # Image positions cannot be re-evaluated from token ids: no context shift with images.
         shift = msg.shift and tokens is None
         if tokens is None:
-            text_tokens = llm.tokenize(msg.prompt.encode("utf-8"),
-                                       add_bos=not msg.context, special=True)
-            tokens = list(msg.context or []) + list(text_tokens)
-            if len(tokens) >= n_ctx:  # keep the first num_keep tokens and the most recent tail
-                tail = max(1, n_ctx // 2 - num_keep)
-                tokens = tokens[:num_keep] + tokens[-tail:]
-            if not tokens:
-                tokens = [llm.token_bos()]
-
-        grammar = grammar_for(msg.format, llm._model.vocab)
-        if grammar is None:
-            grammar = tool_grammar(msg.tools, msg.tool_format, msg.tools_required,
-                                   llm._model.vocab)
+            tokens = self._prompt_window(llm, msg, n_ctx, num_keep)
+        grammar = self._grammar(llm, msg)
         seed = int(opts.get("seed", -1))
         llm.set_seed(seed if seed >= 0 else random.randrange(2**31))
         num_predict = int(opts.get("num_predict", -1))
