@@ -22,17 +22,22 @@ CLIENT_VERSION = "0.6.4"
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js", "probe.mjs")
 
 
-@pytest.fixture(scope="session")
-def js_client_dir() -> str:
+def npm_dir(package: str, version: str, probe: str) -> str:
+    """``package@version`` installed once into the test cache, with ``probe`` copied beside it."""
     assert shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed"
-    where = os.path.join(CACHE, f"js-ollama-{CLIENT_VERSION}")
-    marker = os.path.join(where, "node_modules", "ollama", "package.json")
+    where = os.path.join(CACHE, f"js-{package}-{version}")
+    marker = os.path.join(where, "node_modules", package, "package.json")
     if not os.path.exists(marker):
         os.makedirs(where, exist_ok=True)
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", where,
-                        f"ollama@{CLIENT_VERSION}"], check=True, capture_output=True, timeout=300)
-    shutil.copy(PROBE, os.path.join(where, "probe.mjs"))
+                        f"{package}@{version}"], check=True, capture_output=True, timeout=300)
+    shutil.copy(probe, os.path.join(where, os.path.basename(probe)))
     return where
+
+
+@pytest.fixture(scope="session")
+def js_client_dir() -> str:
+    return npm_dir("ollama", CLIENT_VERSION, PROBE)
 
 
 def test_official_js_client(server: Server, js_client_dir: str) -> None:
@@ -57,16 +62,7 @@ STDIO_PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js", "st
 
 @pytest.fixture(scope="session")
 def jsonrpc_dir() -> str:
-    assert shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed"
-    where = os.path.join(CACHE, f"js-vscode-jsonrpc-{JSONRPC_VERSION}")
-    marker = os.path.join(where, "node_modules", "vscode-jsonrpc", "package.json")
-    if not os.path.exists(marker):
-        os.makedirs(where, exist_ok=True)
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", where,
-                        f"vscode-jsonrpc@{JSONRPC_VERSION}"], check=True, capture_output=True,
-                       timeout=300)
-    shutil.copy(STDIO_PROBE, os.path.join(where, "stdio_probe.mjs"))
-    return where
+    return npm_dir("vscode-jsonrpc", JSONRPC_VERSION, STDIO_PROBE)
 
 
 def test_vscode_jsonrpc_over_pollama_stdio(server: Server, jsonrpc_dir: str) -> None:
