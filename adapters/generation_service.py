@@ -248,14 +248,16 @@ class GenerationService:
         except BadRequest as exc:  # the stored blob is damaged: the server's problem, not the client's
             raise StoreError(f"model file {local.model_path} is damaged: {exc.message}") from None
         shape = memory.shape_from_facts(facts, size, n_vocab=n_vocab)
-        estimate = memory.estimate(shape, num_ctx=spec.num_ctx,
-                                   num_parallel=self.driver.state.config.num_parallel,
-                                   num_batch=spec.num_batch,
-                                   projector_bytes=projector_bytes)
-        placement = memory.fit(estimate, shape, self.inventory, num_gpu=spec.num_gpu)
+        parallel, placement = memory.plan(
+            shape, self.inventory, num_ctx=spec.num_ctx, num_batch=spec.num_batch,
+            num_gpu=spec.num_gpu, projector_bytes=projector_bytes,
+            configured_parallel=self.config.num_parallel,
+            embedding_only=bool(facts.pooling_type),
+            budget=self.driver.state.config.memory_budget)
         req = sched.Request(id=self.driver.new_request_id(), model=local.runner_key, name=name,
                             spec=spec, kind=kind, keep_alive=keep_alive, size=placement.size,
-                            size_vram=placement.size_vram, gpu_layers=placement.gpu_layers)
+                            size_vram=placement.size_vram, gpu_layers=placement.gpu_layers,
+                            num_parallel=parallel)
         info = RunnerInfo(name=name, digest=local.stored.manifest_digest,
                           details=models.details(local.config), model_path=local.model_path,
                           adapters=local.adapter_paths, projectors=local.projector_paths,

@@ -102,7 +102,7 @@ class SchedulerDriver:
                        num_thread=spec.num_thread, use_mmap=spec.use_mmap,
                        adapters=list(info.adapters), projectors=list(info.projectors),
                        flash_attention=info.flash_attention,
-                       num_parallel=self.state.config.num_parallel)
+                       num_parallel=command.num_parallel or self.state.config.num_parallel)
         rid = command.runner_id
 
         def exited(reason: str) -> None:

@@ -53,7 +53,7 @@ async def stack(config: Config) -> AsyncIterator[tuple[App, SchedulerDriver, Tas
     budget = sum(d.free for d in inventory.devices)
     async with anyio.create_task_group() as tg:
         driver = SchedulerDriver(tg, sched.Config(
-            num_parallel=config.num_parallel, max_loaded=config.max_loaded_models,
+            num_parallel=config.num_parallel or 1, max_loaded=config.max_loaded_models,
             max_queue=config.max_queue, memory_budget=budget,
             default_keep_alive=config.keep_alive_ns), trace_path=config.trace_path)
         try:

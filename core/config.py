@@ -140,7 +140,7 @@ def load(env: Mapping[str, str], home: str) -> Config:
         home_dir=pollama_home,
         keep_alive_ns=parse_keep_alive_env(_get(env, "KEEP_ALIVE")),
         context_length=_int(env, "CONTEXT_LENGTH", 4096),
-        num_parallel=max(1, _int(env, "NUM_PARALLEL", 1)),
+        num_parallel=max(0, _int(env, "NUM_PARALLEL", 0)),  # 0: auto (core.memory.parallel_choices)
         max_loaded_models=_int(env, "MAX_LOADED_MODELS", 3),
         max_queue=_int(env, "MAX_QUEUE", 512),
         debug=debug_text not in ("", "0", "false", "info"),

@@ -57,6 +57,7 @@ class ModelFacts:
     chat_template: str | None
     bos_token: str
     eos_token: str
+    pooling_type: int | None = None  # set (> 0) by embedding models: they pool, not generate
 
     @property
     def parameter_size(self) -> str:
@@ -92,6 +93,7 @@ def facts(kv: Mapping[str, Any], parameter_count: int, tokens: list[str] | None 
         head_count=arch_int("attention.head_count"),
         head_count_kv=head_kv,
         chat_template=template if isinstance(template, str) and template else None,
+        pooling_type=arch_int("pooling_type"),
         bos_token=token("tokenizer.ggml.bos_token_id"),
         eos_token=token("tokenizer.ggml.eos_token_id"),
     )

@@ -257,6 +257,37 @@ def graph_sizes(shape: ModelShape, *, context: int, batch: int) -> tuple[int, in
     return full, partial
 
 
+AUTO_PARALLEL = 4  # slots per runner when POLLAMA_NUM_PARALLEL is unset and memory allows
+
+
+def parallel_choices(configured: int, *, embedding_only: bool = False) -> tuple[int, ...]:
+    """Slot counts to try for a new runner, best first: the one configured
+    (``POLLAMA_NUM_PARALLEL`` > 0), else ``AUTO_PARALLEL`` then 1 (``plan`` takes the first
+    that fits, as Ollama's automatic parallelism did). An embedding-only model gets one slot,
+    as in Ollama: its batches pack many inputs into one decode instead."""
+    if configured > 0:
+        return (configured,)
+    if embedding_only:
+        return (1,)
+    return (AUTO_PARALLEL, 1)
+
+
+def plan(shape: ModelShape, inventory: Inventory, *, num_ctx: int, num_batch: int,
+         num_gpu: int = -1, projector_bytes: int = 0, configured_parallel: int = 0,
+         embedding_only: bool = False, budget: int = 0) -> tuple[int, Placement]:
+    """The slots and placement of a new runner: the first of ``parallel_choices`` whose
+    estimate (the KV cache of ``num_ctx`` × slots) fits free memory and ``budget`` (bytes for
+    all models, 0 = unlimited); the last choice when none does."""
+    choices = parallel_choices(configured_parallel, embedding_only=embedding_only)
+    for parallel in choices:
+        est = estimate(shape, num_ctx=num_ctx, num_parallel=parallel, num_batch=num_batch,
+                       projector_bytes=projector_bytes)
+        placement = fit(est, shape, inventory, num_gpu=num_gpu)
+        if placement.fits and (budget == 0 or placement.size <= budget):
+            break
+    return parallel, placement
+
+
 def estimate(shape: ModelShape, *, num_ctx: int, num_parallel: int = 1,
              kv_bytes_per_elem: float = 2.0, num_batch: int = 512,
              projector_bytes: int = 0) -> Estimate:

@@ -103,8 +103,13 @@ class Request:
     size: int = 0  # memory estimate of a runner for this model and spec (bytes)
     size_vram: int = 0  # of which on GPUs
     gpu_layers: int = -1  # layers to offload, decided by core.memory.fit
+    # Slots (requests decoded together) a runner loaded for this request gets, decided with
+    # the memory estimate (core.memory.parallel_choices); 0 = Config.num_parallel.
+    num_parallel: int = 0
 
     def __post_init__(self) -> None:
+        if self.num_parallel < 0:
+            raise SchedulerError(f"bad request num_parallel {self.num_parallel}")
         if self.size < 0 or self.size_vram < 0 or self.size_vram > self.size:
             raise SchedulerError(f"bad request sizes {self.size}/{self.size_vram}")
 
@@ -132,6 +137,7 @@ class Runner:
     last_used: int = 0
     expires_at: int | None = None  # set while idle; None while busy or kept forever
     draining: bool = False  # takes no new requests (reload, unload)
+    num_parallel: int = 0  # requests in flight at once; 0 = Config.num_parallel
 
     @property
     def idle(self) -> bool:
@@ -227,6 +233,7 @@ class SpawnRunner:
     model: str
     spec: LoadSpec
     gpu_layers: int = -1
+    num_parallel: int = 0  # sequences the runner decodes together; 0 = Config.num_parallel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -309,6 +316,11 @@ def next_deadline(state: State) -> int | None:
 _RUNNER_SLOTS = tuple((f, getattr(Runner, f)) for f in Runner.__slots__)
 _STATE_SLOTS = tuple(getattr(State, f) for f in ("config", "runners", "waiting",
                                                   "next_runner_id"))
+
+
+def slots(runner: Runner, config: Config) -> int:
+    """Requests ``runner`` serves at once: the slots it was loaded with."""
+    return runner.num_parallel or config.num_parallel
 
 
 def _evolve(runner: Runner, **changes: Any) -> Runner:
@@ -498,7 +510,7 @@ class _Builder:
         return self._load(req)
 
     def _use(self, r: Runner, req: Request, cfg: Config) -> bool:
-        if req.kind is Kind.GENERATE and len(r.in_flight) >= cfg.num_parallel:
+        if req.kind is Kind.GENERATE and len(r.in_flight) >= slots(r, cfg):
             return False
         keep = r.keep_alive if req.keep_alive is None else req.keep_alive
         if req.kind is Kind.GENERATE:
@@ -527,11 +539,11 @@ class _Builder:
         keep = cfg.default_keep_alive if req.keep_alive is None else req.keep_alive
         runner = Runner(id=rid, model=req.model, name=req.name, spec=req.spec,
                         state=RunnerState.LOADING, size=req.size, size_vram=req.size_vram,
-                        keep_alive=keep, last_used=self.now)
+                        keep_alive=keep, last_used=self.now, num_parallel=req.num_parallel)
         self.runners.append(runner)
         self.next_runner_id = rid + 1
         self.emit(SpawnRunner(runner_id=rid, model=req.model, spec=req.spec,
-                              gpu_layers=req.gpu_layers))
+                              gpu_layers=req.gpu_layers, num_parallel=req.num_parallel))
         return False  # the request waits for RunnerReady
 
     def _make_room(self, req: Request) -> bool:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pollama.core import memory as m
 from pollama.core.gguf_details import ModelFacts
 from pollama.core.memory import (
+    AUTO_PARALLEL,
     Device,
     Estimate,
     Inventory,
@@ -18,6 +19,8 @@ from pollama.core.memory import (
     Placement,
     estimate,
     fit,
+    parallel_choices,
+    plan,
     processor_label,
 )
 
@@ -523,3 +526,38 @@ def test_fit_projector_gpu_always_used() -> None:
     assert p.devices == ("cuda:0",) and p.device_layers == (1,)
     assert p.device_sizes[0] == RESERVE + e.compute_buffer_partial + LAYER7B + 3 * GiB
     assert p.vram_fits
+
+
+# ---------------------------------------------------------------------------------------------
+# Slots per runner (POLLAMA_NUM_PARALLEL unset = automatic)
+
+
+def test_parallel_choices() -> None:
+    assert parallel_choices(0) == (AUTO_PARALLEL, 1) == (4, 1)
+    assert parallel_choices(3) == (3,)
+    assert parallel_choices(0, embedding_only=True) == (1,)
+    assert parallel_choices(2, embedding_only=True) == (2,)  # configured wins
+
+
+def test_plan_takes_four_slots_when_their_kv_cache_fits() -> None:
+    parallel, placement = plan(SMOLLM2, inv(ram()), num_ctx=4096, num_batch=512)
+    assert parallel == 4
+    four = estimate(SMOLLM2, num_ctx=4096, num_parallel=4)
+    assert placement.size == fit(four, SMOLLM2, inv(ram())).size
+
+
+def test_plan_falls_back_to_one_slot_when_four_do_not_fit() -> None:
+    one = fit(estimate(SMOLLM2, num_ctx=4096), SMOLLM2, inv(ram())).size
+    four = fit(estimate(SMOLLM2, num_ctx=4096, num_parallel=4), SMOLLM2, inv(ram())).size
+    assert one < four
+    # short of free RAM for four
+    parallel, placement = plan(SMOLLM2, inv(ram(free=(one + four) // 2)), num_ctx=4096,
+                               num_batch=512)
+    assert (parallel, placement.size) == (1, one)
+    # or past the budget for all models
+    assert plan(SMOLLM2, inv(ram()), num_ctx=4096, num_batch=512, budget=four - 1)[0] == 1
+    # nothing fits: the last choice, as the scheduler then decides whether to load at all
+    assert plan(SMOLLM2, inv(ram(free=1)), num_ctx=4096, num_batch=512)[0] == 1
+    # configured: taken as is, fitting or not
+    assert plan(SMOLLM2, inv(ram(free=1)), num_ctx=4096, num_batch=512,
+                configured_parallel=8)[0] == 8

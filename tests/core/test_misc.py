@@ -64,7 +64,7 @@ def test_config_env() -> None:
     cfg = config.load({"POLLAMA_MODELS": "/m", "OLLAMA_KEEP_ALIVE": "10m",
                        "POLLAMA_NUM_PARALLEL": "x", "POLLAMA_CONTEXT_LENGTH": "2048"}, "/home/u")
     assert cfg.models_dir == "/m" and cfg.home_dir == "/home/u/.pollama"
-    assert cfg.keep_alive_ns == 600 * 10**9 and cfg.num_parallel == 1
+    assert cfg.keep_alive_ns == 600 * 10**9 and cfg.num_parallel == 0  # invalid: auto
     assert cfg.context_length == 2048
     assert config.load({}, "/h").models_dir == "/h/.pollama/models"
     assert config.parse_keep_alive_env("-1") == -1

@@ -20,6 +20,7 @@ from hypothesis.stateful import (
 
 from pollama.core import scheduler as sc
 from pollama.core.scheduler import (
+    slots,
     BUSY_MESSAGE,
     FOREVER,
     Command,
@@ -118,7 +119,7 @@ def check_state(state: State, now: int) -> None:
         assert sum(r.size for r in runners) <= cfg.memory_budget
     ids: set[int] = set()
     for r in runners:
-        assert len(r.in_flight) <= cfg.num_parallel
+        assert len(r.in_flight) <= slots(r, cfg)
         if r.state is not RunnerState.READY:
             assert not r.in_flight and r.expires_at is None
         elif r.in_flight:
@@ -146,7 +147,7 @@ def check_state(state: State, now: int) -> None:
         for r in runners:
             if (r.model == q.model and r.spec == q.spec and r.state is RunnerState.READY
                     and not r.draining):
-                assert q.kind is Kind.GENERATE and len(r.in_flight) >= cfg.num_parallel
+                assert q.kind is Kind.GENERATE and len(r.in_flight) >= slots(r, cfg)
     expiries = [r.expires_at for r in runners if r.state is RunnerState.READY and r.idle
                 and r.expires_at is not None]
     assert sc.next_deadline(state) == (min(expiries) if expiries else None)
@@ -185,6 +186,22 @@ def test_num_parallel_slots_then_wait_for_a_free_slot() -> None:
     assert [q.id for q in sim.state.waiting] == [3]
     assert sim.finish(2) == [Dispatch(request_id=3, runner_id=1)]
     assert sim.runner(1).in_flight == (1, 3)
+
+
+def test_a_runner_gets_the_slots_its_first_request_asked_for() -> None:
+    """``Request.num_parallel`` (decided with the memory estimate) sizes a new runner; the
+    config's value is only the default. Later requests use the runner as it was loaded."""
+    sim = Sim(num_parallel=1)
+    spawn = [c for c in sim.queue(1, num_parallel=3) if isinstance(c, SpawnRunner)]
+    assert spawn == [SpawnRunner(runner_id=1, model="a", spec=LoadSpec(), num_parallel=3)]
+    sim.ready(1)
+    assert sim.queue(2, num_parallel=1) == [Dispatch(request_id=2, runner_id=1)]
+    assert sim.queue(3) == [Dispatch(request_id=3, runner_id=1)]
+    assert sim.queue(4, num_parallel=3) == []  # three in flight: the slots are full
+    assert sim.finish(1) == [Dispatch(request_id=4, runner_id=1)]
+    assert slots(sim.runner(1), sim.state.config) == 3
+    with pytest.raises(SchedulerError):
+        Request(id=5, model="a", num_parallel=-1)
 
 
 def test_fifo_per_model_a_later_request_never_overtakes() -> None:
@@ -930,6 +947,7 @@ class MRunner:
     in_flight: set[int] = field(default_factory=set)
     expires: int | None = None
     unloading: bool = False
+    slots: int = 1  # requests in flight at once: what the spawning request asked, or config
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -1008,8 +1026,10 @@ class SchedulerMachine(RuleBasedStateMachine):
                 spawned_for.add(trigger.id)
                 keep = cfg.default_keep_alive if trigger.keep_alive is None \
                     else trigger.keep_alive
-                self.runners[c.runner_id] = MRunner(id=c.runner_id, model=c.model,
-                                                    spec=c.spec, size=trigger.size, keep=keep)
+                assert c.num_parallel == trigger.num_parallel
+                self.runners[c.runner_id] = MRunner(
+                    id=c.runner_id, model=c.model, spec=c.spec, size=trigger.size, keep=keep,
+                    slots=trigger.num_parallel or cfg.num_parallel)
             elif isinstance(c, StopRunner):
                 r = self.runners[c.runner_id]
                 assert r.state == "ready", f"stopping a {r.state} runner"
@@ -1046,7 +1066,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                     r.keep = q.keep_alive
                 if isinstance(c, Dispatch):
                     assert q.kind is Kind.GENERATE
-                    assert len(r.in_flight) < cfg.num_parallel
+                    assert len(r.in_flight) < r.slots
                     r.in_flight.add(q.id)
                     self.running[q.id] = r.id
                     r.expires = None
@@ -1088,8 +1108,10 @@ class SchedulerMachine(RuleBasedStateMachine):
     # -- rules ---------------------------------------------------------------------------------
     @rule(model=st.sampled_from(MODELS), spec=st.sampled_from(SPECS),
           kind=st.sampled_from([Kind.GENERATE] * 4 + [Kind.LOAD, Kind.UNLOAD]),
-          keep=st.sampled_from([None, None, 0, 2 * S, 5 * S, FOREVER]))
-    def arrive(self, model: str, spec: LoadSpec, kind: Kind, keep: int | None) -> None:
+          keep=st.sampled_from([None, None, 0, 2 * S, 5 * S, FOREVER]),
+          parallel=st.sampled_from([0, 0, 1, 2, 4]))
+    def arrive(self, model: str, spec: LoadSpec, kind: Kind, keep: int | None,
+               parallel: int) -> None:
         if kind is Kind.UNLOAD:
             keep = 0  # what the adapter sends for an empty prompt with keep_alive 0
         elif kind is Kind.LOAD and keep == 0:
@@ -1097,7 +1119,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         size = SIZES[model] + (2 if spec != LoadSpec() else 0)
         rid, self.next_id = self.next_id, self.next_id + 1
         self.feed(RequestQueued(request=Request(id=rid, model=model, spec=spec, kind=kind,
-                                                keep_alive=keep, size=size)))
+                                                keep_alive=keep, size=size,
+                                                num_parallel=parallel)))
 
     @rule(data=st.data())
     @precondition(lambda self: bool(self.running))

@@ -148,3 +148,35 @@ def test_embedding_during_decoding(srv: Server, alone: dict[str, str]) -> None:
     got = together(*(lambda p=p: chat(srv, p) for p in PROMPTS[:3]), embed)
     assert [g["message"]["content"] for g in got[:3]] == [alone[p] for p in PROMPTS[:3]]
     assert max(abs(a - b) for a, b in zip(got[3], idle)) < 1e-5
+
+
+def test_four_slots_by_default_where_memory_allows(smollm2_gguf: str, tmp_path: Any) -> None:
+    """Without POLLAMA_NUM_PARALLEL the runner is loaded with four slots (its estimate, KV
+    cache of num_ctx × 4 included, fits this machine's memory): the scheduler's trace shows
+    the decision, and four streams are generating at once (each holds until all four have
+    a token, then hangs up)."""
+    trace = tmp_path / "trace.jsonl"
+    server = start_server(str(tmp_path), {"POLLAMA_TRACE": str(trace)})
+    all_streaming = threading.Barrier(4, timeout=600)
+
+    def stream(i: int) -> str:
+        with httpx.stream("POST", f"{server.url}/api/generate", timeout=600, json={
+                "model": "smol", "raw": True, "prompt": f"Count: {i}, {i + 1}, {i + 2},",
+                "options": {"temperature": 0, "num_predict": 2000}}) as r:
+            first = json.loads(next(line for line in r.iter_lines() if line))
+            all_streaming.wait()  # breaks (fails) unless all four generate together
+            return str(first["response"])
+
+    try:
+        upload_and_create(server.url, smollm2_gguf, "smol")
+        got = together(*(lambda i=i: stream(i) for i in range(4)))
+        assert all(isinstance(g, str) for g in got), got
+        ps = httpx.get(f"{server.url}/api/ps").json()["models"]
+    finally:
+        stop_server(server)
+    steps = [json.loads(line) for line in trace.read_text().splitlines()[1:]]
+    spawns = [c for s in steps for c in s["commands"] if c["type"] == "SpawnRunner"]
+    assert [c["num_parallel"] for c in spawns] == [4]
+    queued = [s["event"]["request"] for s in steps if s["event"]["type"] == "RequestQueued"]
+    assert {q["num_parallel"] for q in queued} == {4}
+    assert ps[0]["size"] == queued[0]["size"]  # the memory of four slots

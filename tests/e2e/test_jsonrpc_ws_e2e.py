@@ -154,8 +154,8 @@ def test_ping_is_answered(ws: ClientConnection) -> None:
 
 @pytest.fixture()
 def own_server(smollm2_gguf: str, tmp_path: object) -> Iterator[Server]:
-    # A 1 MiB message limit (POLLAMA_MAX_BODY_MB) for the size test.
-    srv = start_server(str(tmp_path), {"POLLAMA_MAX_BODY_MB": "1"})
+    # A 1 MiB message limit (POLLAMA_MAX_BODY_MB) for the size test; one slot for the cancel test.
+    srv = start_server(str(tmp_path), {"POLLAMA_MAX_BODY_MB": "1", "POLLAMA_NUM_PARALLEL": "1"})
     upload_and_create(srv.url, smollm2_gguf, "smol")
     yield srv
     stop_server(srv)
