@@ -2,7 +2,7 @@
 
 The adapter's logging formatter passes a record's parts in (time, level, source, message and
 structured fields); nothing here reads a clock. Text mode quotes a value only when it must (empty,
-spaces, ``=``, quotes, control characters), writes a mapping as Go prints one (``map[K:V K:V]``,
+spaces, ``=``, quotes, anything unprintable), writes a mapping as Go prints one (``map[K:V K:V]``,
 the shape of Ollama's ``server config`` line) and a list as ``[a b]``. JSON mode writes one
 object per line with the same keys, so either format can be parsed back into the same fields.
 
@@ -31,7 +31,8 @@ def timestamp(ns: int, offset_seconds: int = 0) -> str:
 
 
 def _needs_quotes(text: str) -> bool:
-    return not text or any(c in ' ="\\' or ord(c) < 0x20 or ord(c) == 0x7f for c in text)
+    # Unprintable covers control characters and every space but " " (NEL, U+2028...).
+    return not text or any(c in ' ="\\' or not c.isprintable() for c in text)
 
 
 def _plain(value: Any) -> str:
