@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +43,7 @@ def _plain(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else "NaN"
+        return "NaN" if math.isnan(value) else f"{value:.3f}".rstrip("0").rstrip(".")
     if isinstance(value, Mapping):
         return "map[" + " ".join(f"{k}:{_plain(v)}" for k, v in sorted(value.items())) + "]"
     if isinstance(value, (list, tuple)):
@@ -64,7 +65,7 @@ def text(time: str, level: str, source: str, msg: str, fields: Mapping[str, Any]
 
 
 def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import httpx
@@ -154,56 +152,50 @@ def test_request_line_is_logged_with_its_fields(caplog: pytest.LogCaptureFixture
 
 # -- the HTTP adapter's on_done hook ---------------------------------------------------------
 
-DONE: list[tuple[str, bool]] = []
-RELEASE = threading.Event()
 
+def served(client: Callable[[int], Awaitable[None]]) -> list[bool]:
+    """Serve a small app on a loopback port while ``client(port)`` runs; what each
+    response's ``on_done`` was called with."""
+    done: list[bool] = []
 
-async def app(request: Request) -> Response:
-    if request.target == "/stream-forever":
-        async def forever() -> AsyncIterator[bytes]:
-            yield b'{"i":0}\n'
-            while True:
-                await anyio.sleep(0.05)
-                yield b'{"i":1}\n'
-        resp = Response(status=200, body=forever(), content_type="application/x-ndjson")
-    else:
-        resp = Response(status=200, body=b"ok")
-    resp.on_done = lambda gone: DONE.append((request.target, gone))
-    return resp
-
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    port_box: list[int] = []
-    ready = threading.Event()
+    async def app(request: Request) -> Response:
+        if request.target == "/stream-forever":
+            async def forever() -> AsyncIterator[bytes]:
+                while True:
+                    yield b'{"i":0}\n'
+                    await anyio.sleep(0.05)
+            resp = Response(status=200, body=forever(), content_type="application/x-ndjson")
+        else:
+            resp = Response(status=200, body=b"ok")
+        resp.on_done = done.append
+        return resp
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            port_box.append(await tg.start(serve, app, "127.0.0.1", 0))
-            ready.set()
+            port = await tg.start(serve, app, "127.0.0.1", 0)
+            await client(port)
+            with anyio.fail_after(60):
+                while not done:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
 
-    threading.Thread(target=lambda: anyio.run(main), daemon=True).start()
-    assert ready.wait(10)
-    yield f"http://127.0.0.1:{port_box[0]}"
-
-
-def wait_done(target: str) -> tuple[str, bool]:
-    for _ in range(600):
-        hits = [d for d in DONE if d[0] == target]
-        if hits:
-            return hits[0]
-        threading.Event().wait(0.05)
-    raise AssertionError(f"on_done never called for {target}")
+    anyio.run(main)
+    return done
 
 
-def test_on_done_after_the_answer_was_sent(url: str) -> None:
-    assert httpx.get(url + "/plain", timeout=60).text == "ok"
-    assert wait_done("/plain") == ("/plain", False)
+def test_on_done_after_the_answer_was_sent() -> None:
+    async def client(port: int) -> None:
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(f"http://127.0.0.1:{port}/plain")).text == "ok"
+
+    assert served(client) == [False]
 
 
-def test_on_done_says_the_client_left_mid_stream(url: str) -> None:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=60) as s:
-        s.sendall(b"GET /stream-forever HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert s.recv(65536)  # the head and the first line: the stream has started
-    assert wait_done("/stream-forever") == ("/stream-forever", True)
+def test_on_done_says_the_client_left_mid_stream() -> None:
+    async def client(port: int) -> None:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"GET /stream-forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await stream.receive()  # the head and a first line: the stream has started
+        await stream.aclose()
+
+    assert served(client) == [True]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create, wait_for
+from tests.conftest import Server, wait_for
+from tests.e2e.test_metrics_e2e import own_server
 
 pytestmark = pytest.mark.e2e
 
@@ -46,13 +46,9 @@ def logged(server: Server, request_id: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def jsrv(smollm2_gguf: str) -> Iterator[Server]:
     # OLLAMA_DEBUG: Ollama's spelling is read too.
-    with tempfile.TemporaryDirectory(prefix="pollama-logs-") as tmp:
-        s = start_server(tmp, {"POLLAMA_LOG_FORMAT": "json", "OLLAMA_DEBUG": "1"})
-        try:
-            upload_and_create(s.url, smollm2_gguf, "smol")
-            yield s
-        finally:
-            stop_server(s)
+    with own_server("pollama-logs-", smollm2_gguf,
+                    {"POLLAMA_LOG_FORMAT": "json", "OLLAMA_DEBUG": "1"}) as s:
+        yield s
 
 
 def test_json_startup_printout(jsrv: Server) -> None:
@@ -126,12 +122,9 @@ def test_debug_lines_are_there(jsrv: Server) -> None:
 
 @pytest.fixture(scope="module")
 def tsrv() -> Iterator[Server]:
-    with tempfile.TemporaryDirectory(prefix="pollama-logs-text-") as tmp:
-        s = start_server(tmp, {"POLLAMA_API_KEY": "not-in-the-log", "POLLAMA_KEEP_ALIVE": "1h"})
-        try:
-            yield s
-        finally:
-            stop_server(s)
+    with own_server("pollama-logs-text-",
+                    env={"POLLAMA_API_KEY": "not-in-the-log", "POLLAMA_KEEP_ALIVE": "1h"}) as s:
+        yield s
 
 
 def kv(line: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import os
 import signal
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -54,15 +55,25 @@ def requests(samples: Samples, method: str, route: str, status: int) -> float:
     return get(samples, "pollama_requests_total", method=method, route=route, status=str(status))
 
 
-@pytest.fixture(scope="module")
-def srv(smollm2_gguf: str) -> Iterator[Server]:
-    with tempfile.TemporaryDirectory(prefix="pollama-metrics-") as tmp:
-        s = start_server(tmp)
+@contextmanager
+def own_server(prefix: str, gguf: str | None = None,
+               env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A server of the caller's own (its counters and log hold only the caller's requests),
+    with the model created as ``smol`` when ``gguf`` is given."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        s = start_server(tmp, env)
         try:
-            upload_and_create(s.url, smollm2_gguf, "smol")
+            if gguf is not None:
+                upload_and_create(s.url, gguf, "smol")
             yield s
         finally:
             stop_server(s)
+
+
+@pytest.fixture(scope="module")
+def srv(smollm2_gguf: str) -> Iterator[Server]:
+    with own_server("pollama-metrics-", smollm2_gguf) as s:
+        yield s
 
 
 def test_counters_match_what_was_sent(srv: Server) -> None:
@@ -179,16 +190,11 @@ def test_metrics_sit_behind_the_host_and_origin_guard(srv: Server) -> None:
 
 
 def test_metrics_need_the_api_key_when_one_is_set() -> None:
-    with tempfile.TemporaryDirectory(prefix="pollama-metrics-key-") as tmp:
-        s = start_server(tmp, {"POLLAMA_API_KEY": "metrics-key"})
-        try:
-            r = httpx.get(s.url + "/metrics", timeout=60)
-            assert r.status_code == 401
-            assert "pollama_" not in r.text
-            r = httpx.get(s.url + "/metrics", timeout=60,
-                          headers={"Authorization": "Bearer wrong"})
-            assert r.status_code == 401
-            samples = scrape(s.url, headers={"Authorization": "Bearer metrics-key"})
-            assert requests(samples, "GET", "/metrics", 401) == 2
-        finally:
-            stop_server(s)
+    with own_server("pollama-metrics-key-", env={"POLLAMA_API_KEY": "metrics-key"}) as s:
+        r = httpx.get(s.url + "/metrics", timeout=60)
+        assert r.status_code == 401
+        assert "pollama_" not in r.text
+        r = httpx.get(s.url + "/metrics", timeout=60, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401
+        samples = scrape(s.url, headers={"Authorization": "Bearer metrics-key"})
+        assert requests(samples, "GET", "/metrics", 401) == 2
