@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,3 +154,20 @@ def test_text_request_line(tsrv: Server) -> None:
     fields = kv(line)
     assert (fields["method"], fields["route"], fields["status"]) == ("GET", "/api/tags", "401")
     assert "model" not in fields and float(fields["duration_ms"]) >= 0
+
+
+def test_a_client_that_leaves_is_logged_as_499(jsrv: Server) -> None:
+    """A non-streamed generation whose client hangs up: the app is cancelled before it has an
+    answer, and the line says so (status 499, as Ollama answers a cancelled request)."""
+    body = json.dumps({"model": "smol", "prompt": "Tell me a long story.", "stream": False,
+                       "options": {"num_predict": 1000}}).encode()
+    host, port = jsrv.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Content-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        s.shutdown(socket.SHUT_WR)  # a half-closed socket is a client gone, as in Go's server
+        assert s.recv(65536) == b""  # no answer: the server closes
+    line = wait_for("the cancelled request's line", lambda: next(
+        (o for o in json_lines(jsrv) if o["msg"] == "request" and o["status"] == 499), None))
+    assert (line["route"], line["model"], line["client_gone"]) == ("/api/generate", "smol", True)
