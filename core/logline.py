@@ -33,7 +33,7 @@ def timestamp(ns: int, offset_seconds: int = 0) -> str:
 
 def _needs_quotes(text: str) -> bool:
     # Unprintable covers control characters and every space but " " (NEL, U+2028...).
-    return not text or any(c in ' ="\\' or not c.isprintable() for c in text)
+    return not text or not text.isprintable() or any(c in text for c in ' ="\\')
 
 
 def _plain(value: Any) -> str:
