@@ -31,6 +31,7 @@ from . import creator, gguf_file, models, registry_client, webui, ws_transport
 from .compat_routes import CompatRoutes, request_id
 from .generation_service import GenerationService, Objects
 from .http_server import ClientDisconnected, Request, Response
+from .metrics import CLIENT_CLOSED, CONTENT_TYPE, Metrics, RequestRecord
 from .registry_server import RegistryServer
 from .rpc_session import LocalBackend
 from .scheduler_driver import SchedulerDriver
@@ -70,37 +71,45 @@ def error_response(exc: PollamaError, dialect: str = "native") -> Response:
 
 class App:
     def __init__(self, config: Config, store: Store, driver: SchedulerDriver,
-                 inventory: memory.Inventory, policy: access.Policy | None = None) -> None:
+                 inventory: memory.Inventory, policy: access.Policy | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
         self.policy = policy or access.Policy(origins=config.origins, api_key=config.api_key,
                                               loopback=config.host.is_loopback)
         self.inventory = inventory
         self.store = store
         self.driver = driver
-        self.service = GenerationService(config, store, driver, inventory)
+        self.metrics = metrics or driver.metrics
+        self.service = GenerationService(config, store, driver, inventory, self.metrics)
         self._handlers: dict[str, Callable[[Request, dict[str, str]], Awaitable[Response]]] = {
             "root": self.root, "version": self.version, "tags": self.tags,
             "generate": self.generate, "chat": self.chat, "blob": self.blob,
             "create": self.create, "pull": self.pull, "ps": self.ps,
             "show": self.show, "copy": self.copy, "delete": self.delete,
             "embed": self.embed, "embeddings": self.embeddings, "push": self.push,
-            "websocket": self.websocket, "ui": self.ui,
+            "websocket": self.websocket, "ui": self.ui, "metrics": self.prometheus,
         }
         self._handlers.update(RegistryServer(store).handlers())  # /v2/: pollama is a registry
         self._handlers.update(CompatRoutes(self.service, store).handlers())  # /v1/
 
     async def __call__(self, request: Request) -> Response:
-        started = time.monotonic()
-        decision = access.check(request.method, request.path, request.headers, self.policy)
-        if isinstance(decision, access.Deny):
-            response = self._deny(request, decision)
-        elif isinstance(decision, access.Preflight):
-            response = Response(status=204, content_type=None, headers=list(decision.headers))
-        else:
-            response = await self.route(request)
-            response.headers.extend(decision.headers)
-        log.info("%s %s -> %s (%.1f ms) id=%s", request.method, request.path, response.status,
-                 (time.monotonic() - started) * 1000, request.id)
+        record = self.metrics.begin(request.method, request.path, request.id)
+        try:
+            decision = access.check(request.method, request.path, request.headers, self.policy)
+            if isinstance(decision, access.Deny):
+                response = self._deny(request, decision)
+            elif isinstance(decision, access.Preflight):
+                response = Response(status=204, content_type=None,
+                                    headers=list(decision.headers))
+            else:
+                response = await self.route(request, record)
+                response.headers.extend(decision.headers)
+        except BaseException:
+            # The client left (a cancelled wait, a disconnect) before there was an answer.
+            self.metrics.done(record, CLIENT_CLOSED, client_gone=True)
+            raise
+        response.on_done = lambda gone: self.metrics.done(record, response.status,
+                                                          client_gone=gone)
         return response
 
     def _deny(self, request: Request, decision: access.Deny) -> Response:
@@ -119,10 +128,12 @@ class App:
         resp.headers.extend(decision.headers)
         return resp
 
-    async def route(self, request: Request) -> Response:
+    async def route(self, request: Request, record: RequestRecord | None = None) -> Response:
         dialect = "native"
         try:
             match = routes.match(request.method, request.target)
+            if record is not None:
+                record.route = match.pattern
             dialect = routes.dialect(match.handler)
             request.body_limit = self.config.limits.body_limit(match.handler, request.method)
             request.check_declared_length()
@@ -166,6 +177,10 @@ class App:
                 log.info("websocket %s closed", request.id)
 
         return Response(status=101, content_type=None, upgrade=run)
+
+    async def prometheus(self, request: Request, params: dict[str, str]) -> Response:
+        """``GET /metrics``: the Prometheus text format (adapters/metrics.py)."""
+        return Response(status=200, body=self.metrics.exposition(), content_type=CONTENT_TYPE)
 
     async def version(self, request: Request, params: dict[str, str]) -> Response:
         return json_response(200, {"version": OLLAMA_COMPAT_VERSION})

@@ -37,6 +37,7 @@ from pollama.core.errors import BadRequest, PollamaError, StoreError
 from pollama.core.timefmt import rfc3339
 
 from . import gguf_file, models
+from .metrics import GenerationMeter, Metrics
 from .runner_process import RunnerProcess
 from .scheduler_driver import RunnerInfo, SchedulerDriver
 from .store import Store
@@ -66,11 +67,12 @@ def today() -> str:
 
 class GenerationService:
     def __init__(self, config: Config, store: Store, driver: SchedulerDriver,
-                 inventory: memory.Inventory) -> None:
+                 inventory: memory.Inventory, metrics: Metrics | None = None) -> None:
         self.config = config
         self.store = store
         self.driver = driver
         self.inventory = inventory
+        self.metrics = metrics or Metrics()
 
     # -- generate / chat ---------------------------------------------------------------------
     async def generate(self, req: rq.GenerateRequest) -> Objects:
@@ -129,8 +131,9 @@ class GenerationService:
                       n_ctx=runner.loaded.n_ctx if runner.loaded else 0, today=today(),
                       started_ns=started, load_ns=load_ns, runtime=runtime,
                       family=local.config.model_family, new_call_id=call_id)
-        return Objects(_drive(gen.Generation(job), runner), lambda: self.driver.finished(rid),
-                       single=gen.single_object(req))
+        meter = self.metrics.generation(local.stored.name.display_shortest(), started)
+        return Objects(_drive(gen.Generation(job), runner, meter),
+                       lambda: self.driver.finished(rid), single=gen.single_object(req))
 
     async def _load_only(self, local: models.LocalModel, req: rq.ChatRequest | rq.GenerateRequest,
                          kind: str) -> dict[str, Any]:
@@ -187,11 +190,13 @@ class GenerationService:
                 inputs, truncate, num_ctx=None if legacy else int(merged.get("num_ctx") or 0))
         finally:
             self.driver.finished(req.id)
+        self.metrics.embedded(req.name, result.prompt_eval_count)
         return result, load_ns
 
     # -- model facts -------------------------------------------------------------------------
     async def _resolve(self, model: str, not_found: str = "model '{}' not found"
                        ) -> models.LocalModel:
+        self.metrics.model(model)
         return await anyio.to_thread.run_sync(
             lambda: models.resolve(self.store, model, not_found=not_found))
 
@@ -341,9 +346,10 @@ def _event(msg: rp.RunnerMessage) -> gen.Event:
     return gen.RunnerFailed(f"unexpected runner message {type(msg).__name__}")
 
 
-async def _drive(machine: gen.Generation, runner: RunnerProcess
+async def _drive(machine: gen.Generation, runner: RunnerProcess, meter: GenerationMeter
                  ) -> AsyncIterator[dict[str, Any]]:
-    """Execute the machine's commands against ``runner``; yield what it emits."""
+    """Execute the machine's commands against ``runner``; yield what it emits. ``meter``
+    hears of the first token and of the final object."""
     pending: deque[gen.Command] = deque()
     run: AbstractAsyncContextManager[AsyncIterator[rp.RunnerMessage]] | None = None
     events: AsyncIterator[rp.RunnerMessage] | None = None
@@ -365,6 +371,8 @@ async def _drive(machine: gen.Generation, runner: RunnerProcess
                     msg = await events.__anext__()
                 except StopAsyncIteration:
                     msg = rp.Failed(id=0, message="runner stream ended unexpectedly")
+                if isinstance(msg, rp.Token):
+                    meter.token()
                 pending.extend(machine.receive(_event(msg), clock()))
                 continue
             cmd = pending.popleft()
@@ -385,6 +393,7 @@ async def _drive(machine: gen.Generation, runner: RunnerProcess
             elif isinstance(cmd, gen.Emit):
                 yield cmd.obj
             elif isinstance(cmd, gen.Finish):
+                meter.finished(cmd.obj)
                 yield cmd.obj
                 return
             elif isinstance(cmd, gen.Fail):

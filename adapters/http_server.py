@@ -180,6 +180,9 @@ class Response:
     # A protocol switch (WebSocket): instead of a response, the connection is handed to this
     # with the bytes that followed the request; it owns the socket until it returns.
     upgrade: Callable[[SocketStream, bytes], Awaitable[None]] | None = None
+    # Called once when the answer has been sent, or abandoned: with True when the client left
+    # first (the app's per-request log line and metrics).
+    on_done: Callable[[bool], None] | None = None
 
 
 App = Callable[[Request], Awaitable[Response]]
@@ -314,19 +317,25 @@ async def _serve_one(conn: _Conn, request: Request, app: App) -> bool:
         scope.cancel()
 
     upgrade: Callable[[SocketStream, bytes], Awaitable[None]] | None = None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.watch, request, client_gone)
-        with anyio.CancelScope() as scope:
-            try:
-                response = await app(request)
-                upgrade = response.upgrade
-                if upgrade is None:
-                    if not request.body_done:
-                        await _drain(request, response)
-                    await _send_response(conn, response, request.method == "HEAD", request.id)
-            except ClientDisconnected:
-                gone = True
-        tg.cancel_scope.cancel()
+    response: Response | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.watch, request, client_gone)
+            with anyio.CancelScope() as scope:
+                try:
+                    response = await app(request)
+                    upgrade = response.upgrade
+                    if upgrade is None:
+                        if not request.body_done:
+                            await _drain(request, response)
+                        await _send_response(conn, response, request.method == "HEAD",
+                                             request.id)
+                except ClientDisconnected:
+                    gone = True
+            tg.cancel_scope.cancel()
+    finally:
+        if response is not None and response.on_done is not None:
+            response.on_done(gone)
     conn.budget.give(request.held)
     request.held = 0
     if upgrade is not None and not gone:

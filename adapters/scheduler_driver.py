@@ -4,7 +4,8 @@ It feeds events to ``core.scheduler.step`` with ``time.monotonic_ns()``, carries
 commands (spawning and stopping runner processes, waking the request that was dispatched,
 rejected or answered), arms one timer at the next deadline, and, with ``POLLAMA_TRACE=FILE``,
 appends every ``(now, event, commands)`` to a JSON-lines trace that ``pollama trace replay``
-re-runs through the core.
+re-runs through the core. Every step, runner start and runner exit is also told to the
+server's ``Metrics`` (adapters/metrics.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pollama.core import scheduler as sched
 from pollama.core import trace
 from pollama.core.errors import PollamaError, RunnerError
 
+from .metrics import Metrics
 from .runner_process import RunnerProcess
 
 log = logging.getLogger("pollama.sched")
@@ -49,8 +51,12 @@ class RunnerInfo:
 
 class SchedulerDriver:
     def __init__(self, tg: TaskGroup, config: sched.Config, *, trace_path: str | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns,
+                 metrics: Metrics | None = None) -> None:
         self._tg = tg
+        self.metrics = metrics or Metrics()
+        self.metrics.watch(lambda: self.state)
+        self._stopping: set[int] = set()  # runners told to stop: their exit is no crash
         self.state = sched.State(config=config)
         self._clock = clock
         self._waiters: dict[int, _Waiter] = {}
@@ -72,6 +78,7 @@ class SchedulerDriver:
         if self._trace is not None:
             self._trace.write(trace.line(now, event, commands) + "\n")
             self._trace.flush()
+        self.metrics.scheduler_step(event, commands)
         for command in commands:
             self._execute(command)
         if deadline != self._deadline:
@@ -84,6 +91,7 @@ class SchedulerDriver:
         elif isinstance(command, sched.StopRunner):
             proc = self._procs.get(command.runner_id)
             if proc is not None:
+                self._stopping.add(command.runner_id)
                 self._tg.start_soon(proc.stop)
             else:  # never started (cannot happen: the core only stops READY runners)
                 self.feed(sched.RunnerExited(runner_id=command.runner_id))
@@ -106,7 +114,10 @@ class SchedulerDriver:
         rid = command.runner_id
 
         def exited(reason: str) -> None:
-            self._procs.pop(rid, None)
+            # Only a runner that had loaded counts; a failed load is a RunnerFailed event.
+            if self._procs.pop(rid, None) is not None:
+                self.metrics.runner_exited(info.name, crashed=rid not in self._stopping)
+            self._stopping.discard(rid)
             self.feed(sched.RunnerExited(runner_id=rid, message=reason))
 
         log.info("loading %s (runner %d) with %s", info.name, rid, spec)
@@ -119,6 +130,7 @@ class SchedulerDriver:
             self.feed(sched.RunnerFailed(runner_id=rid, message=f"failed to start runner: {exc}"))
             return
         self._procs[rid] = proc
+        self.metrics.runner_started(info.name)
         self.feed(sched.RunnerReady(runner_id=rid))
 
     async def _timer(self) -> None:
@@ -181,6 +193,7 @@ class SchedulerDriver:
         return self._clock()
 
     async def close(self) -> None:
+        self._stopping.update(self._procs)
         for proc in list(self._procs.values()):
             await proc.stop()
         if self._trace is not None:

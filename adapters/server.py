@@ -1,4 +1,10 @@
-"""``pollama serve``: wire configuration, store, scheduler and HTTP server together."""
+"""``pollama serve``: wire configuration, store, scheduler and HTTP server together.
+
+At startup it logs what Ollama's ``serve`` does: the effective configuration (``server config``
+with every variable), the store's cleanup, ``Listening on ...``, the model store and one
+``inference compute`` line per device found. Logs are key=value text, or JSON lines with
+``POLLAMA_LOG_FORMAT=json`` (shaped by core/logline.py).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,24 @@ import os
 import signal
 import sys
 import time
-
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 
 import anyio
 from anyio.abc import TaskGroup
 
+from pollama.core import config as config_core
+from pollama.core import logline
 from pollama.core import scheduler as sched
 from pollama.core.config import Config
 from pollama.core.errors import PollamaError
 from pollama.core.humanize import human_bytes
 
 from . import devices, security
-from .app import App
+from .app import OLLAMA_COMPAT_VERSION, App
 from .http_server import serve
+from .metrics import Metrics
 from .scheduler_driver import SchedulerDriver
 from .store import Store, open_for_serving
 
@@ -34,6 +43,7 @@ async def stack(config: Config) -> AsyncIterator[tuple[App, SchedulerDriver, Tas
     """The server without its listener: store (cleaned up and locked shared), devices,
     scheduler and app. ``pollama serve`` puts HTTP in front of it, ``pollama stdio
     --standalone`` JSON-RPC on stdin/stdout. Leaving it stops every runner."""
+    log.info("server config", extra={"fields": {"env": config_core.effective(config)}})
     nofile = security.raise_nofile_limit()
     if nofile is not None:
         log.debug("open files limit: %d (hard %d)", *nofile)
@@ -48,16 +58,22 @@ async def stack(config: Config) -> AsyncIterator[tuple[App, SchedulerDriver, Tas
         log.log(logging.WARNING if warning else logging.INFO, "store: %s", line)
     inventory = devices.discover()
     for d in inventory.devices:
-        log.info("device %s (%s): %s total, %s free", d.id, d.name, human_bytes(d.total),
-                 human_bytes(d.free))
+        # Ollama: msg="inference compute" id=0 library=cuda name=... total=... available=...
+        log.info("inference compute", extra={"fields": {
+            "id": d.id, "library": d.kind, "name": d.name, "total": human_bytes(d.total),
+            "available": human_bytes(d.free)}})
+    if not inventory.gpus():
+        log.info("no compatible GPUs were discovered")
     budget = sum(d.free for d in inventory.devices)
+    metrics = Metrics()
     async with anyio.create_task_group() as tg:
         driver = SchedulerDriver(tg, sched.Config(
             num_parallel=config.num_parallel or 1, max_loaded=config.max_loaded_models,
             max_queue=config.max_queue, memory_budget=budget,
-            default_keep_alive=config.keep_alive_ns), trace_path=config.trace_path)
+            default_keep_alive=config.keep_alive_ns), trace_path=config.trace_path,
+            metrics=metrics)
         try:
-            yield App(config, store, driver, inventory, policy), driver, tg
+            yield App(config, store, driver, inventory, policy, metrics), driver, tg
         finally:
             with anyio.CancelScope(shield=True):
                 await driver.close()
@@ -71,8 +87,9 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
             port = await tg.start(serve, app, config.host.host, config.host.port, config.limits)
         except OSError as exc:
             raise SystemExit(f"Error: listen tcp {config.host.host}:{config.host.port}: {exc.strerror}")
-        log.info("Listening on %s:%d (version pollama, Ollama API %s)", config.host.host, port,
-                 "0.13.0")
+        host = f"[{config.host.host}]" if ":" in config.host.host else config.host.host
+        log.info("Listening on %s:%d (version pollama %s, Ollama API %s)", host, port,
+                 _version(), OLLAMA_COMPAT_VERSION)
         log.info("models: %s", config.models_dir)
         if port_file:
             with open(port_file, "w") as f:
@@ -83,12 +100,41 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
                 return
 
 
+def _version() -> str:
+    try:
+        return version("pollama")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
 LOG_FORMAT = "time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s"
 LOG_BYTES = 10 * 1024 * 1024  # a rotated log keeps this much per file, with LOG_BACKUPS old ones
 LOG_BACKUPS = 3
 
 
-def main(config: Config, *, port_file: str | None = None, log_file: str | None = None) -> None:
+class LogFormatter(logging.Formatter):
+    """Records as core.logline shapes them: ``extra={"fields": {...}}`` become key=value pairs
+    (or JSON members); a traceback follows the text line, or is the JSON line's ``error``."""
+
+    def __init__(self, fmt: str = "text") -> None:
+        super().__init__()
+        self.fmt = fmt
+
+    def format(self, record: logging.LogRecord) -> str:
+        ns = int(record.created * 1e9)
+        when = logline.timestamp(ns, time.localtime(record.created).tm_gmtoff)
+        fields = dict(getattr(record, "fields", None) or {})
+        trace = self.formatException(record.exc_info) if record.exc_info else ""
+        if trace and self.fmt == "json":
+            fields["error"] = trace
+        text = logline.line(self.fmt, when, record.levelname, record.name, record.getMessage(),
+                            fields)
+        return text + "\n" + trace if trace and self.fmt != "json" else text
+
+
+def setup_logging(config: Config, log_file: str | None = None) -> None:
+    """Every log line to ``log_file`` (rotated) or stderr, in ``POLLAMA_LOG_FORMAT``; debug
+    lines with ``POLLAMA_DEBUG``."""
     handler: logging.Handler
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
@@ -96,8 +142,13 @@ def main(config: Config, *, port_file: str | None = None, log_file: str | None =
             log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogFormatter(config.log_format))
     logging.basicConfig(level=logging.DEBUG if config.debug else logging.INFO,
-                        format=LOG_FORMAT, handlers=[handler])
+                        handlers=[handler], force=True)
+
+
+def main(config: Config, *, port_file: str | None = None, log_file: str | None = None) -> None:
+    setup_logging(config, log_file)
     try:
         anyio.run(lambda: run(config, port_file=port_file))
     except PollamaError as exc:

@@ -34,7 +34,7 @@ def cli() -> None:
 
 ENV_HELP = """
 \b
-Environment variables (OLLAMA_* spellings are accepted too):
+Environment variables (OLLAMA_* spellings are accepted too; README has the full table):
   POLLAMA_HOST               address to bind/connect (default 127.0.0.1:11434)
   POLLAMA_MODELS             model store (default ~/.pollama/models)
   POLLAMA_KEEP_ALIVE         how long idle models stay loaded (default 5m)
@@ -42,8 +42,10 @@ Environment variables (OLLAMA_* spellings are accepted too):
   POLLAMA_NUM_PARALLEL       requests served at once per model (default 1)
   POLLAMA_MAX_LOADED_MODELS  most models loaded at once (default 3)
   POLLAMA_MAX_QUEUE          most waiting requests before 503 (default 512)
+  POLLAMA_FLASH_ATTENTION    flash attention: auto, 1 or 0 (default auto)
+  POLLAMA_DEBUG              1 logs debug lines too
+  POLLAMA_LOG_FORMAT         text (key=value) or json (JSON lines) (default text)
   POLLAMA_TRACE              append scheduler decisions to this JSON-lines file
-  POLLAMA_DEBUG              verbose logging
   POLLAMA_ORIGINS            extra allowed browser origins, comma-separated (* allows all)
   POLLAMA_API_KEY            require 'Authorization: Bearer <key>' on every route but /
   POLLAMA_API_KEY_FILE       read that key from the first line of this file

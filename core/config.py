@@ -3,6 +3,10 @@
 The adapter passes ``os.environ`` (and the home directory) in; nothing here reads them itself.
 Every variable is ``POLLAMA_*``; Ollama's ``OLLAMA_*`` spelling is accepted as a fallback so an
 existing setup keeps working. Values are trimmed of spaces and surrounding quotes as Ollama does.
+
+``VARIABLES`` lists every variable with its default (the README's table and ``pollama serve
+--help`` say the same; a test holds them to it), and ``effective`` is what ``pollama serve``
+logs at startup as ``server config``, as Ollama logs ``envconfig.Values()``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from . import access
 from .errors import BadRequest
 from .limits import Limits
 from .limits import from_env as limits_from_env
+from .limits import MiB
 from .requests import FOREVER, keep_alive_from_seconds, parse_go_duration
+from .store_check import env_flag
 
 DEFAULT_PORT = 11434
 
@@ -98,6 +104,8 @@ class Config:
     api_key: str | None = None
     api_key_file: str | None = None
     limits: Limits = field(default_factory=Limits)
+    log_format: str = "text"  # POLLAMA_LOG_FORMAT: "text" (key=value) or "json" (JSON lines)
+    noprune: bool = False  # POLLAMA_NOPRUNE (the store's startup cleanup reads it itself)
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -149,11 +157,111 @@ def load(env: Mapping[str, str], home: str) -> Config:
         origins=access.default_origins(_get(env, "ORIGINS")),
         api_key=_get(env, "API_KEY") or None,
         api_key_file=_get(env, "API_KEY_FILE") or None,
-        limits=limits_from_env(env),
+        limits=limits_from_env(lambda key: _get(env, key)),
+        log_format=parse_log_format(_get(env, "LOG_FORMAT")),
+        noprune=env_flag(_get(env, "NOPRUNE")),
     )
+
+
+def parse_log_format(text: str) -> str:
+    """``POLLAMA_LOG_FORMAT``: ``json`` for JSON lines; anything else is the key=value text."""
+    return "json" if text.lower() == "json" else "text"
 
 
 def api_key_from_file(text: str) -> str | None:
     """The key in a ``POLLAMA_API_KEY_FILE``: its first line, trimmed; None when empty."""
     line = text.strip().splitlines()[0].strip() if text.strip() else ""
     return line or None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Variable:
+    name: str  # without its POLLAMA_ / OLLAMA_ prefix
+    default: str  # as the README's table shows it
+    meaning: str  # one line, for ``pollama serve --help``
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(name="HOST", default="127.0.0.1:11434",
+             meaning="address the server binds and the CLI connects to"),
+    Variable(name="MODELS", default="~/.pollama/models", meaning="model store"),
+    Variable(name="KEEP_ALIVE", default="5m", meaning="how long an idle model stays loaded"),
+    Variable(name="CONTEXT_LENGTH", default="4096", meaning="default num_ctx"),
+    Variable(name="NUM_PARALLEL", default="1", meaning="requests one loaded model serves at once"),
+    Variable(name="MAX_LOADED_MODELS", default="3", meaning="models loaded at once"),
+    Variable(name="MAX_QUEUE", default="512", meaning="waiting requests before 503"),
+    Variable(name="FLASH_ATTENTION", default="auto", meaning="flash attention: auto, 1 or 0"),
+    Variable(name="DEBUG", default="off", meaning="1 logs debug lines too"),
+    Variable(name="LOG_FORMAT", default="text", meaning="text (key=value) or json (JSON lines)"),
+    Variable(name="TRACE", default="unset",
+             meaning="append scheduler decisions to this JSON-lines file"),
+    Variable(name="ORIGINS", default="unset",
+             meaning="extra allowed browser origins, comma-separated (* allows all)"),
+    Variable(name="API_KEY", default="unset",
+             meaning="require 'Authorization: Bearer <key>' on every route but /"),
+    Variable(name="API_KEY_FILE", default="unset",
+             meaning="read that key from the first line of this file"),
+    Variable(name="MAX_BODY_MB", default="128",
+             meaning="largest generate/chat/create/embed body in MiB"),
+    Variable(name="MAX_CONNECTIONS", default="1024", meaning="connections served at once"),
+    Variable(name="HEADER_TIMEOUT", default="30", meaning="seconds to send a request head"),
+    Variable(name="BODY_TIMEOUT", default="120", meaning="seconds a request body may stall"),
+    Variable(name="IDLE_TIMEOUT", default="300",
+             meaning="seconds an idle keep-alive connection stays open"),
+    Variable(name="NOPRUNE", default="off",
+             meaning="keep unused blobs and debris at startup"),
+)
+
+
+def go_duration(ns: int) -> str:
+    """A duration as Go's ``time.Duration.String`` writes it (``5m0s``, ``1h0m0s``, ``250ms``);
+    FOREVER is ``forever``."""
+    if ns < 0:
+        return "forever"
+    if ns == 0:
+        return "0s"
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return f"{ns / size:.9f}".rstrip("0").rstrip(".") + unit
+    hours, rest = divmod(ns, 3600 * 1_000_000_000)
+    minutes, rest = divmod(rest, 60 * 1_000_000_000)
+    seconds = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def effective(cfg: Config) -> dict[str, str | list[str]]:
+    """Every variable's value as the server uses it, under its ``POLLAMA_*`` name; the API key
+    itself is never shown, only whether one is set."""
+    flash = {-1: "auto", 0: "false", 1: "true"}.get(cfg.flash_attention, "auto")
+    values: dict[str, str | list[str]] = {
+        "HOST": cfg.host.url,
+        "MODELS": cfg.models_dir,
+        "KEEP_ALIVE": go_duration(cfg.keep_alive_ns),
+        "CONTEXT_LENGTH": str(cfg.context_length),
+        "NUM_PARALLEL": str(cfg.num_parallel),
+        "MAX_LOADED_MODELS": str(cfg.max_loaded_models),
+        "MAX_QUEUE": str(cfg.max_queue),
+        "FLASH_ATTENTION": flash,
+        "DEBUG": "DEBUG" if cfg.debug else "INFO",
+        "LOG_FORMAT": cfg.log_format,
+        "TRACE": cfg.trace_path or "",
+        "ORIGINS": list(cfg.origins),
+        "API_KEY": "(set)" if cfg.api_key else "",
+        "API_KEY_FILE": cfg.api_key_file or "",
+        "MAX_BODY_MB": _number_text(cfg.limits.large_body / MiB),
+        "MAX_CONNECTIONS": str(cfg.limits.max_connections),
+        "HEADER_TIMEOUT": _number_text(cfg.limits.header_timeout),
+        "BODY_TIMEOUT": _number_text(cfg.limits.body_timeout),
+        "IDLE_TIMEOUT": _number_text(cfg.limits.idle_timeout),
+        "NOPRUNE": "true" if cfg.noprune else "false",
+    }
+    return {f"POLLAMA_{v.name}": values[v.name] for v in VARIABLES}

@@ -14,7 +14,7 @@ wait in the kernel's backlog until one closes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import PollamaError
@@ -63,8 +63,8 @@ def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body too large: the limit for this route is {limit} bytes")
 
 
-def _number(env: Mapping[str, str], key: str, default: float) -> float:
-    text = env.get(f"POLLAMA_{key}", "").strip().strip("\"'").strip()
+def _number(get: Callable[[str], str], key: str, default: float) -> float:
+    text = get(key)
     if not text:
         return default
     try:
@@ -74,15 +74,16 @@ def _number(env: Mapping[str, str], key: str, default: float) -> float:
     return value if value > 0 else default
 
 
-def from_env(env: Mapping[str, str]) -> Limits:
-    """``POLLAMA_MAX_BODY_MB``, ``POLLAMA_MAX_CONNECTIONS`` and the three timeouts (seconds)."""
+def from_env(get: Callable[[str], str]) -> Limits:
+    """``POLLAMA_MAX_BODY_MB``, ``POLLAMA_MAX_CONNECTIONS`` and the three timeouts (seconds);
+    ``get(key)`` is the trimmed value of ``POLLAMA_<key>`` (or ``OLLAMA_<key>``), core.config's."""
     d = Limits()
     return Limits(
-        large_body=int(_number(env, "MAX_BODY_MB", d.large_body / MiB) * MiB),
-        bodies_in_flight=max(int(_number(env, "MAX_BODY_MB", d.large_body / MiB) * MiB),
+        large_body=int(_number(get, "MAX_BODY_MB", d.large_body / MiB) * MiB),
+        bodies_in_flight=max(int(_number(get, "MAX_BODY_MB", d.large_body / MiB) * MiB),
                              d.bodies_in_flight),
-        max_connections=int(_number(env, "MAX_CONNECTIONS", d.max_connections)),
-        header_timeout=_number(env, "HEADER_TIMEOUT", d.header_timeout),
-        body_timeout=_number(env, "BODY_TIMEOUT", d.body_timeout),
-        idle_timeout=_number(env, "IDLE_TIMEOUT", d.idle_timeout),
+        max_connections=int(_number(get, "MAX_CONNECTIONS", d.max_connections)),
+        header_timeout=_number(get, "HEADER_TIMEOUT", d.header_timeout),
+        body_timeout=_number(get, "BODY_TIMEOUT", d.body_timeout),
+        idle_timeout=_number(get, "IDLE_TIMEOUT", d.idle_timeout),
     )

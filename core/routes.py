@@ -30,6 +30,8 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     # JSON-RPC 2.0 over WebSocket (core.jsonrpc) and the web chat page that speaks it.
     ("/api/ws", frozenset({"GET"}), "websocket"),
     ("/ui", frozenset({"GET", "HEAD"}), "ui"),
+    # Prometheus text exposition (beyond Ollama), behind the same access rules as the API.
+    ("/metrics", frozenset({"GET", "HEAD"}), "metrics"),
     # OpenAI- and Anthropic-compatible front doors (reference §2), on the same generation core.
     ("/v1/chat/completions", frozenset({"POST"}), "openai_chat"),
     ("/v1/completions", frozenset({"POST"}), "openai_completions"),
@@ -64,6 +66,7 @@ def dialect(handler: str) -> str:
 class Match:
     handler: str
     params: dict[str, str]
+    pattern: str = ""  # the route template, e.g. ``/api/blobs/:digest`` (a bounded label)
 
 
 def _match_path(pattern: str, path: str) -> dict[str, str] | None:
@@ -84,17 +87,32 @@ def _match_path(pattern: str, path: str) -> dict[str, str] | None:
     return params
 
 
-def match(method: str, target: str) -> Match:
+def _path(target: str) -> str:
     path = target.split("?", 1)[0]
     if path != "/" and path.endswith("/"):
         path = path.rstrip("/") or "/"
+    return path
+
+
+def pattern_of(target: str) -> str | None:
+    """The template of the first route whose path matches ``target``, whatever the method:
+    what metrics and logs name a request by (never the raw path, which clients choose)."""
+    path = _path(target)
+    for pattern, _, _ in ROUTES:
+        if _match_path(pattern, path) is not None:
+            return pattern
+    return None
+
+
+def match(method: str, target: str) -> Match:
+    path = _path(target)
     allowed = False
     for pattern, methods, handler in ROUTES:
         params = _match_path(pattern, path)
         if params is None:
             continue
         if method in methods:
-            return Match(handler=handler, params=params)
+            return Match(handler=handler, params=params, pattern=pattern)
         allowed = True
     if allowed:
         raise MethodNotAllowed("405 method not allowed")

@@ -625,7 +625,7 @@ def _query(rng: random.Random, keys: list[str]) -> str:
 def simple_case(rng: random.Random, target: Target, route: str) -> Case:
     path = {"root": "/", "version": "/api/version", "tags": "/api/tags", "ps": "/api/ps",
             "registry_base": "/v2/", "openai_models": "/v1/models", "ui": "/ui",
-            "websocket": "/api/ws",
+            "websocket": "/api/ws", "metrics": "/metrics",
             "openai_model": rng.choice([f"/v1/models/{M}", f"/v1/models/{M}:latest",
                                         "/v1/models/nope", "/v1/models/%00",
                                         "/v1/models/" + "a" * 300])}[route]
@@ -831,7 +831,7 @@ ROUTE_CASES = {
     "registry_upload_start": 4, "registry_upload": 4, "registry_blob": 5,
     "openai_chat": 8, "openai_completions": 3, "openai_embeddings": 3, "openai_models": 1,
     "openai_model": 2, "openai_responses": 4, "anthropic_messages": 6,
-    "anthropic_count_tokens": 2, "ui": 1, "websocket": 2,
+    "anthropic_count_tokens": 2, "ui": 1, "websocket": 2, "metrics": 1,
 }
 missing = {handler for _, _, handler in ROUTES} - set(ROUTE_CASES)
 assert not missing, f"routes without a fuzz case: {missing}"
@@ -921,7 +921,7 @@ def make_case(rng: random.Random, target: Target, index: int) -> Case:
     if route == "websocket":
         return websocket_case(rng, target)
     if route in ("root", "version", "tags", "ps", "registry_base", "openai_models",
-                 "openai_model", "ui"):
+                 "openai_model", "ui", "metrics"):
         return simple_case(rng, target, route)
     if route == "blob":
         return blob_case(rng, target)
