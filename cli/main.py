@@ -39,7 +39,8 @@ Environment variables (OLLAMA_* spellings are accepted too; README has the full 
   POLLAMA_MODELS             model store (default ~/.pollama/models)
   POLLAMA_KEEP_ALIVE         how long idle models stay loaded (default 5m)
   POLLAMA_CONTEXT_LENGTH     default context length (default 4096)
-  POLLAMA_NUM_PARALLEL       requests served at once per model (default 1)
+  POLLAMA_NUM_PARALLEL       requests one loaded model serves at once (auto: 4 where memory
+                             allows) (default auto)
   POLLAMA_MAX_LOADED_MODELS  most models loaded at once (default 3)
   POLLAMA_MAX_QUEUE          most waiting requests before 503 (default 512)
   POLLAMA_FLASH_ATTENTION    flash attention: auto, 1 or 0 (default auto)
