@@ -52,6 +52,9 @@ class ShowTopic(enum.Enum):
     SYSTEM = "system"
     TEMPLATE = "template"
 
+    def __repr__(self) -> str:
+        return f"ShowTopic.{self.name}"
+
 
 # -- commands --------------------------------------------------------------------------------
 # Frozen, with reprs that are valid Python. ``reply`` is what Ollama prints on stdout once the

@@ -72,9 +72,9 @@ class WordWrap:
                     out.append(ch)
                     self.column += 1
             else:
+                if self._word and text_width(self._word) + char_width(ch) > self.width:
+                    out.append(self._place())  # a word longer than a line is broken
                 self._word += ch
-                if text_width(self._word) >= self.width:  # longer than a line: break it
-                    out.append(self._place())
         return "".join(out)
 
     def flush(self) -> str:
