@@ -526,7 +526,7 @@ def main() -> None:
     """Every failure is one ``Error:`` line on stderr and a non-zero exit, never a traceback
     (POLLAMA_DEBUG=1 shows it)."""
     try:
-        cli(standalone_mode=True)
+        cli(prog_name="pollama", complete_var="_POLLAMA_COMPLETE", standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:  # `pollama run ... | head`: the reader left; leave quietly

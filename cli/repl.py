@@ -107,7 +107,8 @@ class Terminal:
     """Reads one line at a time with prompt_toolkit: ``>>> `` or ``... `` in a block."""
 
     def __init__(self, history_path: str, history: bool) -> None:
-        from prompt_toolkit import PromptSession
+        from prompt_toolkit import PromptSession, search
+        from prompt_toolkit.filters import is_searching
         from prompt_toolkit.formatted_text import FormattedText
         from prompt_toolkit.key_binding import KeyBindings
 
@@ -124,6 +125,11 @@ class Terminal:
         @keys.add("c-g")
         def _editor(event: Any) -> None:
             event.current_buffer.open_in_editor()
+
+        @keys.add("enter", filter=is_searching)
+        def _run_found(event: Any) -> None:  # Enter in a Ctrl+R search runs the line, as bash
+            search.accept_search()
+            event.app.layout.current_buffer.validate_and_handle()
 
         self._placeholder = FormattedText([("fg:ansibrightblack", "Send a message (/? for help)")])
         self._alt_placeholder = FormattedText([("fg:ansibrightblack", "Press Enter to send")])
@@ -433,7 +439,7 @@ class Repl:
             self.client.post("/api/create", self.session.create_request(name))
         except click.ClickException as exc:
             message = exc.format_message()
-            if "invalid" in message and name in message:
+            if "invalid model name" in message or f'"{name}" is invalid' in message:
                 _out(f"error: The model name '{name}' is invalid\n")
             else:
                 _out(f"error: {message}\n")
