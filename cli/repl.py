@@ -122,7 +122,7 @@ class Terminal:
             self.interrupted_text = event.current_buffer.text
             event.app.exit(exception=KeyboardInterrupt, style="class:aborting")
 
-        @keys.add("c-g")
+        @keys.add("c-g", filter=~is_searching)  # in a search Ctrl+G still cancels it
         def _editor(event: Any) -> None:
             event.current_buffer.open_in_editor()
 
