@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
+import httpx
 
 from pollama.core.errors import PollamaError
 from pollama.core.humanize import human_bytes, human_time, table
@@ -26,8 +27,34 @@ def _version() -> str:
         return "0.0.0"
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """Ollama's ``--version``: the client's version and what the server says (it is not
+    started for this), or a warning that none answers."""
+    if not value or ctx.resilient_parsing:
+        return
+    client_version = _version()
+    try:
+        client = Client()
+        resp = client.http.get("/api/version", timeout=5.0)
+        client.check(resp)
+        server_version = str(resp.json().get("version", ""))
+    except (click.ClickException, httpx.HTTPError, ValueError, AttributeError):
+        click.echo("Warning: could not connect to a running pollama instance")
+        click.echo(f"Warning: client version is {client_version}")
+        ctx.exit()
+    from pollama.adapters.app import OLLAMA_COMPAT_VERSION
+
+    click.echo(f"pollama version is {client_version}")
+    # The server answers /api/version with the Ollama version whose API it serves.
+    click.echo(f"server at {client.url} serves Ollama API version {server_version}")
+    if server_version != OLLAMA_COMPAT_VERSION:
+        click.echo(f"Warning: this client speaks Ollama API version {OLLAMA_COMPAT_VERSION}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_version(), "-v", "--version", message="pollama version is %(version)s")
+@click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show version information")
 def cli() -> None:
     """Large language model runner, compatible with Ollama."""
 
@@ -100,19 +127,26 @@ def stdio(framing: str, standalone: bool) -> None:
     sys.exit(code)
 
 
+def list_table(client: Client, prefix: str = "") -> str:
+    """The models table of ``list`` (and the REPL's ``/list PREFIX``)."""
+    data = client.get("/api/tags")
+    now = time.time_ns()
+    rows = []
+    for m in data.get("models") or []:
+        if not m["name"].startswith(prefix):
+            continue
+        modified = parse_rfc3339(m["modified_at"]) if m.get("modified_at") else 0
+        rows.append([m["name"], m["digest"][:12], human_bytes(int(m["size"])),
+                     human_time(modified, now)])
+    return table(["NAME", "ID", "SIZE", "MODIFIED"], rows)
+
+
 @cli.command(name="list")
 def list_() -> None:
     """List models."""
     client = Client()
     client.ensure_server()
-    data = client.get("/api/tags")
-    now = time.time_ns()
-    rows = []
-    for m in data.get("models") or []:
-        modified = parse_rfc3339(m["modified_at"]) if m.get("modified_at") else 0
-        rows.append([m["name"], m["digest"][:12], human_bytes(int(m["size"])),
-                     human_time(modified, now)])
-    click.echo(table(["NAME", "ID", "SIZE", "MODIFIED"], rows), nl=False)
+    click.echo(list_table(client), nl=False)
 
 
 cli.add_command(list_, name="ls")
@@ -161,7 +195,7 @@ def stop(model: str) -> None:
 def show(model: str, license_: bool, modelfile: bool, parameters: bool, template: bool,
          system: bool, verbose: bool) -> None:
     """Show information for a model."""
-    from pollama.core.show import show_sections
+    from pollama.core.repl_session import info_text
 
     flags = {"license": license_, "modelfile": modelfile, "parameters": parameters,
              "template": template, "system": system}
@@ -177,11 +211,7 @@ def show(model: str, license_: bool, modelfile: bool, parameters: bool, template
         text = info.get(key, "")
         click.echo(text if text.endswith("\n") or not text else text + "\n", nl=False)
         return
-    click.echo(show_sections(info.get("model_info") or {}, info.get("details") or {},
-                             info.get("capabilities") or [], info.get("parameters") or "",
-                             info.get("system"), [info["license"]] if info.get("license") else [],
-                             projector=info.get("projector_info")),
-               nl=False)
+    click.echo(info_text(info), nl=False)
     if verbose:
         click.echo("  Metadata")
         for key, value in (info.get("model_info") or {}).items():
@@ -455,170 +485,62 @@ def _upload(client: Client, path: str) -> str:
     return digest
 
 
-def _ensure_model(client: Client, model: str) -> None:
-    """Pull the model first if the server does not have it (Ollama's run does the same)."""
-    try:
-        client.post("/api/generate", {"model": model})
-    except APIError as exc:
-        if exc.status != 404:
-            raise
-        _pull(client, model)
-        client.post("/api/generate", {"model": model})
+class _RunCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from pollama.core.repl_session import think_args
+
+        return super().parse_args(ctx, think_args(args))
 
 
-def _chat(client: Client, model: str, messages: list[dict[str, Any]],
-          options: dict[str, Any], verbose: bool = False) -> str:
-    parts: list[str] = []
-    body: dict[str, Any] = {"model": model, "messages": messages}
-    if options:
-        body["options"] = options
-    final: dict[str, Any] = {}
-    for chunk in client.stream("/api/chat", body):
-        text = (chunk.get("message") or {}).get("content", "")
-        if text:
-            parts.append(text)
-            click.echo(text, nl=False)
-            sys.stdout.flush()
-        if chunk.get("done"):
-            final = chunk
-    click.echo("")
-    if verbose:
-        _print_metrics(final)
-    return "".join(parts)
+@cli.command(cls=_RunCommand)
+@click.argument("model")
+@click.argument("prompt", nargs=-1)
+@click.option("--format", "format_", default="", help="Response format (e.g. json)")
+@click.option("--keepalive", default="", help="Duration to keep a model loaded (e.g. 5m)")
+@click.option("--think", default=None, metavar="[=true|false|high|medium|low|max]",
+              help="Enable thinking mode: true/false or high/medium/low for supported models")
+@click.option("--hidethinking", is_flag=True, help="Hide thinking output (if provided)")
+@click.option("--insecure", is_flag=True, help="Use an insecure registry")
+@click.option("--nowordwrap", is_flag=True,
+              help="Don't wrap words to the next line automatically")
+@click.option("--verbose", is_flag=True, help="Show timings for response")
+def run(model: str, prompt: tuple[str, ...], format_: str, keepalive: str, think: str | None,
+        hidethinking: bool, insecure: bool, nowordwrap: bool, verbose: bool) -> None:
+    """Run a model: answer PROMPT (or piped input), or chat interactively without one."""
+    from . import repl
 
-
-def _print_metrics(final: dict[str, Any]) -> None:
-    """The timing block Ollama's ``run --verbose`` prints after each answer."""
-
-    def secs(key: str) -> str:
-        return f"{final.get(key, 0) / 1e9:.6f}s"
-
-    def rate(count: str, dur: str) -> str:
-        d = final.get(dur, 0)
-        return f"{final.get(count, 0) / (d / 1e9):.2f} tokens/s" if d else "n/a"
-
-    lines = [
-        ("total duration", secs("total_duration")),
-        ("load duration", secs("load_duration")),
-        ("prompt eval count", f"{final.get('prompt_eval_count', 0)} token(s)"),
-        ("prompt eval duration", secs("prompt_eval_duration")),
-        ("prompt eval rate", rate("prompt_eval_count", "prompt_eval_duration")),
-        ("eval count", f"{final.get('eval_count', 0)} token(s)"),
-        ("eval duration", secs("eval_duration")),
-        ("eval rate", rate("eval_count", "eval_duration")),
-    ]
-    for label, value in lines:
-        click.echo(f"{label + ':':<22}{value}", err=True)
+    repl.run(model, prompt, format_=format_, keepalive=keepalive, think=think,
+             hidethinking=hidethinking, insecure=insecure, nowordwrap=nowordwrap,
+             verbose=verbose)
 
 
 @cli.command()
-@click.argument("model")
-@click.argument("prompt", nargs=-1)
-@click.option("--verbose", is_flag=True, help="Show timings for each response")
-def run(model: str, prompt: tuple[str, ...], verbose: bool) -> None:
-    """Run a model: answer PROMPT, or chat interactively without one."""
-    client = Client()
-    client.ensure_server()
-    _ensure_model(client, model)
-    text = " ".join(prompt)
-    if not sys.stdin.isatty():
-        piped = sys.stdin.read()
-        text = f"{text}\n{piped}".strip() if text else piped.strip()
-        if not text:
-            return
-    vision = "vision" in (client.post("/api/show", {"model": model}).get("capabilities") or [])
-    if text:
-        _chat(client, model, [_user_message(text, vision)], {}, verbose)
-        return
-    _repl(client, model, verbose, vision)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: eval "$(pollama completion bash)"."""
+    from click.shell_completion import get_completion_class
 
-
-def _user_message(text: str, vision: bool) -> dict[str, Any]:
-    """A user turn; for a vision model, image file paths in the text become its images."""
-    if not vision:
-        return {"role": "user", "content": text}
-    import base64
-
-    from . import images
-
-    text, found = images.extract(text)
-    for path, _ in found:
-        click.echo(f"Added image '{path}'", err=True)
-    msg: dict[str, Any] = {"role": "user", "content": text}
-    if found:
-        msg["images"] = [base64.b64encode(data).decode("ascii") for _, data in found]
-    return msg
-
-
-def _repl(client: Client, model: str, verbose: bool, vision: bool = False) -> None:
-    messages: list[dict[str, Any]] = []
-    options: dict[str, Any] = {}
-    while True:
-        try:
-            line = input(">>> ")
-        except (EOFError, KeyboardInterrupt):
-            click.echo("")
-            return
-        if line.startswith('"""'):
-            buf = [line[3:]]
-            while not buf[-1].endswith('"""'):
-                try:
-                    buf.append(input("... "))
-                except (EOFError, KeyboardInterrupt):
-                    return
-            line = "\n".join(buf)[:-3]
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped in ("/bye", "/exit"):
-            return
-        if stripped == "/clear":
-            messages = [m for m in messages if m["role"] == "system"]
-            click.echo("Cleared session context")
-            continue
-        if stripped.startswith("/set parameter "):
-            parts = stripped.split()
-            if len(parts) >= 4:
-                from pollama.core.options import parse_parameter
-
-                try:
-                    value = parse_parameter(parts[2], " ".join(parts[3:]))
-                except PollamaError as exc:
-                    click.echo(exc.message)
-                    continue
-                options[parts[2]] = value
-                click.echo(f"Set parameter '{parts[2]}' to '{' '.join(parts[3:])}'")
-            continue
-        if stripped.startswith("/set system "):
-            messages = [m for m in messages if m["role"] != "system"]
-            messages.insert(0, {"role": "system", "content": stripped[len("/set system "):]})
-            click.echo("Set system message.")
-            continue
-        if stripped in ("/?", "/help"):
-            click.echo("Available Commands:\n  /set parameter ...   Set a parameter\n"
-                       "  /set system <text>   Set the system message\n"
-                       "  /clear               Clear session context\n"
-                       "  /bye                 Exit\n"
-                       '  """                  Begin/end a multi-line message')
-            continue
-        if stripped.startswith("/"):
-            click.echo(f"Unknown command '{stripped.split()[0]}'. Type /? for help")
-            continue
-        messages.append(_user_message(line, vision))
-        try:
-            answer = _chat(client, model, messages, options, verbose)
-        except KeyboardInterrupt:
-            messages.pop()
-            click.echo("")
-            continue
-        messages.append({"role": "assistant", "content": answer})
+    comp_cls = get_completion_class(shell)
+    assert comp_cls is not None
+    click.echo(comp_cls(cli, {}, "pollama", "_POLLAMA_COMPLETE").source())
 
 
 def main() -> None:
+    """Every failure is one ``Error:`` line on stderr and a non-zero exit, never a traceback
+    (POLLAMA_DEBUG=1 shows it)."""
     try:
-        cli(standalone_mode=True)
+        cli(prog_name="pollama", complete_var="_POLLAMA_COMPLETE", standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # `pollama run ... | head`: the reader left; leave quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("POLLAMA_DEBUG", os.environ.get("OLLAMA_DEBUG", "")) not in ("", "0"):
+            raise
+        click.echo(f"Error: {exc or type(exc).__name__}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

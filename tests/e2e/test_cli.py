@@ -113,15 +113,17 @@ def test_run_interactive_keeps_history(server: Server) -> None:
     try:
         read_until(b">>> ")
         out = b""
+        # The prompt is redrawn as keys arrive (prompt_toolkit): wait for what each line
+        # prints, the timing block ending an answer, rather than for the next ">>> ".
         os.write(master, b"/set parameter num_predict 8\n")
-        read_until(b">>> ")
+        read_until(b"Set parameter")
         out = b""
         os.write(master, b"My name is Ada.\n")
-        read_until(b">>> ")
+        read_until(b"\neval rate:")
         first_answer = out
         out = b""
         os.write(master, b"What is my name?\n")
-        read_until(b">>> ")
+        read_until(b"\neval rate:")
         second_answer = out
         os.write(master, b"/bye\n")
         assert proc.wait(timeout=30) == 0
