@@ -107,7 +107,6 @@ def _version() -> str:
         return "0.0.0"
 
 
-LOG_FORMAT = "time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s"
 LOG_BYTES = 10 * 1024 * 1024  # a rotated log keeps this much per file, with LOG_BACKUPS old ones
 LOG_BACKUPS = 3
 

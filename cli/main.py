@@ -83,6 +83,7 @@ Environment variables (OLLAMA_* spellings are accepted too; README has the full 
   POLLAMA_BODY_TIMEOUT       seconds a request body may stall (default 120)
   POLLAMA_IDLE_TIMEOUT       seconds an idle keep-alive connection stays open (default 300)
   POLLAMA_NOPRUNE            do not remove unused blobs and debris at startup
+  POLLAMA_NOHISTORY          pollama run records no prompt history
 """
 
 
@@ -108,8 +109,6 @@ def serve(port_file: str | None, log_file: str | None) -> None:
               help="run models in this process even if a server answers on POLLAMA_HOST")
 def stdio(framing: str, standalone: bool) -> None:
     """Speak JSON-RPC on stdin/stdout (for editors); logs go to stderr."""
-    import logging
-
     import anyio
 
     from pollama.adapters import security, server, stdio_transport
@@ -119,8 +118,7 @@ def stdio(framing: str, standalone: bool) -> None:
         key = security.api_key(cfg)
     except PollamaError as exc:
         raise click.ClickException(exc.message) from None
-    logging.basicConfig(level=logging.DEBUG if cfg.debug else logging.INFO,
-                        format=server.LOG_FORMAT, stream=sys.stderr)
+    server.setup_logging(cfg)  # stderr, in POLLAMA_LOG_FORMAT
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     code = anyio.run(lambda: stdio_transport.run(cfg, framing, standalone=standalone,
                                                  base=base_url(cfg), headers=headers))

@@ -308,16 +308,14 @@ class Repl:
         self.reader = rc.LineReader(multimodal=vision)
 
     def run(self) -> None:
-        from pollama.core.store_check import env_flag
-
         from .client import config
 
         with Spinner():
             self.client.post("/api/generate", self.session.load_request())
         self._replay_saved_messages()
-        nohistory = os.environ.get("POLLAMA_NOHISTORY", os.environ.get("OLLAMA_NOHISTORY", ""))
-        self.session.history = not env_flag(nohistory)
-        term = Terminal(os.path.join(config().home_dir, "history"), self.session.history)
+        cfg = config()
+        self.session.history = not cfg.nohistory
+        term = Terminal(os.path.join(cfg.home_dir, "history"), self.session.history)
         while True:
             try:
                 line = term.read(self.reader.continuing)

@@ -106,6 +106,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     log_format: str = "text"  # POLLAMA_LOG_FORMAT: "text" (key=value) or "json" (JSON lines)
     noprune: bool = False  # POLLAMA_NOPRUNE (the store's startup cleanup reads it itself)
+    nohistory: bool = False  # POLLAMA_NOHISTORY: the REPL records no ~/.pollama/history
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -160,6 +161,7 @@ def load(env: Mapping[str, str], home: str) -> Config:
         limits=limits_from_env(lambda key: _get(env, key)),
         log_format=parse_log_format(_get(env, "LOG_FORMAT")),
         noprune=env_flag(_get(env, "NOPRUNE")),
+        nohistory=env_flag(_get(env, "NOHISTORY")),
     )
 
 
@@ -211,6 +213,8 @@ VARIABLES: tuple[Variable, ...] = (
              meaning="seconds an idle keep-alive connection stays open"),
     Variable(name="NOPRUNE", default="off",
              meaning="keep unused blobs and debris at startup"),
+    Variable(name="NOHISTORY", default="off",
+             meaning="pollama run records no prompt history"),
 )
 
 
@@ -264,5 +268,6 @@ def effective(cfg: Config) -> dict[str, str | list[str]]:
         "BODY_TIMEOUT": _number_text(cfg.limits.body_timeout),
         "IDLE_TIMEOUT": _number_text(cfg.limits.idle_timeout),
         "NOPRUNE": "true" if cfg.noprune else "false",
+        "NOHISTORY": "true" if cfg.nohistory else "false",
     }
     return {f"POLLAMA_{v.name}": values[v.name] for v in VARIABLES}

@@ -27,7 +27,7 @@ phase RUNTIME. Durations in Done are integer nanoseconds measured by the runner.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 from . import ndjson
@@ -182,7 +182,8 @@ RUNNER_KINDS = (Loaded, Token, Done, Tokens, Embeddings, Failed)
 
 def to_wire(msg: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"type": _NAMES[type(msg)]}
-    out.update(asdict(msg))
+    for name, _ in _SCHEMA[type(msg)]:
+        out[name] = getattr(msg, name)  # shallow: the JSON encoder walks lists itself
     return out
 
 
@@ -194,63 +195,55 @@ def from_wire(obj: Any) -> Message:
     cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise RunnerProtocolError(f"unknown runner message type {kind!r}")
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name in obj:
-            kwargs[f.name] = obj[f.name]
+    schema = _SCHEMA[cls]
+    kwargs = {name: obj[name] for name, _ in schema if name in obj}
     try:
         msg = cls(**kwargs)
     except TypeError as exc:
         raise RunnerProtocolError(f"bad {kind} message: {exc}") from None
-    _check_types(msg)
+    for name, ok in schema:
+        if not ok(getattr(msg, name)):
+            raise RunnerProtocolError(f"bad {cls.__name__}.{name}: {getattr(msg, name)!r}")
     return msg  # type: ignore[no-any-return]
 
 
-_SIMPLE = {"int": int, "str": str, "bool": bool}
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _check_types(msg: Any) -> None:
-    for f in fields(msg):
-        value = getattr(msg, f.name)
-        t = str(f.type)
-        if t == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif t == "str":
-            ok = isinstance(value, str)
-        elif t == "bool":
-            ok = isinstance(value, bool)
-        elif t == "int | None":
-            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
-        elif t == "bool | None":
-            ok = value is None or isinstance(value, bool)
-        elif t == "list[int]":
-            ok = isinstance(value, list) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value)
-        elif t == "list[int] | None":
-            ok = value is None or (isinstance(value, list) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value))
-        elif t == "dict[str, Any]":
-            ok = isinstance(value, dict)
-        elif t == "Any":
-            ok = True
-        elif t == "list[dict[str, Any]] | None":
-            ok = value is None or (isinstance(value, list) and all(
-                isinstance(v, dict) for v in value))
-        elif t == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif t == "dict[str, Any] | None":
-            ok = value is None or isinstance(value, dict)
-        elif t == "list[str]":
-            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        elif t == "list[list[float]]":
-            ok = isinstance(value, list) and all(
-                isinstance(row, list) and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
-                for row in value)
-        else:  # pragma: no cover - a new field type must be added above
-            raise AssertionError(f"unchecked field type {t}")
-        if not ok:
-            raise RunnerProtocolError(f"bad {type(msg).__name__}.{f.name}: {value!r}")
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _optional(check: Any) -> Any:
+    return lambda v: v is None or check(v)
+
+
+def _list_of(check: Any) -> Any:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+# Each field type used by a message, and how a decoded value is checked against it.
+_CHECKS: dict[str, Any] = {
+    "int": _is_int,
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "int | None": _optional(_is_int),
+    "bool | None": _optional(lambda v: isinstance(v, bool)),
+    "list[int]": _list_of(_is_int),
+    "list[int] | None": _optional(_list_of(_is_int)),
+    "dict[str, Any]": lambda v: isinstance(v, dict),
+    "dict[str, Any] | None": _optional(lambda v: isinstance(v, dict)),
+    "Any": lambda v: True,
+    "list[dict[str, Any]] | None": _optional(_list_of(lambda v: isinstance(v, dict))),
+    "list[str]": _list_of(lambda v: isinstance(v, str)),
+    "list[list[float]]": _list_of(_list_of(_is_number)),
+}
+# Per message class: its fields in order, each with its check (a new field type must be
+# added to _CHECKS: the KeyError is raised at import).
+_SCHEMA: dict[type, tuple[tuple[str, Any], ...]] = {
+    cls: tuple((f.name, _CHECKS[str(f.type)]) for f in fields(cls)) for cls in _NAMES
+}
 
 
 class RunnerCodec:

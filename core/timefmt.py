@@ -7,13 +7,12 @@ timestamps carry the server's local offset. The clock reading is passed in.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 
 
 def rfc3339(ns: int, offset_seconds: int = 0) -> str:
     secs, frac = divmod(ns, 1_000_000_000)
-    tz = _dt.timezone(_dt.timedelta(seconds=offset_seconds))
-    base = _dt.datetime.fromtimestamp(secs, tz=tz)
-    text = base.strftime("%Y-%m-%dT%H:%M:%S")
+    text = _seconds_text(secs, offset_seconds)
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     if offset_seconds == 0:
@@ -21,6 +20,13 @@ def rfc3339(ns: int, offset_seconds: int = 0) -> str:
     sign = "+" if offset_seconds > 0 else "-"
     hh, mm = divmod(abs(offset_seconds) // 60, 60)
     return f"{text}{sign}{hh:02d}:{mm:02d}"
+
+
+@functools.lru_cache(maxsize=4)
+def _seconds_text(secs: int, offset_seconds: int) -> str:
+    """The whole-second part (a stream stamps many objects within one second: computed once)."""
+    tz = _dt.timezone(_dt.timedelta(seconds=offset_seconds))
+    return _dt.datetime.fromtimestamp(secs, tz=tz).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_rfc3339(text: str) -> int:

@@ -21,7 +21,7 @@ SAMPLES = {
     "FLASH_ATTENTION": "0", "DEBUG": "1", "LOG_FORMAT": "json", "TRACE": "/tmp/t.jsonl",
     "ORIGINS": "https://a.example", "API_KEY": "sekrit", "API_KEY_FILE": "/k",
     "MAX_BODY_MB": "2", "MAX_CONNECTIONS": "9", "HEADER_TIMEOUT": "5", "BODY_TIMEOUT": "6",
-    "IDLE_TIMEOUT": "7", "NOPRUNE": "1",
+    "IDLE_TIMEOUT": "7", "NOPRUNE": "1", "NOHISTORY": "1",
 }
 
 
