@@ -373,6 +373,8 @@ async def _drive(machine: gen.Generation, runner: RunnerProcess, meter: Generati
                     msg = rp.Failed(id=0, message="runner stream ended unexpectedly")
                 if isinstance(msg, rp.Token):
                     meter.token()
+                elif isinstance(msg, rp.Done):
+                    meter.prompt_cached(msg.prompt_cached)
                 pending.extend(machine.receive(_event(msg), clock()))
                 continue
             cmd = pending.popleft()

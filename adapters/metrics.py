@@ -97,6 +97,12 @@ class GenerationMeter:
             seconds = (self._metrics.clock() - self._started_ns) / 1e9
             self._metrics.ttft.labels(self._model).observe(max(seconds, 0.0))
 
+    def prompt_cached(self, tokens: int) -> None:
+        """Leading prompt tokens the runner found in a slot's cache and did not evaluate (the
+        answer's ``prompt_eval_count`` counts the whole prompt, as Ollama's)."""
+        if tokens > 0:
+            self._metrics.cached.labels(self._model).inc(tokens)
+
     def finished(self, final: dict[str, Any]) -> None:
         """The final object of the generation (native shape: ``prompt_eval_count``,
         ``eval_count``)."""
@@ -165,6 +171,9 @@ class Metrics:
                               "included)", ["model"], buckets=TTFT_BUCKETS, registry=r)
         self.evaluated = Counter("pollama_tokens_evaluated", "Prompt tokens evaluated "
                                  "(prompt_eval_count)", ["model"], registry=r)
+        self.cached = Counter("pollama_prompt_tokens_cached", "Prompt tokens reused from a "
+                              "slot's cache instead of evaluated (part of prompt_eval_count)",
+                              ["model"], registry=r)
         self.generated = Counter("pollama_tokens_generated", "Tokens generated (eval_count)",
                                  ["model"], registry=r)
         self.runner_starts = Counter("pollama_runner_starts", "Runner processes that loaded "

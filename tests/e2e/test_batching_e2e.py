@@ -45,6 +45,14 @@ def chat(srv: Server, content: str | list[dict[str, str]], **body: Any) -> dict[
     return out
 
 
+def cached_tokens(srv: Server) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{srv.url}/metrics", timeout=60).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "pollama_prompt_tokens_cached_total")
+
+
 def together(*calls: Callable[[], Any]) -> list[Any]:
     results: list[Any] = [None] * len(calls)
 
@@ -101,7 +109,12 @@ def test_a_shared_prefix_is_reused_and_answers_as_cold(srv: Server, smollm2_gguf
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}]
 
     chat(srv, msgs("What is the capital of France?"))
+    before = cached_tokens(srv)
     warm = chat(srv, msgs("What is the largest ocean?"))
+    reused = cached_tokens(srv) - before
+    # The system prompt and the turn's opening were not evaluated again; prompt_eval_count
+    # still counts the whole prompt, as Ollama's does. /metrics says what was reused.
+    assert 20 < reused < warm["prompt_eval_count"]
     with tempfile.TemporaryDirectory(prefix="pollama-cold-") as tmp:
         cold_srv = start_server(tmp, {"POLLAMA_NUM_PARALLEL": "4"})
         try:

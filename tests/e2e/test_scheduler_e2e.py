@@ -145,7 +145,8 @@ def test_reload_when_num_ctx_changes(smollm2_gguf: str, tmp_path: object) -> Non
 
 
 def test_queue_full_is_503(smollm2_gguf: str, tmp_path: object) -> None:
-    srv = _server(str(tmp_path), smollm2_gguf, {"POLLAMA_MAX_QUEUE": "1"}, {"smol": smollm2_gguf})
+    srv = _server(str(tmp_path), smollm2_gguf, {"POLLAMA_MAX_QUEUE": "1", "POLLAMA_NUM_PARALLEL": "1"},
+                  {"smol": smollm2_gguf})
     try:
         assert httpx.post(f"{srv.url}/api/generate", json={"model": "smol"}).status_code == 200
         statuses: list[int] = []
