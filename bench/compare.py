@@ -170,6 +170,12 @@ class OpenAICompletions(Target):
         return first, n, time.perf_counter()
 
 
+def http_client() -> httpx.Client:
+    """A new connection per request for every target alike: llama-server closes kept-alive
+    connections on its own schedule, which a shared pool sees as a dropped request."""
+    return httpx.Client(timeout=600, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def decode_rate(first: float, n: int, end: float) -> float:
     return (n - 1) / (end - first) if n > 1 and end > first else 0.0
 
@@ -178,7 +184,7 @@ def aggregate(target: Target, streams: int, tokens: int, repeats: int = 1) -> fl
     """Total tokens of ``streams`` concurrent completions over wall time (best of repeats)."""
     best = 0.0
     for _ in range(repeats):
-        with httpx.Client(timeout=600) as client, cf.ThreadPoolExecutor(streams) as pool:
+        with http_client() as client, cf.ThreadPoolExecutor(streams) as pool:
             t0 = time.perf_counter()
             results = list(pool.map(lambda i: target.stream(
                 client, CHATML.format(f"{PROMPT} (story {i})"), tokens), range(streams)))
@@ -188,7 +194,7 @@ def aggregate(target: Target, streams: int, tokens: int, repeats: int = 1) -> fl
 
 
 def single(target: Target, tokens: int, repeats: int) -> float:
-    with httpx.Client(timeout=600) as client:
+    with http_client() as client:
         target.stream(client, CHATML.format(PROMPT), 8)  # warm-up
         return statistics.median(decode_rate(*target.stream(
             client, CHATML.format(PROMPT), tokens)) for _ in range(repeats))
@@ -285,7 +291,7 @@ def chat_turns(target: Pollama, turns: int = 10) -> list[float]:
     """Time to first token of each turn of one growing chat."""
     out = []
     messages: list[dict[str, str]] = []
-    with httpx.Client(timeout=600) as client:
+    with http_client() as client:
         for i in range(turns):
             messages.append({"role": "user", "content": f"Tell me fact number {i + 1} about "
                                                          f"robots in one sentence."})
@@ -308,7 +314,7 @@ def chat_turns(target: Pollama, turns: int = 10) -> list[float]:
 
 
 def cold_start_seconds(target: Pollama) -> float:
-    with httpx.Client(timeout=600) as client:
+    with http_client() as client:
         client.post(f"{target.url}/api/generate", json={"model": target.model,
                                                          "keep_alive": 0})
         for _ in range(600):
@@ -325,7 +331,7 @@ def tags_under_load(target: Pollama, streams: int, tokens: int) -> tuple[float, 
     stop = threading.Event()
 
     def poll() -> None:
-        with httpx.Client(timeout=600) as client:
+        with http_client() as client:
             while not stop.is_set():
                 t0 = time.perf_counter()
                 client.get(f"{target.url}/api/tags")

@@ -90,6 +90,9 @@ _STRING = 8
 _ARRAY = 9
 
 
+_U64 = struct.Struct("<Q")
+
+
 class _Reader:
     def __init__(self, data: bytes, complete: bool) -> None:
         self.data = data
@@ -126,6 +129,22 @@ class _Reader:
         except UnicodeDecodeError:
             return raw.decode("utf-8", errors="replace")
 
+    def skip_strings(self, count: int) -> None:
+        """Step over ``count`` strings without decoding them (a vocabulary of 100k tokens in
+        a few ms, for callers that do not keep it)."""
+        data, pos, end = self.data, self.pos, len(self.data)
+        length_at = _U64.unpack_from
+        for _ in range(count):
+            if pos + 8 > end:
+                self.take(pos + 8 - self.pos)  # raises: truncated
+            n = length_at(data, pos)[0]
+            if n > (1 << 32):
+                raise GGUFError(f"invalid GGUF file: string of {n} bytes")
+            pos += 8 + n
+        if pos > end:
+            self.take(pos - self.pos)  # raises: truncated
+        self.pos = pos
+
     def value(self, t: int, keep: bool | None) -> Any:
         """``keep``: decode an array (True), skip it (False), or decode it if small (None)."""
         if t in _SCALARS:
@@ -150,8 +169,10 @@ class _Reader:
                 return list(struct.unpack(fmt, raw))
             if count > (1 << 32):
                 raise GGUFError("invalid GGUF file: array too long")
-            items = [self.string() for _ in range(count)]
-            return items if keep else ArrayInfo(type=et, count=count)
+            if not keep:
+                self.skip_strings(count)
+                return ArrayInfo(type=et, count=count)
+            return [self.string() for _ in range(count)]
         raise GGUFError(f"invalid GGUF file: unknown value type {t}")
 
 
