@@ -4,6 +4,8 @@ settings. Prints one table of figures and ratios.
     python bench/compare.py [--gguf PATH] [--tokens 128] [--streams 1,2,4,8] [--skip-peers]
     python bench/compare.py --build-only      # just build llama-server (cached)
 
+The llama_cpp.server peer needs its server extras: ``pip install -e '.[bench]'``.
+
 Without --gguf it uses the model `pollama pull smollm2` stores (or the test cache,
 ~/.cache/pollama-test). Every server binds 127.0.0.1 on a free port and is stopped at the end.
 

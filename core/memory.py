@@ -272,16 +272,23 @@ def parallel_choices(configured: int, *, embedding_only: bool = False) -> tuple[
     return (AUTO_PARALLEL, 1)
 
 
+def kv_streams(num_parallel: int) -> int:
+    """KV streams (sequences of ``num_ctx`` cells) a runner with ``num_parallel`` slots
+    holds: with several slots, one more, where embeddings run between decode steps without
+    touching the slots' caches; one slot keeps a single unified cache."""
+    return num_parallel + 1 if num_parallel > 1 else 1
+
+
 def plan(shape: ModelShape, inventory: Inventory, *, num_ctx: int, num_batch: int,
          num_gpu: int = -1, projector_bytes: int = 0, configured_parallel: int = 0,
          embedding_only: bool = False, budget: int = 0) -> tuple[int, Placement]:
     """The slots and placement of a new runner: the first of ``parallel_choices`` whose
-    estimate (the KV cache of ``num_ctx`` × slots) fits free memory and ``budget`` (bytes for
+    estimate (the KV cache of ``num_ctx`` × ``kv_streams``) fits free memory and ``budget`` (bytes for
     all models, 0 = unlimited); the last choice when none does."""
     choices = parallel_choices(configured_parallel, embedding_only=embedding_only)
     for parallel in choices:
-        est = estimate(shape, num_ctx=num_ctx, num_parallel=parallel, num_batch=num_batch,
-                       projector_bytes=projector_bytes)
+        est = estimate(shape, num_ctx=num_ctx, num_parallel=kv_streams(parallel),
+                       num_batch=num_batch, projector_bytes=projector_bytes)
         placement = fit(est, shape, inventory, num_gpu=num_gpu)
         if placement.fits and (budget == 0 or placement.size <= budget):
             break

@@ -17,9 +17,10 @@ runs in ``runners.batch.BatchDecoder``; each turn of the work loop:
 1. takes the messages that arrived and serves those that can be: Tokenize at once; a
    Complete when a slot is free (the slot whose cache shares the longest prefix with the
    prompt, so only the rest is evaluated; ``Done.prompt_cached`` says how much was reused);
-   a Load, an Embed or a prompt with images only when no sequence is active, since they use
-   the KV cache as llama-cpp-python does (sequence 0 up, then clear it); whatever waits
-   behind one of those waits too, so it is not starved;
+   an Embed at once in the spare KV stream (one past the slots, cleared after each input);
+   a Load, or a prompt with images, only when no sequence is active, since they use the KV
+   cache as llama-cpp-python does (sequence 0 up, then clear it); whatever waits behind one
+   of those waits too, so it is not starved;
 2. ends cancelled sequences (their slots are free at once; their cache stays for reuse);
 3. one ``step()``: one ``llama_decode`` for every active sequence's next token and prompt
    chunks of new ones; then per sampled token: end of generation, detokenize, stops,
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from pollama.core import embed
+from pollama.core import embed, memory
 from pollama.core import runner_protocol as rp
 from pollama.core.errors import PollamaError
 from pollama.core.stops import StopMatcher
@@ -70,18 +71,19 @@ def _usable_cores() -> int:
 
 
 @contextlib.contextmanager
-def _kv_streams(n_slots: int) -> Iterator[None]:
+def _kv_streams(n_streams: int) -> Iterator[None]:
     """While a ``Llama`` is built: with several slots, give its context one KV stream per
-    sequence (``kv_unified`` off, ``n_seq_max`` = slots) instead of the embedding context's
-    one unified cache for 256 sequence ids.
+    sequence (``kv_unified`` off, ``n_seq_max`` = streams) instead of the embedding context's
+    one unified cache for 256 sequence ids. ``n_streams`` is the slots plus one spare stream
+    (``core.memory.kv_streams``) where embeddings run between decode steps.
 
     Why: flash attention sums a sequence's cells in cell order, so its logits equal a solo
     run's only while its cells lie in position order (runners/batch.py). In one unified cache
     a trimmed prefix leaves holes that llama.cpp fills with *other* sequences' next tokens,
     below their earlier cells; in a stream of its own a sequence only ever refills its own
     trimmed tail, in order. Each stream also attends over its own cells only. The cost:
-    an embedding batch packs at most ``n_slots`` inputs per decode."""
-    if n_slots <= 1:
+    an embedding batch packs one input per decode."""
+    if n_streams <= 1:
         yield
         return
     from llama_cpp import _internals
@@ -89,7 +91,7 @@ def _kv_streams(n_slots: int) -> Iterator[None]:
     original = _internals.LlamaContext
 
     def make(*, model: Any, params: Any, verbose: bool = True) -> Any:
-        params.n_seq_max = n_slots
+        params.n_seq_max = n_streams
         params.kv_unified = False
         return original(model=model, params=params, verbose=verbose)
 
@@ -352,6 +354,7 @@ class Runner:
         self._cancel_lock = threading.Lock()
         self._llm: Any = None
         self._projector: Any = None  # runners.vision.Projector when the model has one
+        self._spare: int | None = None  # the KV stream embeddings use between steps
         self._decoder: BatchDecoder | None = None
         self._slot_ctx = 0  # positions per sequence: the num_ctx each request gets
         self._streams: dict[int, _Stream] = {}  # by decoder handle
@@ -433,10 +436,12 @@ class Runner:
                 self._step()
 
     def _serve_waiting(self) -> None:
-        """Serve waiting messages in order. A completion needs a free slot; a load, an
-        embedding batch or a prompt with images needs the context to itself (they use the KV
-        cache as llama-cpp-python does, sequence 0 upward, and clear it), so it waits until
-        the active sequences are done and holds back everything after it but Tokenize."""
+        """Serve waiting messages in order. A completion needs a free slot; an embedding
+        batch runs at once in the spare KV stream (several slots). A load, a prompt with
+        images, or an embedding batch without a spare stream needs the context to itself
+        (they use the KV cache as llama-cpp-python does, sequence 0 upward, and clear it), so
+        it waits until the active sequences are done and holds back everything after it but
+        Tokenize."""
         blocked = False
         kept: collections.deque[rp.ServerMessage] = collections.deque()
         n_slots = len(self._decoder.slots) if self._decoder is not None else 1
@@ -446,6 +451,8 @@ class Runner:
             elif isinstance(msg, rp.Complete) and not msg.images:
                 ready = self._is_cancelled(msg.id) or (
                     not blocked and len(self._streams) < n_slots)
+            elif isinstance(msg, rp.Embed) and self._spare is not None:
+                ready = not blocked  # in the spare stream, between steps
             else:
                 ready = not blocked and not self._streams
             if ready:
@@ -463,7 +470,10 @@ class Runner:
             elif isinstance(msg, rp.Tokenize):
                 self._tokenize(msg)
             elif isinstance(msg, rp.Embed):
-                self._exclusive(self._embed, msg)
+                if self._spare is not None:
+                    self._embed(msg)
+                else:
+                    self._exclusive(self._embed, msg)
             elif isinstance(msg, rp.Complete):
                 if msg.images and not self._is_cancelled(msg.id):
                     self._exclusive(self._complete_solo, msg)
@@ -685,13 +695,14 @@ class Runner:
         # As Ollama: num_parallel sequences of num_ctx positions each over one KV cache; the
         # embedding context gives min(n_batch, 256) sequence ids, and every generating
         # sequence takes one token of a batch.
-        n_slots = max(1, min(msg.num_parallel, msg.num_batch, 256))
+        n_slots = max(1, min(msg.num_parallel, msg.num_batch - 1, 255))
+        n_streams = memory.kv_streams(n_slots)
         kwargs: dict[str, Any] = {
             "model_path": msg.model_path,
-            "n_ctx": msg.num_ctx * n_slots,
+            "n_ctx": msg.num_ctx * n_streams,
             # With a KV stream per sequence, llama.cpp splits a (pooled) batch evenly among the
-            # streams and asserts when n_batch is not a multiple of them (3 slots, 512).
-            "n_batch": msg.num_batch - msg.num_batch % n_slots,
+            # streams and asserts when n_batch is not a multiple of them (3 streams, 512).
+            "n_batch": msg.num_batch - msg.num_batch % n_streams,
             "n_gpu_layers": msg.num_gpu,
             "verbose": False,
         }
@@ -721,13 +732,13 @@ class Runner:
         kwargs["flash_attn"] = msg.flash_attention != 0
         try:
             try:
-                with _kv_streams(n_slots):
+                with _kv_streams(n_streams):
                     self._llm = llama_cpp.Llama(**kwargs)
             except (ValueError, RuntimeError):
                 if msg.flash_attention != -1:
                     raise
                 kwargs["flash_attn"] = False
-                with _kv_streams(n_slots):
+                with _kv_streams(n_streams):
                     self._llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
             raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
@@ -746,7 +757,10 @@ class Runner:
         llm.eval([llm.token_bos() if llm.token_bos() >= 0 else 0])
         llm.reset()
         llm._ctx.kv_cache_clear()
-        self._slot_ctx = min(msg.num_ctx, _capacity(llm) // n_slots)
+        self._slot_ctx = min(msg.num_ctx, _capacity(llm) // n_streams)
+        # The spare stream past the slots, where embeddings run between steps; None when the
+        # context has one unified cache (one slot): embeddings then wait for it to be idle.
+        self._spare = n_slots if n_streams > n_slots else None
         self._decoder = BatchDecoder(llm, n_slots, self._slot_ctx)
         self.send(rp.Loaded(
             id=msg.id, n_ctx=self._slot_ctx, n_ctx_train=llm._model.n_ctx_train(),
@@ -800,7 +814,7 @@ class Runner:
             seqs.append([*prefix, *toks, *suffix] or [max(llm.token_bos(), 0)])
         vectors: list[list[float]] = []
         for group in embed.pack_batches(seqs, llm.n_batch, self._n_seq_max(llm)):
-            vectors.extend(self._embed_batch(llm, group))
+            vectors.extend(self._embed_batch(llm, group, self._spare))
         self.send(rp.Embeddings(id=msg.id, embeddings=vectors,
                                 prompt_eval_count=sum(len(t) for t in seqs)))
 
@@ -814,21 +828,35 @@ class Runner:
         return max(1, int(llm.context_params.n_seq_max))
 
     @staticmethod
-    def _embed_batch(llm: Any, group: list[Any]) -> list[list[float]]:
+    def _embed_batch(llm: Any, group: list[Any], spare: int | None) -> list[list[float]]:
+        """One decode embedding ``group``. In the ``spare`` KV stream (one input) it leaves
+        the slots' caches as they are; without one the inputs take sequences 0 and up of an
+        idle context, whose whole cache is cleared."""
         import llama_cpp
         import numpy as np
 
         ctx = llm._ctx.ctx
         n_embd = llm.n_embd()
+        first = 0 if spare is None else spare
+        ids = range(first, first + len(group))
+
+        def clear() -> None:
+            if spare is None:
+                llm.reset()  # the cache no longer holds a prompt for generate()'s reuse
+                llm._ctx.kv_cache_clear()
+            else:
+                for seq_id in ids:
+                    llm._ctx.kv_cache_seq_rm(seq_id, 0, -1)
+
         out: list[list[float]] = []
         llama_cpp.llama_set_embeddings(ctx, True)
         try:
-            llm._ctx.kv_cache_clear()
+            clear()
             llm._batch.reset()
-            for seq_id, toks in enumerate(group):
+            for seq_id, toks in zip(ids, group):
                 llm._batch.add_sequence(toks, seq_id, True)
             llm._ctx.decode(llm._batch)
-            for seq_id in range(len(group)):
+            for seq_id in ids:
                 ptr = llama_cpp.llama_get_embeddings_seq(ctx, seq_id)
                 vec = np.ctypeslib.as_array(ptr, shape=(n_embd,)).astype(np.float32)
                 if not np.all(np.isfinite(vec)):
@@ -838,8 +866,7 @@ class Runner:
         finally:
             llama_cpp.llama_set_embeddings(ctx, False)
             llm._batch.reset()
-            llm.reset()  # the KV cache no longer holds a prompt for generate()'s prefix reuse
-            llm._ctx.kv_cache_clear()
+            clear()
         return out
 
     def _tokenize(self, msg: rp.Tokenize) -> None:

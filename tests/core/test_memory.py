@@ -19,6 +19,7 @@ from pollama.core.memory import (
     Placement,
     estimate,
     fit,
+    kv_streams,
     parallel_choices,
     plan,
     processor_label,
@@ -532,6 +533,10 @@ def test_fit_projector_gpu_always_used() -> None:
 # Slots per runner (POLLAMA_NUM_PARALLEL unset = automatic)
 
 
+def test_kv_streams_add_a_spare_to_several_slots() -> None:
+    assert [kv_streams(n) for n in (1, 2, 4, 8)] == [1, 3, 5, 9]
+
+
 def test_parallel_choices() -> None:
     assert parallel_choices(0) == (AUTO_PARALLEL, 1) == (4, 1)
     assert parallel_choices(3) == (3,)
@@ -542,13 +547,13 @@ def test_parallel_choices() -> None:
 def test_plan_takes_four_slots_when_their_kv_cache_fits() -> None:
     parallel, placement = plan(SMOLLM2, inv(ram()), num_ctx=4096, num_batch=512)
     assert parallel == 4
-    four = estimate(SMOLLM2, num_ctx=4096, num_parallel=4)
+    four = estimate(SMOLLM2, num_ctx=4096, num_parallel=5)  # and the spare stream
     assert placement.size == fit(four, SMOLLM2, inv(ram())).size
 
 
 def test_plan_falls_back_to_one_slot_when_four_do_not_fit() -> None:
     one = fit(estimate(SMOLLM2, num_ctx=4096), SMOLLM2, inv(ram())).size
-    four = fit(estimate(SMOLLM2, num_ctx=4096, num_parallel=4), SMOLLM2, inv(ram())).size
+    four = fit(estimate(SMOLLM2, num_ctx=4096, num_parallel=5), SMOLLM2, inv(ram())).size
     assert one < four
     # short of free RAM for four
     parallel, placement = plan(SMOLLM2, inv(ram(free=(one + four) // 2)), num_ctx=4096,

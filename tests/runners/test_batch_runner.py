@@ -48,6 +48,7 @@ class Sink:
     def __init__(self) -> None:
         self.codec = rp.RunnerCodec(accept=rp.RUNNER_KINDS)
         self.results: dict[int, Result] = {}
+        self.order: list[tuple[int, str]] = []  # (id, message type) of every message but Token
         self.cond = threading.Condition()
         self.writes = 0
 
@@ -57,6 +58,8 @@ class Sink:
             self.codec.receive_data(data)
             while isinstance(msg := self.codec.next_event(), rp.RUNNER_KINDS):
                 r = self.results.setdefault(msg.id, Result())
+                if not isinstance(msg, rp.Token):
+                    self.order.append((msg.id, type(msg).__name__))
                 if isinstance(msg, rp.Token):
                     r.text += msg.text
                     r.tokens += 1
@@ -270,6 +273,9 @@ def test_embedding_and_tokenize_during_decoding(h: Harness, alone: dict[str, Res
     assert isinstance(tokens.other[0], rp.Tokens) and tokens.other[0].tokens
     during = h.wait(emb_id, lambda r: bool(r.other) or r.failed is not None)
     assert isinstance(during.other[0], rp.Embeddings)
+    # served between steps, in the spare KV stream: before the streams ended
+    order = list(h.sink.order)
+    assert (ids[0], "Done") not in order[:order.index((emb_id, "Embeddings"))]
     assert during.other[0].embeddings == idle.other[0].embeddings
     for p, i in zip(PROMPTS[:3], ids):
         assert h.wait(i).text == alone[p].text
