@@ -1,4 +1,4 @@
-"""core/gotemplate.py: Go text/template semantics and Ollama's rendering, byte for byte.
+"""core/gotemplate/: Go text/template semantics and Ollama's rendering, byte for byte.
 
 Golden renders come from Ollama (tests/core/data/ollama-templates, see NOTICE.md there); unit
 tables pin Go's behaviour construct by construct; Hypothesis checks that any text either renders
@@ -48,7 +48,7 @@ def render(src: str, data: dict[str, Any] | None = None, **kw: Any) -> str:
 def error_of(src: str, data: dict[str, Any] | None = None) -> str:
     with pytest.raises(gt.TemplateError) as info:
         render(src, data)
-    return info.value.go_message
+    return info.value.detail
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_tool_property_helpers() -> None:
 def test_struct_errors_and_printing() -> None:
     with pytest.raises(gt.TemplateError) as info:
         chat("{{ range .Messages }}{{ .Nope }}{{ end }}")
-    assert info.value.go_message == (
+    assert info.value.detail == (
         'template: :1:24: executing "" at <.Nope>: can\'t evaluate field Nope in type '
         '*api.Message')
     assert chat("{{ range .Messages }}{{ . }}{{ end }}", [Message(role="user", content="hi")]) == (
@@ -490,7 +490,7 @@ PARSE_ERRORS = [
 def test_parse_errors(src: str, message: str) -> None:
     with pytest.raises(gt.TemplateError) as info:
         gt.parse(src)
-    assert info.value.go_message == message
+    assert info.value.detail == message
     assert info.value.message == "template error: " + message
     assert isinstance(info.value, BadRequest) and info.value.status_hint == 400
 
@@ -576,7 +576,7 @@ def test_runaway_templates_are_bounded() -> None:
 def error_of_kw(src: str, **kw: Any) -> str:
     with pytest.raises(gt.TemplateError) as info:
         render(src, **kw)
-    return info.value.go_message
+    return info.value.detail
 
 
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
@@ -612,7 +612,7 @@ def test_go_vectors(case: dict[str, Any]) -> None:
     try:
         out = gt.parse_go(case["template"]).execute(data)
     except gt.TemplateError as e:
-        assert e.go_message == case["err"]
+        assert e.detail == case["err"]
     else:
         assert case["err"] == ""
         assert out == case["out"]
