@@ -35,7 +35,8 @@ prints the inner structs Go-style); ``.Images`` are the base64 strings; in legac
 ``{{else}}`` after the cut is dropped where Ollama crashes; ``{{template "x"}}`` without a
 pipeline is refused as Ollama refuses it (``parse_go`` accepts it).
 
-The modules follow Go's files, each importing only those above it:
+The modules follow Go's files, each importing only those above it (``funcs`` names ``exec``'s
+``State`` in annotations only):
 
 =============  ==============================================================================
 ``strconv``    Go string literals, number literal syntax, float formatting (``strconv``)

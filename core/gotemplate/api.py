@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-def _go_any(v: Any) -> Any:
+def _go_any(v: object) -> Any:
     """A decoded JSON value as Go's ``interface{}`` holds it (numbers are float64)."""
     if v is None or isinstance(v, (bool, str, float)):
         return v
@@ -43,11 +43,11 @@ def _go_any(v: Any) -> Any:
     return str(v)
 
 
-def _as_str(v: Any) -> str:
+def _as_str(v: object) -> str:
     return v if isinstance(v, str) else ""
 
 
-def _as_int(v: Any) -> int:
+def _as_int(v: object) -> int:
     if isinstance(v, bool):
         return 0
     if isinstance(v, int):
@@ -57,7 +57,7 @@ def _as_int(v: Any) -> int:
     return 0
 
 
-def _as_map(v: Any) -> Mapping[str, Any]:
+def _as_map(v: object) -> Mapping[str, Any]:
     return v if isinstance(v, Mapping) else {}
 
 
@@ -132,7 +132,7 @@ class ToolProperty(GoStruct):
         return " | ".join(_TS_TYPES.get(t, "any") for t in self.Type)
 
     @classmethod
-    def from_json(cls, v: Any, depth: int = 0) -> ToolProperty:
+    def from_json(cls, v: object, depth: int = 0) -> ToolProperty:
         m = _as_map(v)
         t = m.get("type")
         types = [t] if isinstance(t, str) else [x for x in t if isinstance(x, str)] if (
@@ -172,7 +172,7 @@ class ToolProperties(dict[str, ToolProperty]):
         return ToolProperty()
 
     @classmethod
-    def from_json(cls, v: Any, *, ordered: bool = False, depth: int = 0) -> ToolProperties:
+    def from_json(cls, v: object, *, ordered: bool = False, depth: int = 0) -> ToolProperties:
         if not isinstance(v, Mapping):
             return cls(None, ordered=ordered)
         return cls({str(k): ToolProperty.from_json(x, depth) for k, x in v.items()},
@@ -235,7 +235,7 @@ class Tool(_JSONStringer):
     Function: ToolFunction = dataclasses.field(default_factory=ToolFunction)
 
     @classmethod
-    def from_json(cls, v: Any) -> Tool:
+    def from_json(cls, v: object) -> Tool:
         m = _as_map(v)
         fn = _as_map(m.get("function"))
         params = _as_map(fn.get("parameters"))
@@ -294,7 +294,7 @@ class ToolCall(GoStruct):
     Function: ToolCallFunction = dataclasses.field(default_factory=ToolCallFunction)
 
     @classmethod
-    def from_json(cls, v: Any) -> ToolCall:
+    def from_json(cls, v: object) -> ToolCall:
         m = _as_map(v)
         fn = _as_map(m.get("function"))
         args = fn.get("arguments")
@@ -333,5 +333,5 @@ def template_messages(messages: Sequence[Message]) -> tuple[TemplateMessage, ...
                  for m in messages)
 
 
-def template_tools(tools: Sequence[Mapping[str, Any]]) -> Tools:
+def template_tools(tools: Sequence[Mapping[str, object]]) -> Tools:
     return Tools(Tool.from_json(t) for t in tools)

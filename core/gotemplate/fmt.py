@@ -7,7 +7,6 @@ value (Go ``exec.printableValue`` then ``fmt.Fprint``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from .strconv import UINT64_MAX, format_float, quote
 from .values import SEQ_TYPES, GoStruct, sorted_keys, type_name
@@ -57,7 +56,7 @@ class _Printer:
         return s
 
     # -- operands
-    def print_arg(self, arg: Any, verb: str) -> None:
+    def print_arg(self, arg: object, verb: str) -> None:
         if arg is None:
             if verb in "Tv":
                 self.pad("<nil>")
@@ -81,7 +80,7 @@ class _Printer:
         elif not self.handle_methods(arg, verb):
             self.print_value(arg, verb, 0)
 
-    def handle_methods(self, v: Any, verb: str) -> bool:
+    def handle_methods(self, v: object, verb: str) -> bool:
         if self.erroring or self.sharp_v or verb not in "vsxXq":
             return False
         stringer = getattr(v, "go_string", None)
@@ -93,7 +92,7 @@ class _Printer:
         self.fmt_string(s, verb)
         return True
 
-    def print_value(self, v: Any, verb: str, depth: int) -> None:
+    def print_value(self, v: object, verb: str, depth: int) -> None:
         if depth > 0 and v is not None and self.handle_methods(v, verb):
             return
         if depth > 200:
@@ -160,7 +159,7 @@ class _Printer:
         else:
             self.buf.append(f"?{type_name(v)}")
 
-    def bad_verb(self, verb: str, arg: Any) -> None:
+    def bad_verb(self, verb: str, arg: object) -> None:
         self.erroring = True
         self.buf.append("%!" + verb + "(")
         if arg is not None:
@@ -382,7 +381,7 @@ def _parse_num(s: str, i: int, end: int) -> tuple[int | None, int]:
     return (num if found else None), j
 
 
-def go_sprint(args: Sequence[Any]) -> str:
+def go_sprint(args: Sequence[object]) -> str:
     """Go's ``fmt.Sprint``: spaces between operands when neither side is a string."""
     p = _Printer()
     prev_string = False
@@ -395,7 +394,7 @@ def go_sprint(args: Sequence[Any]) -> str:
     return p.out()
 
 
-def go_sprintln(args: Sequence[Any]) -> str:
+def go_sprintln(args: Sequence[object]) -> str:
     p = _Printer()
     for i, a in enumerate(args):
         if i > 0:
@@ -405,7 +404,7 @@ def go_sprintln(args: Sequence[Any]) -> str:
     return p.out()
 
 
-def go_sprintf(fmt: str, args: Sequence[Any]) -> str:
+def go_sprintf(fmt: str, args: Sequence[object]) -> str:
     """Go's ``fmt.Sprintf`` (flags, width, precision, ``*``, ``[n]`` indexes, error forms)."""
     p = _Printer()
     end = len(fmt)
@@ -537,7 +536,7 @@ def go_sprintf(fmt: str, args: Sequence[Any]) -> str:
     return p.out()
 
 
-def printable(v: Any) -> str:
+def printable(v: object) -> str:
     """How an action prints a value (Go exec printableValue, then fmt.Fprint)."""
     if v is None:
         return "<no value>"

@@ -28,7 +28,7 @@ class FuncError(Exception):
     """Error returned by a template function (Go: the function's ``error`` result)."""
 
 
-def _basic_kind(v: Any) -> str:
+def _basic_kind(v: object) -> str:
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):
@@ -40,7 +40,7 @@ def _basic_kind(v: Any) -> str:
     return "invalid"
 
 
-def _reflect_kind(v: Any) -> str:
+def _reflect_kind(v: object) -> str:
     if v is None:
         return "invalid"
     if isinstance(v, SEQ_TYPES):
@@ -52,7 +52,7 @@ def _reflect_kind(v: Any) -> str:
     return _basic_kind(v)
 
 
-def _is_nil(v: Any) -> bool:
+def _is_nil(v: object) -> bool:
     """Go nil: None, and empty typed slices (tuples, Tools...) or maps marked nil. Decoded JSON
     ``[]``/``{}`` (plain lists and dicts) are empty but not nil, as in Go."""
     if v is None:
@@ -64,31 +64,31 @@ def _is_nil(v: Any) -> bool:
     return False
 
 
-def _eq(a: Any, *bs: Any) -> bool:
+def _eq(a: object, *bs: object) -> bool:
     if not bs:
         raise FuncError("missing argument for comparison")
     k1 = _basic_kind(a)
     for b in bs:
         k2 = _basic_kind(b)
-        truth = False
+        equal = False
         if k1 != k2:
             if a is not None and b is not None:
                 raise FuncError(
                     f"incompatible types for comparison: {type_name(a)} and {type_name(b)}")
         elif k1 != "invalid":
-            truth = a == b
+            equal = a == b
         else:
             r1, r2 = _reflect_kind(a), _reflect_kind(b)
             if r1 != r2 and "invalid" not in (r1, r2):
                 raise FuncError(go_sprintf("non-comparable types %s: %v, %s: %v",
                                             [a, type_name(a), type_name(b), b]))
             if _is_nil(a) or _is_nil(b):
-                truth = _is_nil(a) == _is_nil(b)
+                equal = _is_nil(a) == _is_nil(b)
             elif r2 == "ptr":
-                truth = a is b
+                equal = a is b
             else:
                 raise FuncError(go_sprintf("non-comparable type %s: %v", [b, type_name(b)]))
-        if truth:
+        if equal:
             return True
     return False
 
@@ -107,7 +107,7 @@ def _lt(a: Any, b: Any) -> bool:
     return bool(a < b)
 
 
-def _index_arg(index: Any, cap: int) -> int:
+def _index_arg(index: object, cap: int) -> int:
     if isinstance(index, IfaceArg):
         if index.value is None:
             raise FuncError("cannot index slice/array with type interface {}")
@@ -127,7 +127,7 @@ def plain(v: Any) -> Any:
     return v.value if isinstance(v, IfaceArg) else v
 
 
-def _elem_type(v: Any) -> str:
+def _elem_type(v: object) -> str:
     return type_name(v).lstrip("*")
 
 
@@ -137,7 +137,8 @@ def _fn_index(st: State, name: str, argv: list[Any]) -> Any:
         raise FuncError("index of untyped nil")
     for index in argv[1:]:
         if isinstance(item, (str, *SEQ_TYPES)):
-            seq: Any = item.encode("utf-8", "replace") if isinstance(item, str) else item
+            seq: bytes | Sequence[Any] = (
+                item.encode("utf-8", "replace") if isinstance(item, str) else item)
             x = _index_arg(index, len(seq))
             if x >= len(seq):
                 kind = "string" if isinstance(item, str) else "slice"
@@ -165,7 +166,7 @@ def _fn_slice(st: State, name: str, argv: list[Any]) -> Any:
     if isinstance(item, str):
         if len(indexes) == 3:
             raise FuncError("cannot 3-index slice a string")
-        seq: Any = item.encode("utf-8", "replace")
+        seq: bytes | Sequence[Any] = item.encode("utf-8", "replace")
     elif isinstance(item, SEQ_TYPES):
         seq = item
     else:
@@ -344,7 +345,7 @@ FUNCS: Final[Mapping[str, Func]] = {
 }
 
 
-def holds_any(container: Any) -> bool:
+def holds_any(container: object) -> bool:
     """Whether the container's elements are Go ``interface{}`` values ([]any, map[string]any).
 
     Plain lists and dicts (decoded JSON) hold ``any``; tuples, typed lists and lists of
@@ -354,6 +355,6 @@ def holds_any(container: Any) -> bool:
     return type(container) in (list, dict, ToolCallArguments)
 
 
-def map_zero(m: Mapping[Any, Any]) -> Any:
+def map_zero(m: Mapping[str, object]) -> object:
     zero = getattr(m, "go_zero", None)
     return zero() if callable(zero) else None

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from .strconv import format_float
 from .values import SEQ_TYPES, GoStruct, sorted_keys, type_name
 
 __all__ = ["JSONError", "json_string", "go_json"]
+
+
+class JSONError(ValueError):
+    """Go's ``UnsupportedValueError`` / ``UnsupportedTypeError`` (NaN, Inf, a func, too deep)."""
 
 
 def _json_float(v: float) -> str:
@@ -25,10 +29,6 @@ def _json_float(v: float) -> str:
             s = s[:-2] + s[-1]
         return s
     return format_float(v, "f", -1)
-
-
-class JSONError(ValueError):
-    pass
 
 
 _JSON_ESC: Final[Mapping[str, str]] = {
@@ -53,7 +53,7 @@ def json_string(s: str) -> str:
     return "".join(out)
 
 
-def _json_empty(v: Any) -> bool:
+def _json_empty(v: object) -> bool:
     if v is None or v is False or v == "":
         return True
     if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -63,7 +63,7 @@ def _json_empty(v: Any) -> bool:
     return False
 
 
-def go_json(v: Any, _depth: int = 0) -> str:
+def go_json(v: object, _depth: int = 0) -> str:
     """Go's ``json.Marshal`` of a template value (raises ``ValueError`` where Go errors)."""
     if _depth > 200:
         raise JSONError("json: unsupported value: too deep")

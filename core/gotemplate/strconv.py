@@ -27,8 +27,8 @@ def unquote(s: str) -> str:
     """strconv.Unquote for "...", `...` and '...' literals; ValueError("invalid syntax")."""
     if len(s) < 2 or s[0] != s[-1] or s[0] not in "\"'`":
         raise ValueError("invalid syntax")
-    quote, body = s[0], s[1:-1]
-    if quote == "`":
+    delim, body = s[0], s[1:-1]
+    if delim == "`":
         if "`" in body:
             raise ValueError("invalid syntax")
         return body.replace("\r", "")
@@ -38,7 +38,7 @@ def unquote(s: str) -> str:
     i, runes = 0, 0
     while i < len(body):
         c = body[i]
-        if c == quote:
+        if c == delim:
             raise ValueError("invalid syntax")
         if c != "\\":
             out += c.encode("utf-8", "replace")
@@ -54,7 +54,7 @@ def unquote(s: str) -> str:
         if e in _SIMPLE_ESCAPES:
             out.append(_SIMPLE_ESCAPES[e])
         elif e in "'\"":
-            if e != quote:
+            if e != delim:
                 raise ValueError("invalid syntax")
             out.append(ord(e))
         elif e in "xuU":
@@ -65,7 +65,7 @@ def unquote(s: str) -> str:
             i += n
             v = int(hexd, 16)
             if e == "x":
-                if quote == "'":
+                if delim == "'":
                     out += chr(v).encode("utf-8")
                 else:
                     out.append(v)
@@ -81,13 +81,13 @@ def unquote(s: str) -> str:
             v = int(octd, 8)
             if v > 255:
                 raise ValueError("invalid syntax")
-            if quote == "'":
+            if delim == "'":
                 out += chr(v).encode("utf-8")
             else:
                 out.append(v)
         else:
             raise ValueError("invalid syntax")
-    if quote == "'" and runes != 1:
+    if delim == "'" and runes != 1:
         raise ValueError("invalid syntax")
     return out.decode("utf-8", "replace")
 
@@ -179,6 +179,7 @@ def parse_uint(s: str) -> int | None:
 
 
 def parse_float(text: str) -> float | None:
+    """strconv.ParseFloat(text, 64) for a number literal (None: syntax error or out of range)."""
     s = text
     if s[:1] in ("+", "-"):
         body = s[1:]

@@ -207,7 +207,8 @@ def render_chat(template: Template, messages: Sequence[Message], *,
                 think_level: str = "", is_think_set: bool = False,
                 today: str = "2025-01-01", max_output: int = MAX_OUTPUT,
                 max_steps: int = MAX_STEPS) -> str:
-    """The prompt for ``messages`` (reference §5.1 modes 2 and 3)."""
+    """The prompt for ``messages``: messages mode when the template uses ``.Messages``, else
+    legacy mode (Ollama ``template/template.go``, ``Template.Execute``)."""
     system, msgs = _collate(messages)
     thinking = {"Think": bool(think), "ThinkLevel": think_level, "IsThinkSet": is_think_set}
     if template.uses("Messages"):
@@ -249,7 +250,8 @@ def render_suffix(template: Template, prompt: str, suffix: str, *, think: bool |
                   today: str = "2025-01-01", max_output: int = MAX_OUTPUT,
                   max_steps: int = MAX_STEPS) -> str:
     """Fill-in-middle prompt: one execution with ``.Prompt``, ``.Suffix``, empty ``.Response``
-    (reference §5.1 mode 1; Ollama passes nothing else, so ``.System`` prints ``<no value>``)."""
+    (Ollama ``Template.Execute``'s suffix branch; it passes nothing else, so ``.System`` prints
+    ``<no value>``)."""
     return template.execute({
         "Prompt": prompt, "Suffix": suffix, "Response": "", "Think": bool(think),
         "ThinkLevel": think_level, "IsThinkSet": is_think_set,

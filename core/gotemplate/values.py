@@ -56,7 +56,13 @@ class SliceView(Sequence[Any]):
     def __len__(self) -> int:
         return self.stop - self.start
 
-    def __getitem__(self, i: Any) -> Any:
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
         if isinstance(i, slice):
             return list(self)[i]
         if not -len(self) <= i < len(self):
@@ -76,7 +82,7 @@ class SliceView(Sequence[Any]):
 SEQ_TYPES: Final = (list, tuple, SliceView)
 
 
-def type_name(v: Any) -> str:
+def type_name(v: object) -> str:
     if v is None:
         return "<nil>"
     if isinstance(v, bool):
@@ -103,7 +109,7 @@ class Uint8(int):
     __slots__ = ()
 
 
-def truth(v: Any) -> bool:
+def truth(v: object) -> bool:
     """Go template truth: false, 0, nil, and empty strings/slices/maps are false."""
     if v is None:
         return False

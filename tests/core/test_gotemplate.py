@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from pollama.core import generation, gotemplate as gt
+from pollama.core import chat_template, errors, generation, gotemplate as gt
 from pollama.core.prompt import ModelPrompting
 from pollama.core.errors import BadRequest
 from pollama.core.requests import ChatRequest, Message
@@ -621,6 +621,33 @@ def test_go_vectors(case: dict[str, Any]) -> None:
 def test_parse_go_has_no_ollama_touch_ups() -> None:
     assert gt.parse_go("{{ .Prompt }}").execute({"Prompt": "p", "Response": "r"}) == "p"
     assert gt.parse_go('{{ define "x" }}y{{ end }}{{ template "x" }}').execute({}) == "y"
+
+
+# ---------------------------------------------------------------------------------------------
+# The package surface and the one TemplateError
+
+
+def test_package_exports_resolve() -> None:
+    assert sorted(gt.__all__) == sorted(set(gt.__all__))
+    for name in gt.__all__:
+        assert getattr(gt, name) is not None, name
+    # ``parse`` is the function even though a submodule is named parse too.
+    assert isinstance(gt.parse("x"), gt.Template)
+    node = gt.parse("{{ if 1 }}x{{ end }}").root.nodes[0]
+    assert isinstance(node, gt.IfNode) and isinstance(node, gt.Node)
+
+
+def test_one_template_error_for_go_and_jinja() -> None:
+    assert gt.TemplateError is errors.TemplateError is chat_template.TemplateError
+    assert issubclass(errors.TemplateError, BadRequest)
+    with pytest.raises(errors.TemplateError) as go:
+        gt.parse("{{ nope }}")
+    with pytest.raises(errors.TemplateError) as jinja:
+        chat_template.render("{% for %}", [])
+    for info in (go, jinja):
+        assert info.value.status_hint == 400
+        assert info.value.message == "template error: " + info.value.detail
+    assert go.value.detail == 'template: :1: function "nope" not defined'
 
 
 # ---------------------------------------------------------------------------------------------
