@@ -3,7 +3,7 @@
 Model files are untrusted input: templates run in jinja2's ImmutableSandboxedEnvironment, with
 the helpers Hugging Face's ``apply_chat_template`` provides (``raise_exception``,
 ``strftime_now``) and nothing else. The date is passed in (``today``), the core has no clock.
-Template errors become ``BadRequest("template error: ...")``.
+Template errors become ``TemplateError`` (a ``BadRequest``: 400 ``template error: ...``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import BadRequest
+from .errors import TemplateError
 
-
-class TemplateError(BadRequest):
-    pass
+__all__ = ["TemplateError", "compile_template", "render"]
 
 
 def _strftime(today: str, fmt: Any) -> str:
@@ -33,7 +31,7 @@ def _strftime(today: str, fmt: Any) -> str:
 
 
 def _raise_exception(message: str) -> None:
-    raise TemplateError(f"template error: {message}")
+    raise TemplateError(message)
 
 
 def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False,
@@ -55,7 +53,7 @@ def compile_template(source: str) -> jinja2.Template:
     try:
         return env.from_string(source)
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"template error: {exc}") from None
+        raise TemplateError(str(exc)) from None
 
 
 def render(
@@ -86,7 +84,7 @@ def render(
     except TemplateError:
         raise
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"template error: {exc}") from None
+        raise TemplateError(str(exc)) from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError,
             ZeroDivisionError, OverflowError, RecursionError) as exc:
-        raise TemplateError(f"template error: {exc}") from None
+        raise TemplateError(str(exc)) from None

@@ -63,3 +63,13 @@ class StoreError(PollamaError):
     """The model store is inconsistent or unwritable."""
 
     status_hint = 500
+
+
+class TemplateError(BadRequest):
+    """A prompt template failed to parse or render (400, Ollama's ``template error: ...``):
+    a Modelfile's Go TEMPLATE (``detail`` is Go's own error text) or a GGUF's jinja
+    ``tokenizer.chat_template``."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"template error: {detail}")
+        self.detail = detail

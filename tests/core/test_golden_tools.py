@@ -1,7 +1,7 @@
 """Golden prompts for tool-calling templates, byte for byte.
 
 Qwen 2.5 with tools, both ways a model can carry it: Ollama's library Go template (Modelfile
-TEMPLATE, rendered by core/gotemplate.py) and Qwen's own jinja ``chat_template`` (GGUF
+TEMPLATE, rendered by core/gotemplate/) and Qwen's own jinja ``chat_template`` (GGUF
 ``tokenizer.chat_template``, rendered by core/chat_template.py); Llama 3.1's library Go template;
 and renders recorded by Ollama (``server/testdata/tools``) and llama.cpp replayed as they are.
 The hand-written expectations below were derived from the template text, not from our output.

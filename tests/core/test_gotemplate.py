@@ -1,4 +1,4 @@
-"""core/gotemplate.py: Go text/template semantics and Ollama's rendering, byte for byte.
+"""core/gotemplate/: Go text/template semantics and Ollama's rendering, byte for byte.
 
 Golden renders come from Ollama (tests/core/data/ollama-templates, see NOTICE.md there); unit
 tables pin Go's behaviour construct by construct; Hypothesis checks that any text either renders
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from pollama.core import generation, gotemplate as gt
+from pollama.core import chat_template, errors, generation, gotemplate as gt
 from pollama.core.prompt import ModelPrompting
 from pollama.core.errors import BadRequest
 from pollama.core.requests import ChatRequest, Message
@@ -48,7 +48,7 @@ def render(src: str, data: dict[str, Any] | None = None, **kw: Any) -> str:
 def error_of(src: str, data: dict[str, Any] | None = None) -> str:
     with pytest.raises(gt.TemplateError) as info:
         render(src, data)
-    return info.value.go_message
+    return info.value.detail
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_tool_property_helpers() -> None:
 def test_struct_errors_and_printing() -> None:
     with pytest.raises(gt.TemplateError) as info:
         chat("{{ range .Messages }}{{ .Nope }}{{ end }}")
-    assert info.value.go_message == (
+    assert info.value.detail == (
         'template: :1:24: executing "" at <.Nope>: can\'t evaluate field Nope in type '
         '*api.Message')
     assert chat("{{ range .Messages }}{{ . }}{{ end }}", [Message(role="user", content="hi")]) == (
@@ -490,7 +490,7 @@ PARSE_ERRORS = [
 def test_parse_errors(src: str, message: str) -> None:
     with pytest.raises(gt.TemplateError) as info:
         gt.parse(src)
-    assert info.value.go_message == message
+    assert info.value.detail == message
     assert info.value.message == "template error: " + message
     assert isinstance(info.value, BadRequest) and info.value.status_hint == 400
 
@@ -576,7 +576,7 @@ def test_runaway_templates_are_bounded() -> None:
 def error_of_kw(src: str, **kw: Any) -> str:
     with pytest.raises(gt.TemplateError) as info:
         render(src, **kw)
-    return info.value.go_message
+    return info.value.detail
 
 
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
@@ -612,7 +612,7 @@ def test_go_vectors(case: dict[str, Any]) -> None:
     try:
         out = gt.parse_go(case["template"]).execute(data)
     except gt.TemplateError as e:
-        assert e.go_message == case["err"]
+        assert e.detail == case["err"]
     else:
         assert case["err"] == ""
         assert out == case["out"]
@@ -621,6 +621,33 @@ def test_go_vectors(case: dict[str, Any]) -> None:
 def test_parse_go_has_no_ollama_touch_ups() -> None:
     assert gt.parse_go("{{ .Prompt }}").execute({"Prompt": "p", "Response": "r"}) == "p"
     assert gt.parse_go('{{ define "x" }}y{{ end }}{{ template "x" }}').execute({}) == "y"
+
+
+# ---------------------------------------------------------------------------------------------
+# The package surface and the one TemplateError
+
+
+def test_package_exports_resolve() -> None:
+    assert sorted(gt.__all__) == sorted(set(gt.__all__))
+    for name in gt.__all__:
+        assert getattr(gt, name) is not None, name
+    # ``parse`` is the function even though a submodule is named parse too.
+    assert isinstance(gt.parse("x"), gt.Template)
+    node = gt.parse("{{ if 1 }}x{{ end }}").root.nodes[0]
+    assert isinstance(node, gt.IfNode) and isinstance(node, gt.Node)
+
+
+def test_one_template_error_for_go_and_jinja() -> None:
+    assert gt.TemplateError is errors.TemplateError is chat_template.TemplateError
+    assert issubclass(errors.TemplateError, BadRequest)
+    with pytest.raises(errors.TemplateError) as go:
+        gt.parse("{{ nope }}")
+    with pytest.raises(errors.TemplateError) as jinja:
+        chat_template.render("{% for %}", [])
+    for info in (go, jinja):
+        assert info.value.status_hint == 400
+        assert info.value.message == "template error: " + info.value.detail
+    assert go.value.detail == 'template: :1: function "nope" not defined'
 
 
 # ---------------------------------------------------------------------------------------------

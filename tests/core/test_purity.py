@@ -16,7 +16,9 @@ FORBIDDEN = {
 
 
 def _modules() -> list[str]:
-    return sorted(f for f in os.listdir(CORE) if f.endswith(".py"))
+    """Every module of core/, subpackages (core/gotemplate/) included, relative to core/."""
+    return sorted(os.path.relpath(os.path.join(folder, f), CORE)
+                  for folder, _, files in os.walk(CORE) for f in files if f.endswith(".py"))
 
 
 @pytest.mark.parametrize("module", _modules())
