@@ -7,6 +7,7 @@ import hashlib
 import json
 
 from pollama.core import gotemplate, library, prompt, show, tools
+from pollama.core.names import parse_name
 from pollama.core.requests import Message
 
 SMOL = library.SMOLLM2_135M
@@ -77,3 +78,10 @@ def test_smollm2_tool_calls_are_detected_and_parsed() -> None:
     rest, more = parser.finish()
     assert content + rest == ""
     assert [(c.name, c.arguments) for c in calls + more] == [("get_weather", {"city": "Paris"})]
+
+
+def test_library_lookup() -> None:
+    for text in ("smollm2", "smollm2:135m", "SmolLM2:latest", "registry.ollama.ai/library/smollm2"):
+        assert library.lookup(parse_name(text)) is library.SMOLLM2_135M
+    for text in ("smollm2:1.7b", "other", "user/smollm2", "example.com/library/smollm2"):
+        assert library.lookup(parse_name(text)) is None

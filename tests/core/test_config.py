@@ -1,5 +1,6 @@
-"""core/config.py's VARIABLES is the one list: the README table, ``pollama serve --help`` and the
-``server config`` startup line agree with it, and every variable takes Ollama's spelling too."""
+"""core/config.py: the host address, the environment, and VARIABLES as the one list (the README
+table, ``pollama serve --help`` and the ``server config`` startup line agree with it, and every
+variable takes Ollama's spelling too)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from pollama.cli.main import ENV_HELP
 from pollama.core import config
+from pollama.core.errors import BadRequest
 
 README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 NAMES = [f"POLLAMA_{v.name}" for v in config.VARIABLES]
@@ -81,3 +83,35 @@ def test_server_config_never_shows_the_key() -> None:
 ])
 def test_go_duration(ns: int, text: str) -> None:
     assert config.go_duration(ns) == text
+
+
+@pytest.mark.parametrize(("raw", "url"), [
+    ("", "http://127.0.0.1:11434"), ("0.0.0.0", "http://0.0.0.0:11434"),
+    ("example.com:8080", "http://example.com:8080"), ("http://h", "http://h:80"),
+    ("https://h", "https://h:443"), ("http://h:1/prefix/", "http://h:1/prefix"),
+    ("[::1]:5000", "http://[::1]:5000"), ('"127.0.0.1:9"', "http://127.0.0.1:9"),
+])
+def test_parse_host(raw: str, url: str) -> None:
+    assert config.parse_host(raw).url == url
+
+
+@pytest.mark.parametrize("raw", ["ftp://h", "h:99999", "h:x"])
+def test_parse_host_bad(raw: str) -> None:
+    with pytest.raises(BadRequest):
+        config.parse_host(raw)
+
+
+def test_config_env() -> None:
+    cfg = config.load({"POLLAMA_MODELS": "/m", "OLLAMA_KEEP_ALIVE": "10m",
+                       "POLLAMA_NUM_PARALLEL": "x", "POLLAMA_CONTEXT_LENGTH": "2048"}, "/home/u")
+    assert cfg.models_dir == "/m" and cfg.home_dir == "/home/u/.pollama"
+    assert cfg.keep_alive_ns == 600 * 10**9 and cfg.num_parallel == 0  # invalid: auto
+    assert cfg.context_length == 2048
+    assert config.load({}, "/h").models_dir == "/h/.pollama/models"
+    assert config.parse_keep_alive_env("-1") == -1
+    assert config.parse_keep_alive_env("30") == 30 * 10**9
+    assert config.load({}, "/h").flash_attention == -1
+    assert config.load({"OLLAMA_FLASH_ATTENTION": "0"}, "/h").flash_attention == 0
+    assert config.load({"POLLAMA_FLASH_ATTENTION": "true", "OLLAMA_FLASH_ATTENTION": "0"},
+                       "/h").flash_attention == 1
+    assert config.load({"POLLAMA_FLASH_ATTENTION": "auto"}, "/h").flash_attention == -1
