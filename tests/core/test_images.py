@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from pollama.core import prompt, show
 from pollama.core import requests as rq
-from pollama.core.create import is_projector
 from pollama.core.errors import BadRequest
 from pollama.core.jsonwire import go_base64_decode
 from pollama.core.requests import Message
@@ -67,15 +66,6 @@ def test_generate_puts_each_image_in_a_message_before_the_prompt() -> None:
     text = prompt.generate_prompt(req, prompt.ModelPrompting(
         go_template="{{ range .Messages }}<{{ .Role }}>{{ .Content }}{{ end }}"), today="2026-01-01")
     assert text == "<user>[img-0]\n\n[img-1]\n\nDescribe."
-
-
-def test_projector_gguf_detection() -> None:
-    assert is_projector({"general.architecture": "clip", "clip.has_vision_encoder": True})
-    assert is_projector({"general.architecture": "x", "general.type": "mmproj"})
-    assert is_projector({"general.architecture": "qwen25vl", "qwen25vl.vision.block_count": 32})
-    assert not is_projector({"general.architecture": "llama", "llama.block_count": 30})
-    assert not is_projector({"general.architecture": "mllama", "mllama.block_count": 40,
-                             "mllama.vision.block_count": 32})
 
 
 def test_vision_capability_and_modelfile() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pollama.core import chat_template, generation, prompt
+from pollama.core import generation, prompt
 from pollama.core.errors import BadRequest
 from pollama.core.requests import Message, parse_chat, parse_generate
 
@@ -46,23 +46,3 @@ def test_raw() -> None:
 def test_no_template_falls_back_to_prompt() -> None:
     req = parse_generate({"model": "m", "prompt": "p"})
     assert prompt.generate_prompt(req, prompt.ModelPrompting(), today="x") == "p"
-
-
-def test_smollm2_template(smollm2_template: str = "") -> None:
-    tmpl = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-            "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
-            "Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
-            "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-            "{{ '<|im_start|>assistant\n' }}{% endif %}")
-    out = chat_template.render(tmpl, [{"role": "user", "content": "Hi"}])
-    assert out == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
-                   "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
-
-
-@pytest.mark.parametrize("src", [
-    "{% for %}", "{{ raise_exception('nope') }}", "{{ messages[5]['x'] }}",
-    "{{ ''.__class__.__mro__ }}", "{{ 1/0 }}",
-])
-def test_template_errors_are_ours(src: str) -> None:
-    with pytest.raises(BadRequest, match="template error"):
-        chat_template.render(src, [{"role": "user", "content": "x"}])

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from pollama.core import jsonwire
 from pollama.core import requests as rq
 from pollama.core.errors import BadRequest
 
@@ -87,35 +86,6 @@ def test_format_ok(fmt: object) -> None:
 def test_format_bad(fmt: object) -> None:
     with pytest.raises(BadRequest, match="invalid format"):
         rq.check_format(fmt)
-
-
-@pytest.mark.parametrize(("body", "message"), [
-    (b"", "missing request body"),
-    (b"   ", "unexpected end of JSON input"),
-    (b"{", "unexpected end of JSON input"),
-    (b"x", "invalid character 'x' looking for beginning of value"),
-    (b'{"a":1} x', "invalid character 'x' after top-level value"),
-    (b"{x", "invalid character 'x' looking for beginning of object key string"),
-    (b'{"a" 1}', "invalid character '1' after object key"),
-    (b'{"a":1 "b"}', "invalid character '\"' after object key:value pair"),
-    (b"[1 2]", "invalid character '2' after array element"),
-    (b"NaN", "invalid character 'N' looking for beginning of value"),
-])
-def test_json_errors_go_style(body: bytes, message: str) -> None:
-    with pytest.raises(BadRequest) as err:
-        jsonwire.loads_request(body)
-    assert err.value.message == message
-
-
-def test_jsonwire_dumps() -> None:
-    assert jsonwire.dumps({"a": "<é>", "b": [1, 2.5]}) == '{"a":"\\u003cé\\u003e","b":[1,2.5]}'.encode()
-
-
-def test_lone_surrogates_become_replacement_characters_as_in_go() -> None:
-    assert jsonwire.loads_request(b'{"a": "x\\ud800y", "\\udfff": ["\\ud83d"]}') == {
-        "a": "x\ufffdy", "\ufffd": ["\ufffd"]}
-    assert jsonwire.loads_request(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
-    assert jsonwire.dumps({"a": "x\ud800"}) == '{"a":"x\ufffd"}'.encode()
 
 
 @pytest.mark.parametrize("body", [
