@@ -1,48 +1,23 @@
-"""Go templates shared by the end-to-end tests and the live fuzzers: a Qwen-2.5-style tools
-template and a minimal thinking template, both for SmolLM2 (ChatML tokens)."""
+"""Templates shared by the core tests, the end-to-end tests and the live fuzzers: Qwen 2.5's
+tool-calling templates (both Ollama's library Go template and Qwen's own jinja, read from
+tests/core/data/golden_tools/, whose NOTICE.md gives their sources) and a minimal thinking
+template. SmolLM2 uses the same ChatML tokens as Qwen, so the Go one serves the test model too."""
 
-TOOLS_TEMPLATE = """{{- if or .System .Tools }}<|im_start|>system
-{{- if .System }}
-{{ .System }}
-{{- end }}
-{{- if .Tools }}
+from __future__ import annotations
 
-# Tools
+from pathlib import Path
 
-You may call one or more functions to assist with the user query.
+GOLDEN_TOOLS = Path(__file__).parent / "core" / "data" / "golden_tools"
 
-You are provided with function signatures within <tools></tools> XML tags:
-<tools>
-{{- range .Tools }}
-{"type": "function", "function": {{ .Function }}}
-{{- end }}
-</tools>
 
-For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
-<tool_call>
-{"name": <function-name>, "arguments": <args-json-object>}
-</tool_call>
-{{- end }}<|im_end|>
-{{ end }}
-{{- range $i, $_ := .Messages }}
-{{- $last := eq (len (slice $.Messages $i)) 1 -}}
-{{- if eq .Role "user" }}<|im_start|>user
-{{ .Content }}<|im_end|>
-{{ else if eq .Role "assistant" }}<|im_start|>assistant
-{{ if .Content }}{{ .Content }}
-{{- else if .ToolCalls }}<tool_call>
-{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
-{{ end }}</tool_call>
-{{- end }}{{ if not $last }}<|im_end|>
-{{ end }}
-{{- else if eq .Role "tool" }}<|im_start|>user
-<tool_response>
-{{ .Content }}
-</tool_response><|im_end|>
-{{ end }}
-{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
-{{ end }}
-{{- end }}"""
+def golden_tools(name: str) -> str:
+    """A file of tests/core/data/golden_tools/, byte for byte."""
+    return (GOLDEN_TOOLS / name).read_bytes().decode()
+
+
+QWEN25_GO = golden_tools("qwen2.5.gotmpl")  # Ollama's qwen2.5 template layer
+QWEN25_JINJA = golden_tools("Qwen2.5-7B-Instruct.jinja")  # tokenizer.chat_template
+TOOLS_TEMPLATE = QWEN25_GO
 
 THINK_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
 {{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}<|im_end|>

@@ -66,8 +66,8 @@ def test_tojson_keeps_unicode_and_takes_hf_arguments() -> None:
 
 
 def test_loop_controls_and_block_trimming() -> None:
-    src = "{% for m in messages %}\n{% if loop.index > 2 %}{% break %}{% endif %}\n{{ m.content }}" \
-          "{% endfor %}"
+    src = ("{% for m in messages %}\n{% if loop.index > 2 %}{% break %}{% endif %}\n"
+           "{{ m.content }}{% endfor %}")
     messages = [{"role": "user", "content": str(i)} for i in range(5)]
     assert chat_template.render(src, messages) == "01"
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pollama.core import chat_template, generation, gotemplate as gt, prompt
 from pollama.core.requests import ChatRequest, parse_chat
+from tests.templates import GOLDEN_TOOLS, golden_tools
 
-DATA = Path(__file__).parent / "data" / "golden_tools"
 TODAY = "2025-01-01"
 
 WEATHER_TOOL: dict[str, Any] = {"type": "function", "function": {
@@ -131,16 +130,12 @@ LLAMA31_FIRST_TURN_EXPECTED = (
 )
 
 
-def read(name: str) -> str:
-    return (DATA / name).read_bytes().decode()
-
-
 def go_model(name: str) -> prompt.ModelPrompting:
-    return prompt.ModelPrompting(go_template=read(name))
+    return prompt.ModelPrompting(go_template=golden_tools(name))
 
 
 def jinja_model(name: str) -> prompt.ModelPrompting:
-    return prompt.ModelPrompting(chat_template=read(name), bos_token="<|endoftext|>",
+    return prompt.ModelPrompting(chat_template=golden_tools(name), bos_token="<|endoftext|>",
                                  eos_token="<|im_end|>")
 
 
@@ -161,7 +156,7 @@ def chat(body: dict[str, Any]) -> ChatRequest:
      "966de95ca8a62200913e3f8bfbf84c8494536f1b94b49166851e76644e966396"),
 ])
 def test_library_templates_match_their_layer_digest(name: str, digest: str) -> None:
-    assert hashlib.sha256((DATA / name).read_bytes()).hexdigest() == digest
+    assert hashlib.sha256((GOLDEN_TOOLS / name).read_bytes()).hexdigest() == digest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +167,7 @@ def test_qwen25_go_template_round_trip() -> None:
     req = chat(ROUND_TRIP)
     assert generation.chat_prompt(req, go_model("qwen2.5.gotmpl"), today=TODAY) == QWEN25_GO_EXPECTED
     # The engine on its own gives the same text.
-    template = gt.parse(read("qwen2.5.gotmpl"))
+    template = gt.parse(golden_tools("qwen2.5.gotmpl"))
     assert gt.render_chat(template, req.messages, tools=req.tools) == QWEN25_GO_EXPECTED
 
 
@@ -210,13 +205,13 @@ def test_qwen25_without_tools() -> None:
 def test_qwen25_jinja_replays_llama_cpp_golden() -> None:
     """llama.cpp's recorded render of the same jinja template (four tools, three calls with
     arguments given as JSON strings, which tojson quotes again)."""
-    ctx = json.loads(read("llama.cpp/tool_use.json"))
+    ctx = json.loads(golden_tools("llama.cpp/tool_use.json"))
     got = chat_template.render(
-        read("Qwen2.5-7B-Instruct.jinja"), ctx["messages"], tools=ctx["tools"],
+        golden_tools("Qwen2.5-7B-Instruct.jinja"), ctx["messages"], tools=ctx["tools"],
         bos_token=ctx["bos_token"], eos_token=ctx["eos_token"],
         add_generation_prompt=ctx["add_generation_prompt"],
         extra={k: ctx[k] for k in ("builtin_tools", "cutting_knowledge_date", "todays_date")})
-    assert got == read("llama.cpp/Qwen-Qwen2.5-7B-Instruct-tool_use.txt")
+    assert got == golden_tools("llama.cpp/Qwen-Qwen2.5-7B-Instruct-tool_use.txt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +232,8 @@ def test_llama31_go_template(body: dict[str, Any], expected: str) -> None:
 
 @pytest.mark.parametrize("name", ["llama3.2", "mistral", "nemotron"])
 def test_ollama_recorded_tool_renders(name: str) -> None:
-    req = chat({"model": "m", "messages": json.loads(read("ollama-server-tools/messages.json")),
-                "tools": json.loads(read("ollama-server-tools/tools.json"))})
+    req = chat({"model": "m",
+                "messages": json.loads(golden_tools("ollama-server-tools/messages.json")),
+                "tools": json.loads(golden_tools("ollama-server-tools/tools.json"))})
     got = generation.chat_prompt(req, go_model(f"ollama-server-tools/{name}.gotmpl"), today=TODAY)
-    assert got.encode() == (DATA / "ollama-server-tools" / f"{name}.out").read_bytes()
+    assert got.encode() == (GOLDEN_TOOLS / "ollama-server-tools" / f"{name}.out").read_bytes()

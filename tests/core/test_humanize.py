@@ -1,4 +1,5 @@
-"""core/humanize.py: sizes, times and tables for the CLI, as Ollama's format package prints them."""
+"""core/humanize.py: sizes, times and tables for the CLI, as Ollama's format package prints
+them."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pollama.core import chat_template, gotemplate
 from pollama.core import tools as T
 from pollama.core.requests import Message
+from tests.templates import QWEN25_GO, QWEN25_JINJA  # Hermes style: <tool_call>{json}</tool_call>
 
 DATA = pathlib.Path(__file__).parent / "data" / "ollama-templates"
 
@@ -30,37 +31,6 @@ HERMES = T.ToolFormat("<tool_call>", "</tool_call>")
 MISTRAL = T.ToolFormat("[TOOL_CALLS]", "", array=True)
 COMMAND_R = T.ToolFormat("Action: ```json", "```", "tool_name", "parameters", True)
 FORMATS = [T.ToolFormat(), HERMES, MISTRAL, COMMAND_R]
-
-# Qwen2.5 / Hermes style: tools listed in the system turn, calls as <tool_call>{json}</tool_call>.
-QWEN25_JINJA = """\
-{%- if tools %}
-{{- '<|im_start|>system\\n' }}
-{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}
-{%- else %}{{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}{%- endif %}
-{{- "\\n\\n# Tools\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}
-{%- for tool in tools %}{{- "\\n" }}{{- tool | tojson }}{%- endfor %}
-{{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}
-{%- elif messages[0]['role'] == 'system' %}
-{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}
-{%- endif %}
-{%- for message in messages %}
-{%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
-{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}
-{%- elif message.role == "assistant" %}
-{{- '<|im_start|>' + message.role }}
-{%- if message.content %}{{- '\\n' + message.content }}{%- endif %}
-{%- for tool_call in message.tool_calls %}
-{%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}
-{{- '\\n<tool_call>\\n{"name": "' }}{{- tool_call.name }}{{- '", "arguments": ' }}
-{{- tool_call.arguments | tojson }}{{- '}\\n</tool_call>' }}
-{%- endfor %}
-{{- '<|im_end|>\\n' }}
-{%- elif message.role == "tool" %}
-{{- '<|im_start|>user\\n<tool_response>\\n' + message.content + '\\n</tool_response><|im_end|>\\n' }}
-{%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}
-"""
 
 # Llama 3.1 style: a bare JSON object with "parameters", no prefix.
 LLAMA31_JINJA = """\
@@ -102,42 +72,6 @@ SMOLLM2_JINJA = (
     "Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
     "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|im_start|>assistant\n' }}{% endif %}")
-
-QWEN25_GO = """\
-{{- if .Messages }}{{- if or .System .Tools }}<|im_start|>system
-{{- if .System }}
-{{ .System }}{{- end }}
-{{- if .Tools }}
-
-# Tools
-
-<tools>
-{{- range .Tools }}
-{"type": "function", "function": {{ .Function }}}
-{{- end }}
-</tools>
-{{- end }}<|im_end|>
-{{ end }}
-{{- range $i, $_ := .Messages }}
-{{- $last := eq (len (slice $.Messages $i)) 1 -}}
-{{- if eq .Role "user" }}<|im_start|>user
-{{ .Content }}<|im_end|>
-{{ else if eq .Role "assistant" }}<|im_start|>assistant
-{{ if .Content }}{{ .Content }}
-{{- else if .ToolCalls }}<tool_call>
-{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
-{{ end }}</tool_call>
-{{- end }}{{ if not $last }}<|im_end|>
-{{ end }}
-{{- else if eq .Role "tool" }}<|im_start|>user
-<tool_response>
-{{ .Content }}
-</tool_response><|im_end|>
-{{ end }}
-{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
-{{ end }}
-{{- end }}
-{{- else }}{{ .Prompt }}{{ end }}"""
 
 MISTRAL_GO = """\
 {{- range $index, $_ := .Messages }}
