@@ -65,12 +65,9 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buf)
 
 
-def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
-    return _loop.random_loop(one_input, _mutate, SEEDS, seconds=seconds, seed=seed)
-
-
-def main() -> None:
-    _loop.main(one_input, random_loop)
+HARNESS = _loop.Harness(one_input, _mutate, SEEDS)
+random_loop = HARNESS.random_loop
+main = HARNESS.main
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ otherwise 10 s of mutated random input)::
 from __future__ import annotations
 
 import os
+import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _loop  # noqa: E402  (the shared driver next to this file)
-
-import random  # noqa: E402
 
 from pollama.core import gotemplate as gt  # noqa: E402
 from pollama.core.errors import PollamaError  # noqa: E402
@@ -125,13 +124,9 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buf)
 
 
-def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
-    return _loop.random_loop(one_input, _mutate, SEEDS, seconds=seconds, seed=seed,
-                             random_share=0.1, max_random=64)
-
-
-def main() -> None:
-    _loop.main(one_input, random_loop)
+HARNESS = _loop.Harness(one_input, _mutate, SEEDS, random_share=0.1, max_random=64)
+random_loop = HARNESS.random_loop
+main = HARNESS.main
 
 
 if __name__ == "__main__":

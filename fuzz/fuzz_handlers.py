@@ -26,6 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _live  # noqa: E402  (the shared live-server driver; it puts the repo on sys.path)
+import _loop  # noqa: E402  (the mutations the in-process harnesses use)
 
 import base64  # noqa: E402
 import hashlib  # noqa: E402
@@ -359,28 +360,15 @@ def mutate_json(rng: random.Random, body: Any) -> Any:
     return body
 
 
-def flip(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        pos = rng.randint(0, len(buf))
-        op = rng.randrange(3)
-        if op == 0 and buf:
-            del buf[min(pos, len(buf) - 1)]
-        elif op == 1:
-            buf[pos:pos] = bytes([rng.randrange(256)])
-        elif buf:
-            buf[min(pos, len(buf) - 1)] = rng.choice(b'{}[]":,0123456789eE+-.\\nultrfas \x00\xff')
-    return bytes(buf)
+flip = _loop.byte_mutator(b'{}[]":,0123456789eE+-.\\nultrfas \x00\xff')
 
 
 # ---------------------------------------------------------------------------------------------
 # The server's facts and per-server setup
 
-# Qwen2.5-style tool template and a <think> template (as tests/e2e/test_tools_thinking_e2e.py):
-# with them, tool schemas become grammars and format with thinking takes the two-pass path.
-
-
-
+# The models smoltools and smolthink take tests/templates.py's Qwen 2.5 tools template and
+# <think> template (as tests/e2e/test_tools_thinking_e2e.py does): with them, tool schemas become
+# grammars and format with thinking takes the two-pass path.
 
 
 @dataclass

@@ -22,6 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _live  # noqa: E402  (the shared live-server driver next to this file)
+import _loop  # noqa: E402  (the mutations the in-process harnesses use)
 
 import hashlib  # noqa: E402
 import json  # noqa: E402
@@ -396,24 +397,12 @@ def query_case(rng: random.Random, target: Target) -> Req:
 # Byte-level mutation of a whole request
 
 
-def flip_bytes(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 8)):
-        op = rng.randrange(5)
-        pos = rng.randint(0, len(buf))
-        if op == 0 and buf:
-            del buf[min(pos, len(buf) - 1)]
-        elif op == 1:
-            buf[pos:pos] = bytes([rng.randrange(256)])
-        elif op == 2 and buf:
-            buf[min(pos, len(buf) - 1)] = rng.choice(b" \t\r\n:;,=-0123456789aAzZ\x00\xff")
-        elif op == 3:
-            buf[pos:pos] = rng.choice([b"\r\n", b"\r\n\r\n", b"Content-Length: 3\r\n",
-                                       b"Transfer-Encoding: chunked\r\n", b"%", b"\x00" * 8])
-        elif buf:
-            end = min(len(buf), pos + rng.randint(1, 16))
-            buf[pos:end] = buf[pos:end] * rng.randint(2, 50)
-    return bytes(buf)
+# deletions, random bytes, header punctuation, CRLFs and framing headers, repeated spans
+flip_bytes = _loop.byte_mutator(
+    b" \t\r\n:;,=-0123456789aAzZ\x00\xff",
+    [b"\r\n", b"\r\n\r\n", b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n", b"%",
+     b"\x00" * 8],
+    max_edits=8, repeat=True)
 
 
 def _guess_request(data: bytes) -> tuple[str, str]:

@@ -11,17 +11,17 @@ directly for a session (atheris if installed, otherwise 10 s of mutated random i
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _loop  # noqa: E402  (the shared driver next to this file)
 
-import json
-from typing import Any
-
-from pollama.core import jsonrpc, ndjson
-from pollama.core.jsonrpc_framing import NEED_DATA, FramingError, LSPReader, lsp_encode
+from pollama.core import jsonrpc, ndjson  # noqa: E402
+from pollama.core.jsonrpc_framing import (  # noqa: E402
+    NEED_DATA, FramingError, LSPReader, lsp_encode)
 
 SEEDS = [
     lsp_encode(b'{"jsonrpc":"2.0","id":1,"method":"chat","params":{"model":"m","messages":[]}}'),
@@ -127,13 +127,9 @@ def one_input(data: bytes) -> None:
 _mutate = _loop.byte_mutator(b'{}[]":,0123456789$-.\r\n Content-Length:idmethodparamsjsonrpc')
 
 
-def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
-    return _loop.random_loop(one_input, _mutate, SEEDS, seconds=seconds, seed=seed,
-                             random_share=0.2, max_random=64)
-
-
-def main() -> None:
-    _loop.main(one_input, random_loop)
+HARNESS = _loop.Harness(one_input, _mutate, SEEDS, max_random=64)
+random_loop = HARNESS.random_loop
+main = HARNESS.main
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ mutated random input); the same ``one_input`` runs under Hypothesis in
 from __future__ import annotations
 
 import os
+import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _loop  # noqa: E402  (the shared driver next to this file)
 
-import random
-import sys
-
-from pollama.core.errors import StoreError
-from pollama.core.manifest import parse_config, parse_manifest
+from pollama.core.errors import StoreError  # noqa: E402
+from pollama.core.manifest import parse_config, parse_manifest  # noqa: E402
 
 _A = b"a" * 64
 _B = b"0123456789abcdef" * 4
@@ -79,12 +77,9 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
     return bytes(buf)
 
 
-def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
-    return _loop.random_loop(one_input, _mutate, SEEDS, seconds=seconds, seed=seed,
-                             random_share=0.2, max_random=128)
-
-def main() -> None:
-    _loop.main(one_input, random_loop)
+HARNESS = _loop.Harness(one_input, _mutate, SEEDS)
+random_loop = HARNESS.random_loop
+main = HARNESS.main
 
 
 if __name__ == "__main__":

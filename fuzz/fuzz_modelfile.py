@@ -9,12 +9,16 @@ mutational loop over seed Modelfiles for N seconds (default 10)::
 
 from __future__ import annotations
 
+import os
 import random
 import sys
-import time
 
-from pollama.core.errors import PollamaError
-from pollama.core.modelfile import CreateSpec, Modelfile, decode_modelfile, parse_modelfile
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _loop  # noqa: E402  (the shared driver next to this file)
+
+from pollama.core.errors import PollamaError  # noqa: E402
+from pollama.core.modelfile import (  # noqa: E402
+    CreateSpec, Modelfile, decode_modelfile, parse_modelfile)
 
 
 def one_input(data: bytes) -> None:
@@ -69,30 +73,11 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buf)
 
 
-def random_loop(seconds: float) -> int:
-    rng = random.Random()
-    deadline = time.monotonic() + seconds
-    corpus = list(SEEDS)
-    runs = 0
-    while time.monotonic() < deadline:
-        data = mutate(rng, rng.choice(corpus))
-        one_input(data)
-        runs += 1
-        if len(corpus) < 1000 and rng.random() < 0.05:
-            corpus.append(data)
-    return runs
-
-
-def main() -> None:
-    try:
-        import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    except ImportError:
-        seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
-        runs = random_loop(seconds)
-        print(f"fuzz_modelfile: {runs} inputs in {seconds:g}s, no failures")
-        return
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
+# Mutations only, no random bytes; a mutated input joins the corpus now and then, so that
+# edits pile up.
+HARNESS = _loop.Harness(one_input, mutate, SEEDS, random_share=0.0, keep_share=0.05)
+random_loop = HARNESS.random_loop
+main = HARNESS.main
 
 
 if __name__ == "__main__":

@@ -8,17 +8,15 @@ session (atheris if installed, otherwise 10 s of mutated random input); the same
 from __future__ import annotations
 
 import os
+import random
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _loop  # noqa: E402  (the shared driver next to this file)
 
-import random
-import re
-import sys
-
-from pollama.core.errors import BadRequest
-from pollama.core.names import (
+from pollama.core.errors import BadRequest  # noqa: E402
+from pollama.core.names import (  # noqa: E402
     Name,
     blob_filename,
     digest_str,
@@ -97,12 +95,9 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
     return bytes(buf)
 
 
-def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
-    return _loop.random_loop(one_input, _mutate, SEEDS, seconds=seconds, seed=seed,
-                             random_share=0.3, max_random=64)
-
-def main() -> None:
-    _loop.main(one_input, random_loop)
+HARNESS = _loop.Harness(one_input, _mutate, SEEDS, random_share=0.3, max_random=64)
+random_loop = HARNESS.random_loop
+main = HARNESS.main
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _loop  # noqa: E402  (the shared driver next to this file)
 
-
-from pollama.core import sse
-from pollama.core.sse import NEED_DATA, Event, SSEError, SSEReader
+from pollama.core import sse  # noqa: E402
+from pollama.core.sse import NEED_DATA, Event, SSEError, SSEReader  # noqa: E402
 
 SEEDS = [
     b'data: {"id":"chatcmpl-1","choices":[]}\n\ndata: [DONE]\n\n',
@@ -64,13 +63,9 @@ def one_input(data: bytes) -> None:
 _mutate = _loop.byte_mutator(b"\r\n: datevnirty\x00\xef\xbb\xbf")
 
 
-def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
-    return _loop.random_loop(one_input, _mutate, SEEDS, seconds=seconds, seed=seed,
-                             random_share=0.2, max_random=64)
-
-
-def main() -> None:
-    _loop.main(one_input, random_loop)
+HARNESS = _loop.Harness(one_input, _mutate, SEEDS, max_random=64)
+random_loop = HARNESS.random_loop
+main = HARNESS.main
 
 
 if __name__ == "__main__":

@@ -13,12 +13,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _loop  # noqa: E402  (the shared driver next to this file)
 
-import sys
-
-from pollama.core import jsonwire, ndjson, prompt
-from pollama.core import requests as rq
-from pollama.core import runner_protocol as rp
-from pollama.core.errors import PollamaError
+from pollama.core import jsonwire, ndjson, prompt  # noqa: E402
+from pollama.core import requests as rq  # noqa: E402
+from pollama.core import runner_protocol as rp  # noqa: E402
+from pollama.core.errors import PollamaError  # noqa: E402
 
 SEEDS = [
     b'{"model":"m","prompt":"hi","options":{"temperature":0,"stop":["x"]},"keep_alive":"5m"}',
@@ -75,12 +73,9 @@ def one_input(data: bytes) -> None:
 _mutate = _loop.byte_mutator(b'{}[]":,0123456789abcnulltrue-.\n\\')
 
 
-def random_loop(seconds: float = 10.0, seed: int | None = None) -> int:
-    return _loop.random_loop(one_input, _mutate, SEEDS, seconds=seconds, seed=seed,
-                             random_share=0.2, max_random=64)
-
-def main() -> None:
-    _loop.main(one_input, random_loop)
+HARNESS = _loop.Harness(one_input, _mutate, SEEDS, max_random=64)
+random_loop = HARNESS.random_loop
+main = HARNESS.main
 
 
 if __name__ == "__main__":
