@@ -1,153 +1,84 @@
-"""Run the fuzz/ harnesses under Hypothesis: any bytes give a valid result or our own error."""
+"""Run the fuzz/ harnesses under Hypothesis: any bytes give a valid result or our own error.
+
+Every in-process harness gets the same three runs (arbitrary bytes, small edits of its seeds,
+a short random loop), plus the inputs that once reached a limit or a corner of its format.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
-from hypothesis import example, given, strategies as st
+import pytest
+from hypothesis import given, strategies as st
 
-FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
+from fuzz import (fuzz_gguf, fuzz_gotemplate, fuzz_jsonrpc, fuzz_manifest, fuzz_modelfile,
+                  fuzz_names, fuzz_sse, fuzz_wire)
+from pollama.core import gotemplate as gt
+from pollama.core.manifest import parse_config, parse_manifest
+from pollama.core.modelfile import parse_modelfile
 
+HARNESSES: dict[str, ModuleType] = {m.__name__.removeprefix("fuzz."): m for m in (
+    fuzz_gguf, fuzz_gotemplate, fuzz_jsonrpc, fuzz_manifest, fuzz_modelfile, fuzz_names,
+    fuzz_sse, fuzz_wire)}
 
-def load_harness(filename: str) -> ModuleType:
-    path = FUZZ_DIR / filename
-    spec = importlib.util.spec_from_file_location(f"fuzz_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz_names = load_harness("fuzz_names.py")
-fuzz_manifest = load_harness("fuzz_manifest.py")
-
-
-@given(st.binary())
-@example(b"")
-@example(b"../../etc/passwd")
-@example(b"hf.co/user/repo:Q4_K_M")
-def test_fuzz_names(data: bytes) -> None:
-    fuzz_names.one_input(data)
-
-
-@given(st.sampled_from(fuzz_names.SEEDS), st.binary(max_size=8), st.integers(0, 64))
-def test_fuzz_names_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
-    fuzz_names.one_input(seed[:pos] + insert + seed[pos:])
-
-
-def test_fuzz_names_random_loop() -> None:
-    assert fuzz_names.random_loop(seconds=0.2, seed=1) > 0
+EXAMPLES = [
+    ("fuzz_gotemplate", b"{{" * 1000),
+    ("fuzz_gotemplate", b"{{ range 1000000000 }}{{ end }}"),
+    ("fuzz_jsonrpc", b"[]"),
+    ("fuzz_jsonrpc", b"Content-Length: 2\n\n{}"),
+    ("fuzz_jsonrpc", b'{"jsonrpc":"2.0","id":1,"method":"chat","params":{"x":1e400}}'),
+    ("fuzz_jsonrpc", b"[" * 100_000),
+    ("fuzz_manifest", b"[" * 100_000),
+    ("fuzz_modelfile", b'FROM x\nSYSTEM """'),
+    ("fuzz_modelfile", b"\xff\xfeF\x00R\x00O\x00M\x00 \x00x\x00"),
+    ("fuzz_names", b"../../etc/passwd"),
+    ("fuzz_names", b"hf.co/user/repo:Q4_K_M"),
+    ("fuzz_sse", b"\r"),
+    ("fuzz_sse", b"\xef\xbb\xbfdata: x\r\n\r\n"),
+    ("fuzz_sse", b"event: " + b"e" * 5000 + b"\ndata: x\n\n"),
+    ("fuzz_wire", b"\n" * 10),
+] + [(name, b"") for name in HARNESSES]
 
 
-@given(st.binary())
-@example(b"")
-@example(b"[" * 100_000)
-def test_fuzz_manifest(data: bytes) -> None:
-    fuzz_manifest.one_input(data)
+@pytest.mark.parametrize("name", HARNESSES)
+@given(data=st.binary())
+def test_any_bytes(name: str, data: bytes) -> None:
+    HARNESSES[name].one_input(data)
 
 
-@given(st.sampled_from(fuzz_manifest.SEEDS), st.binary(max_size=8), st.integers(0, 600))
-def test_fuzz_manifest_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
-    fuzz_manifest.one_input(seed[:pos] + insert + seed[pos:])
+@pytest.mark.parametrize(("name", "data"), EXAMPLES)
+def test_examples(name: str, data: bytes) -> None:
+    HARNESSES[name].one_input(data)
 
 
-def test_fuzz_manifest_seeds_are_valid() -> None:
-    from pollama.core.manifest import parse_config, parse_manifest
+@pytest.mark.parametrize("name", HARNESSES)
+@given(data=st.data())
+def test_near_seeds(name: str, data: st.DataObject) -> None:
+    seed = data.draw(st.sampled_from(HARNESSES[name].SEEDS))
+    pos = data.draw(st.integers(0, len(seed)))
+    HARNESSES[name].one_input(seed[:pos] + data.draw(st.binary(max_size=8)) + seed[pos:])
 
+
+@pytest.mark.parametrize("name", HARNESSES)
+def test_random_loop(name: str) -> None:
+    assert HARNESSES[name].random_loop(seconds=0.2, seed=1) > 0
+
+
+# The seeds are valid inputs: mutations start from inside the format, not outside it.
+
+
+def test_gotemplate_seeds_parse_and_render() -> None:
+    for seed in fuzz_gotemplate.SEEDS:
+        t = gt.parse(seed.decode())
+        assert isinstance(gt.render_chat(t, list(fuzz_gotemplate.MESSAGES),
+                                         tools=list(fuzz_gotemplate.TOOLS)), str)
+
+
+def test_manifest_seeds_are_valid() -> None:
     parse_manifest(fuzz_manifest.SEEDS[0])
     parse_config(fuzz_manifest.SEEDS[1])
 
 
-def test_fuzz_manifest_random_loop() -> None:
-    assert fuzz_manifest.random_loop(seconds=0.2, seed=1) > 0
-
-
-fuzz_modelfile = load_harness("fuzz_modelfile.py")
-
-
-@given(st.binary())
-@example(b"")
-@example(b'FROM x\nSYSTEM """')
-@example(b"\xff\xfeF\x00R\x00O\x00M\x00 \x00x\x00")
-def test_fuzz_modelfile(data: bytes) -> None:
-    fuzz_modelfile.one_input(data)
-
-
-@given(st.sampled_from(fuzz_modelfile.SEEDS), st.binary(max_size=8), st.integers(0, 200))
-def test_fuzz_modelfile_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
-    fuzz_modelfile.one_input(seed[:pos] + insert + seed[pos:])
-
-
-def test_fuzz_modelfile_seeds_parse() -> None:
-    from pollama.core.modelfile import parse_modelfile
-
+def test_modelfile_seeds_parse() -> None:
     for seed in fuzz_modelfile.SEEDS:
         parse_modelfile(seed).to_create_spec()
-
-
-def test_fuzz_modelfile_random_loop() -> None:
-    assert fuzz_modelfile.random_loop(0.2) > 0
-
-
-fuzz_wire = load_harness("fuzz_wire.py")
-
-
-@given(st.binary())
-@example(b"")
-@example(b"\n" * 10)
-def test_fuzz_wire(data: bytes) -> None:
-    fuzz_wire.one_input(data)
-
-
-@given(st.sampled_from(fuzz_wire.SEEDS), st.binary(max_size=8), st.integers(0, 200))
-def test_fuzz_wire_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
-    fuzz_wire.one_input(seed[:pos] + insert + seed[pos:])
-
-
-def test_fuzz_wire_random_loop() -> None:
-    assert fuzz_wire.random_loop(seconds=0.2, seed=1) > 0
-
-
-fuzz_sse = load_harness("fuzz_sse.py")
-
-
-@given(st.binary())
-@example(b"")
-@example(b"\r")
-@example(b"\xef\xbb\xbfdata: x\r\n\r\n")
-@example(b"event: " + b"e" * 5000 + b"\ndata: x\n\n")
-def test_fuzz_sse(data: bytes) -> None:
-    fuzz_sse.one_input(data)
-
-
-@given(st.sampled_from(fuzz_sse.SEEDS), st.binary(max_size=8), st.integers(0, 120))
-def test_fuzz_sse_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
-    fuzz_sse.one_input(seed[:pos] + insert + seed[pos:])
-
-
-def test_fuzz_sse_random_loop() -> None:
-    assert fuzz_sse.random_loop(seconds=0.2, seed=1) > 0
-
-
-fuzz_jsonrpc = load_harness("fuzz_jsonrpc.py")
-
-
-@given(st.binary())
-@example(b"")
-@example(b"[]")
-@example(b"Content-Length: 2\n\n{}")
-@example(b'{"jsonrpc":"2.0","id":1,"method":"chat","params":{"x":1e400}}')
-@example(b"[" * 100_000)
-def test_fuzz_jsonrpc(data: bytes) -> None:
-    fuzz_jsonrpc.one_input(data)
-
-
-@given(st.sampled_from(fuzz_jsonrpc.SEEDS), st.binary(max_size=8), st.integers(0, 200))
-def test_fuzz_jsonrpc_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
-    fuzz_jsonrpc.one_input(seed[:pos] + insert + seed[pos:])
-
-
-def test_fuzz_jsonrpc_random_loop() -> None:
-    assert fuzz_jsonrpc.random_loop(seconds=0.2, seed=1) > 0

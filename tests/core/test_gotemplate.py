@@ -7,12 +7,10 @@ or raises TemplateError, and never hangs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -757,39 +755,4 @@ def test_any_text_renders_or_raises_template_error(text: str) -> None:
     _fuzz_one(text)
 
 
-def _load_harness() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "fuzz" / "fuzz_gotemplate.py"
-    spec = importlib.util.spec_from_file_location("fuzz_gotemplate", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz_gotemplate = _load_harness()
-
-
-@settings(deadline=None)
-@given(st.binary())
-@example(b"")
-@example(b"{{" * 1000)
-@example(b"{{ range 1000000000 }}{{ end }}")
-def test_fuzz_harness(data: bytes) -> None:
-    fuzz_gotemplate.one_input(data)
-
-
-@settings(deadline=None, max_examples=200)
-@given(st.sampled_from(fuzz_gotemplate.SEEDS), st.binary(max_size=8), st.integers(0, 400))
-def test_fuzz_harness_near_seeds(seed: bytes, insert: bytes, pos: int) -> None:
-    fuzz_gotemplate.one_input(seed[:pos] + insert + seed[pos:])
-
-
-def test_fuzz_seeds_parse_and_render() -> None:
-    for seed in fuzz_gotemplate.SEEDS:
-        t = gt.parse(seed.decode())
-        assert isinstance(gt.render_chat(t, list(fuzz_gotemplate.MESSAGES),
-                                         tools=list(fuzz_gotemplate.TOOLS)), str)
-
-
-def test_fuzz_random_loop() -> None:
-    assert fuzz_gotemplate.random_loop(seconds=0.3, seed=1) > 0
+# The fuzz/fuzz_gotemplate.py harness runs in tests/core/test_fuzz_harnesses.py.
