@@ -4,10 +4,9 @@ A harness module defines ``one_input(data)``, its ``SEEDS`` and a mutation, then
 
     HARNESS = _loop.Harness(one_input, mutate, SEEDS)
     random_loop = HARNESS.random_loop  # what tests/core/test_fuzz_harnesses.py runs briefly
-    main = HARNESS.main
 
     if __name__ == "__main__":
-        main()
+        HARNESS.main()
 
 ``python fuzz/fuzz_<name>.py [seconds]`` then fuzzes under atheris if it is installed (which
 reads its own flags from the command line), else feeds random and mutated-seed inputs for

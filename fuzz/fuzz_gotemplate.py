@@ -126,8 +126,6 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 
 HARNESS = _loop.Harness(one_input, _mutate, SEEDS, random_share=0.1, max_random=64)
 random_loop = HARNESS.random_loop
-main = HARNESS.main
-
 
 if __name__ == "__main__":
-    main()
+    HARNESS.main()

@@ -129,8 +129,6 @@ _mutate = _loop.byte_mutator(b'{}[]":,0123456789$-.\r\n Content-Length:idmethodp
 
 HARNESS = _loop.Harness(one_input, _mutate, SEEDS, max_random=64)
 random_loop = HARNESS.random_loop
-main = HARNESS.main
-
 
 if __name__ == "__main__":
-    main()
+    HARNESS.main()

@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _loop  # noqa: E402  (the shared driver next to this file)
 
 from pollama.core.errors import StoreError  # noqa: E402
 from pollama.core.manifest import parse_config, parse_manifest  # noqa: E402
+
+T = TypeVar("T")
 
 _A = b"a" * 64
 _B = b"0123456789abcdef" * 4
@@ -37,22 +41,25 @@ SEEDS = [
 ]
 
 
-def one_input(data: bytes) -> None:
+def _parsed(parse: Callable[[bytes], T], data: bytes, what: str) -> T | None:
+    """``parse(data)``, or None when it raised the StoreError ``invalid <what>...``."""
     try:
-        manifest = parse_manifest(data)
+        return parse(data)
     except StoreError as exc:
-        assert exc.message.startswith("invalid manifest"), exc.message
-    else:
+        assert exc.message.startswith(f"invalid {what}"), exc.message
+        return None
+
+
+def one_input(data: bytes) -> None:
+    manifest = _parsed(parse_manifest, data, "manifest")
+    if manifest is not None:
         again = parse_manifest(manifest.to_json())
         assert again == manifest, (again, manifest)
         assert again.to_json() == manifest.to_json()
         assert manifest.total_size() >= 0
         assert len(manifest.all_digests()) <= len(manifest.layers) + 1
-    try:
-        config = parse_config(data)
-    except StoreError as exc:
-        assert exc.message.startswith("invalid config"), exc.message
-    else:
+    config = _parsed(parse_config, data, "config")
+    if config is not None:
         reparsed = parse_config(config.to_json())
         assert reparsed == config, (reparsed, config)
 
@@ -79,8 +86,6 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
 
 HARNESS = _loop.Harness(one_input, _mutate, SEEDS)
 random_loop = HARNESS.random_loop
-main = HARNESS.main
-
 
 if __name__ == "__main__":
-    main()
+    HARNESS.main()

@@ -77,8 +77,6 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 # edits pile up.
 HARNESS = _loop.Harness(one_input, mutate, SEEDS, random_share=0.0, keep_share=0.05)
 random_loop = HARNESS.random_loop
-main = HARNESS.main
-
 
 if __name__ == "__main__":
-    main()
+    HARNESS.main()

@@ -97,8 +97,6 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
 
 HARNESS = _loop.Harness(one_input, _mutate, SEEDS, random_share=0.3, max_random=64)
 random_loop = HARNESS.random_loop
-main = HARNESS.main
-
 
 if __name__ == "__main__":
-    main()
+    HARNESS.main()

@@ -65,8 +65,6 @@ _mutate = _loop.byte_mutator(b"\r\n: datevnirty\x00\xef\xbb\xbf")
 
 HARNESS = _loop.Harness(one_input, _mutate, SEEDS, max_random=64)
 random_loop = HARNESS.random_loop
-main = HARNESS.main
-
 
 if __name__ == "__main__":
-    main()
+    HARNESS.main()

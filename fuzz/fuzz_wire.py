@@ -75,8 +75,6 @@ _mutate = _loop.byte_mutator(b'{}[]":,0123456789abcnulltrue-.\n\\')
 
 HARNESS = _loop.Harness(one_input, _mutate, SEEDS, max_random=64)
 random_loop = HARNESS.random_loop
-main = HARNESS.main
-
 
 if __name__ == "__main__":
-    main()
+    HARNESS.main()
