@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from pollama.core.errors import PollamaError
 from pollama.core.jsonrpc_framing import NEED_DATA, FramingError, LSPReader, lsp_encode
+from tests.codecs import byte_at_a_time, drain, whole
 
 
 BODIES = [b'{"jsonrpc":"2.0","id":1,"method":"ps"}', b"", b"[]", "{\"é\":\"\r\n\"}".encode(),
@@ -16,24 +17,14 @@ BODIES = [b'{"jsonrpc":"2.0","id":1,"method":"ps"}', b"", b"[]", "{\"é\":\"\r\n
 STREAM = b"".join(lsp_encode(b) for b in BODIES)
 
 
-def drain(reader: LSPReader) -> list[bytes]:
-    out: list[bytes] = []
-    while True:
-        msg = reader.next_message()
-        if msg is NEED_DATA or msg is None:
-            return out
-        assert isinstance(msg, bytes)
-        out.append(msg)
-
-
 def read_all(data: bytes, step: int, **kw: int) -> list[bytes]:
     reader = LSPReader(**kw)
     out: list[bytes] = []
     for i in range(0, len(data), step):
         reader.receive_data(data[i:i + step])
-        out.extend(drain(reader))
+        out.extend(drain(reader.next_message))
     reader.receive_data(b"")
-    out.extend(drain(reader))
+    out.extend(drain(reader.next_message))
     assert reader.next_message() is None
     return out
 
@@ -45,30 +36,21 @@ def test_lsp_encode() -> None:
 
 def test_lsp_whole() -> None:
     r = LSPReader()
-    r.receive_data(STREAM)
-    assert drain(r) == BODIES
-    assert r.next_message() is NEED_DATA
-    r.receive_data(b"")
-    assert r.next_message() is None
-    assert r.next_message() is None
+    assert whole(r.receive_data, r.next_message, STREAM) == BODIES
 
 
 def test_lsp_byte_at_a_time() -> None:
     r = LSPReader()
-    got: list[bytes] = []
-    for i in range(len(STREAM)):
-        r.receive_data(STREAM[i:i + 1])
-        got.extend(drain(r))
-    assert got == BODIES
+    assert byte_at_a_time(r.receive_data, r.next_message, STREAM) == BODIES
 
 
 def test_lsp_split_at_every_offset() -> None:
     for cut in range(1, len(STREAM)):  # b"" would be the end of the stream
         r = LSPReader()
         r.receive_data(STREAM[:cut])
-        got = drain(r)
+        got = drain(r.next_message)
         r.receive_data(STREAM[cut:])
-        got += drain(r)
+        got += drain(r.next_message)
         assert got == BODIES, cut
 
 
@@ -77,7 +59,7 @@ def test_lsp_trailing_partial_message_waits() -> None:
     for cut in range(1, len(nxt)):
         r = LSPReader()
         r.receive_data(STREAM + nxt[:cut])
-        assert drain(r) == BODIES
+        assert drain(r.next_message) == BODIES
         assert r.next_message() is NEED_DATA
         r.receive_data(nxt[cut:])
         assert r.next_message() == b'{"a":1}'

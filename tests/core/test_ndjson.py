@@ -6,42 +6,26 @@ from hypothesis import strategies as st
 
 from pollama.core import ndjson
 from pollama.core.ndjson import NEED_DATA, NDJSONError, NDJSONReader
+from tests.codecs import byte_at_a_time, drain, whole
 
 OBJS = [{"a": 1}, {"b": "x\ny"}, [1, 2], "s", {"nested": {"k": [None, True]}}]
 STREAM = b"".join(ndjson.encode(o) for o in OBJS)
 
 
-def drain(reader: NDJSONReader) -> list[object]:
-    out = []
-    while True:
-        ev = reader.next_event()
-        if ev is NEED_DATA or ev is None:
-            return out
-        out.append(ev)
-
-
 def test_whole() -> None:
     r = NDJSONReader()
-    r.receive_data(STREAM)
-    assert drain(r) == OBJS
-    assert r.next_event() is NEED_DATA
-    r.receive_data(b"")
-    assert r.next_event() is None
+    assert whole(r.receive_data, r.next_event, STREAM) == OBJS
 
 
 def test_byte_at_a_time() -> None:
     r = NDJSONReader()
-    got: list[object] = []
-    for i in range(len(STREAM)):
-        r.receive_data(STREAM[i:i + 1])
-        got.extend(drain(r))
-    assert got == OBJS
+    assert byte_at_a_time(r.receive_data, r.next_event, STREAM) == OBJS
 
 
 def test_trailing_partial_line_waits_then_decodes_at_eof() -> None:
     r = NDJSONReader()
     r.receive_data(STREAM + b'{"tail": 1}')
-    assert drain(r) == OBJS
+    assert drain(r.next_event) == OBJS
     assert r.next_event() is NEED_DATA
     r.receive_data(b"")
     assert r.next_event() == {"tail": 1}
@@ -51,7 +35,7 @@ def test_trailing_partial_line_waits_then_decodes_at_eof() -> None:
 def test_blank_lines_skipped() -> None:
     r = NDJSONReader()
     r.receive_data(b'\n\n{"a":1}\n\r\n')
-    assert drain(r) == [{"a": 1}]
+    assert drain(r.next_event) == [{"a": 1}]
 
 
 def test_bad_line_and_overlong_line() -> None:
@@ -77,7 +61,7 @@ def test_any_split(objs: list[dict[str, object]], step: int) -> None:
     got: list[object] = []
     for i in range(0, len(data), step):
         r.receive_data(data[i:i + step])
-        got.extend(drain(r))
+        got.extend(drain(r.next_event))
     assert got == objs
 
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from pollama.core import sse
 from pollama.core.errors import PollamaError
 from pollama.core.sse import NEED_DATA, Event, SSEError, SSEReader
+from tests.codecs import byte_at_a_time, drain, whole
 
 STREAM = (
     sse.encode('{"a":1}')
@@ -23,21 +24,11 @@ EVENTS = [
 ]
 
 
-def drain(reader: SSEReader) -> list[Event]:
-    out: list[Event] = []
-    while True:
-        ev = reader.next_event()
-        if ev is NEED_DATA or ev is None:
-            return out
-        assert isinstance(ev, Event)
-        out.append(ev)
-
-
 def decode_all(data: bytes, **kw: int) -> list[Event]:
     r = SSEReader(**kw)
     r.receive_data(data)
     r.receive_data(b"")
-    return drain(r)
+    return drain(r.next_event)
 
 
 def test_encode_shapes() -> None:
@@ -57,21 +48,13 @@ def test_encode_shapes() -> None:
 
 def test_whole() -> None:
     r = SSEReader()
-    r.receive_data(STREAM)
-    assert drain(r) == EVENTS
-    assert r.next_event() is NEED_DATA
+    assert whole(r.receive_data, r.next_event, STREAM) == EVENTS
     assert r.retry == 1500 and r.last_event_id == "7"
-    r.receive_data(b"")
-    assert r.next_event() is None
 
 
 def test_byte_at_a_time() -> None:
     r = SSEReader()
-    got: list[Event] = []
-    for i in range(len(STREAM)):
-        r.receive_data(STREAM[i:i + 1])
-        got.extend(drain(r))
-    assert got == EVENTS
+    assert byte_at_a_time(r.receive_data, r.next_event, STREAM) == EVENTS
 
 
 @pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
@@ -80,22 +63,22 @@ def test_split_at_every_offset(ending: bytes) -> None:
     for cut in range(len(data) + 1):
         r = SSEReader()
         r.receive_data(data[:cut])
-        got = drain(r)
+        got = drain(r.next_event)
         r.receive_data(data[cut:])
-        got += drain(r)
+        got += drain(r.next_event)
         r.receive_data(b"")
-        got += drain(r)
+        got += drain(r.next_event)
         assert got == EVENTS, cut
 
 
 def test_crlf_split_between_cr_and_lf_is_one_line_break() -> None:
     r = SSEReader()
     r.receive_data(b"data: a\r")
-    assert drain(r) == []
+    assert drain(r.next_event) == []
     r.receive_data(b"\n\r")
-    assert drain(r) == [Event(data="a")]
+    assert drain(r.next_event) == [Event(data="a")]
     r.receive_data(b"\ndata: b\r\r")
-    assert drain(r) == [Event(data="b")]
+    assert drain(r.next_event) == [Event(data="b")]
 
 
 def test_whatwg_field_rules() -> None:
@@ -126,7 +109,7 @@ def test_bom_dropped_once_even_when_split() -> None:
         r.receive_data(bytes([b]))
         assert r.next_event() is NEED_DATA
     r.receive_data(data[3:])
-    assert drain(r)[0] == Event(data="a")
+    assert drain(r.next_event)[0] == Event(data="a")
 
 
 def test_unfinished_event_dropped_at_eof() -> None:
@@ -145,7 +128,7 @@ def test_multibyte_split_across_reads() -> None:
     got: list[Event] = []
     for i in range(len(data)):
         r.receive_data(data[i:i + 1])
-        got += drain(r)
+        got += drain(r.next_event)
     assert got == [Event(data="héllo ✓")]
 
 
@@ -157,11 +140,11 @@ def test_max_event_bounds_an_unfinished_line_and_the_data() -> None:
     r = SSEReader(max_event=16)
     r.receive_data(b"data: 12345\n" * 3)
     with pytest.raises(SSEError, match="larger than 16 bytes"):
-        drain(r)
+        drain(r.next_event)
     # many small events are fine
     r = SSEReader(max_event=16)
     r.receive_data(b"data: 12345\n\n" * 100)
-    assert len(drain(r)) == 100
+    assert len(drain(r.next_event)) == 100
 
 
 def test_event_repr_is_python() -> None:
@@ -187,9 +170,9 @@ def test_round_trip(events: list[tuple[str, str | None]], step: int, ending: byt
     got: list[Event] = []
     for i in range(0, len(data), step):
         r.receive_data(data[i:i + step])
-        got += drain(r)
+        got += drain(r.next_event)
     r.receive_data(b"")
-    got += drain(r)
+    got += drain(r.next_event)
     want = [Event(data=d.replace("\r\n", "\n").replace("\r", "\n"), event=e or "message")
             for d, e in events]
     assert got == want
@@ -203,9 +186,9 @@ def test_arbitrary_bytes_only_raise_our_error(data: bytes, step: int) -> None:
     try:
         for i in range(0, len(data), step):
             r.receive_data(data[i:i + step])
-            drain(r)
+            drain(r.next_event)
         r.receive_data(b"")
-        drain(r)
+        drain(r.next_event)
         assert r.next_event() is None
     except SSEError as exc:
         assert isinstance(exc, PollamaError) and exc.status_hint == 400
