@@ -46,10 +46,11 @@ Theory of operation (Ollama's ``server/sched.go``: ``processPending``, ``process
 The code has two layers. The runner lifecycle is a table, ``LIFECYCLE``: ``(RunnerState,
 RunnerInput) -> (side effect, next state)``, as h2's ``stream.py`` has it. The decisions are
 small pure functions over ``State`` that return the new state and the commands: ``expire``
-(keep-alive), ``pick_victim`` and ``make_room`` (eviction), ``admit`` (serve, wait or load one
-request) and ``schedule`` (one FIFO pass over the queue). ``step`` applies the event, then
-expires and schedules until the state is settled: nothing more can be done at ``now``, so a
-``Tick`` at the same time would change nothing.
+(keep-alive), ``pick_victim`` and ``make_room`` (eviction), ``admit`` (serve one request, or
+arrange what it waits for) and ``schedule`` (one FIFO pass over the queue). ``step`` is
+``apply_event`` (the event's own effect) then ``settle`` (expire and schedule until nothing more
+can be done at ``now``: a ``Tick`` at the same time would change nothing). As every state it
+returns is settled, a step re-decides only what its event may have changed.
 """
 
 from __future__ import annotations
@@ -297,6 +298,7 @@ def _put(state: State, runner: Runner) -> State:
 
 
 def _drop(state: State, runner: Runner) -> State:
+    """``state`` without ``runner``."""
     runners = tuple([r for r in state.runners if r.id != runner.id])
     return State(config=state.config, runners=runners, waiting=state.waiting,
                  next_runner_id=state.next_runner_id)
@@ -314,15 +316,15 @@ def _serving(runner: Runner, in_flight: tuple[int, ...], keep_alive: int, last_u
     this keep_alive, last used at ``last_used``: busy, it has no countdown; idle, its
     countdown starts at ``last_used``.
 
-    ``dataclasses.replace`` written out (which costs twice as much): this is the hot path, a
-    copy per dispatch and per finish.
+    Written out because ``dataclasses.replace`` costs nearly twice as much, and this is the
+    hot path: a copy per dispatch and per finish.
     """
+    expires_at = None if in_flight else _expires_at(keep_alive, runner.draining, last_used)
     return Runner(id=runner.id, model=runner.model, name=runner.name, spec=runner.spec,
-                  state=runner_state or runner.state, size=runner.size, size_vram=runner.size_vram,
-                  keep_alive=keep_alive, in_flight=in_flight, last_used=last_used,
-                  expires_at=None if in_flight else _expires_at(keep_alive, runner.draining,
-                                                                last_used),
-                  draining=runner.draining, num_parallel=runner.num_parallel)
+                  state=runner_state or runner.state, size=runner.size,
+                  size_vram=runner.size_vram, keep_alive=keep_alive, in_flight=in_flight,
+                  last_used=last_used, expires_at=expires_at, draining=runner.draining,
+                  num_parallel=runner.num_parallel)
 
 
 def _expires_at(keep_alive: int, draining: bool, now: int) -> int | None:
@@ -333,9 +335,10 @@ def _expires_at(keep_alive: int, draining: bool, now: int) -> int | None:
     return None if keep_alive < 0 else now + keep_alive
 
 
-def _wanted(state: State) -> set[tuple[str, LoadSpec]]:
-    """(model, spec) of the runners that waiting requests can use."""
-    return {(q.model, q.spec) for q in state.waiting if q.kind is not Kind.UNLOAD}
+def _wanted(state: State, runner: Runner) -> bool:
+    """A waiting request can use ``runner``: one of its model and spec."""
+    return any(q.model == runner.model and q.spec == runner.spec and q.kind is not Kind.UNLOAD
+               for q in state.waiting)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,10 +348,10 @@ def _wanted(state: State) -> set[tuple[str, LoadSpec]]:
 #   LOADING --FAILED/EXITED: fail its waiting requests--> (gone)
 #   READY --FAILED/EXITED--> (gone)                       STOPPING --FAILED/EXITED--> (gone)
 #
-# READY and STOP are not always news: a late or repeated RunnerReady changes nothing. A runner
-# is stopped only when it is READY and idle (expired, evicted, drained, unloaded); STOP in
-# another state is a bug in the policies below and raises. Inside READY, requests come and go
-# (``admit``, ``_finish``) and the keep-alive countdown runs while it is idle.
+# A late or repeated RunnerReady changes nothing. A runner is stopped only when it is READY and
+# idle (expired, evicted, drained, unloaded): STOP in another state is a bug in the policies
+# below and raises. Inside READY, requests come and go (``admit``, ``_finish``) and the
+# keep-alive countdown runs while it is idle.
 
 
 class RunnerInput(enum.Enum):
@@ -441,10 +444,9 @@ def expire(state: State, now: int) -> tuple[State, tuple[Command, ...]]:
     due = [r for r in state.runners if r.expires_at is not None and r.expires_at <= now]
     if not due:
         return state, ()
-    wanted = _wanted(state)
     commands: list[Command] = []
     for r in due:
-        if r.draining or (r.model, r.spec) not in wanted:
+        if r.draining or not _wanted(state, r):
             state, stopped = transition(state, r, RunnerInput.STOP, now)
             commands += stopped
     return state, tuple(commands)
@@ -457,10 +459,8 @@ def pick_victim(state: State) -> Runner | None:
     by it in this pass, and evicting it would only reload it (a livelock when the two loads
     cannot fit together).
     """
-    idle = [r for r in state.runners if r.state is RunnerState.READY and r.idle]
-    if idle:
-        wanted = _wanted(state)
-        idle = [r for r in idle if r.draining or (r.model, r.spec) not in wanted]
+    idle = [r for r in state.runners if r.state is RunnerState.READY and r.idle
+            and (r.draining or not _wanted(state, r))]
     return min(idle, key=lambda r: (r.last_used, r.id), default=None)
 
 
@@ -504,16 +504,16 @@ def admit(state: State, request: Request, now: int) -> tuple[State, tuple[Comman
     for r in state.runners:
         if r.model != request.model:
             continue
-        if r.state is RunnerState.LOADING and r.spec == request.spec:
-            return state, commands, False  # single flight: it waits for this load
-        if r.state is not RunnerState.READY or r.draining:
-            continue
-        if r.spec != request.spec:  # a reload: drain the old runner, stop it once idle
+        if r.state is RunnerState.LOADING:
+            if r.spec == request.spec:
+                return state, commands, False  # single flight: it waits for this load
+        elif r.state is RunnerState.READY and not r.draining:
+            if r.spec == request.spec:
+                state, used, served = _use(state, r, request, now)
+                return state, commands + used, served
+            # A reload: drain the old runner, stop it once idle.
             state, stopped = _drain(state, replace(r, draining=True), now)
             commands += stopped
-            continue
-        state, used, served = _use(state, r, request, now)
-        return state, commands + used, served
     if state.loading is not None:
         return state, commands, False  # single flight: it waits for the other load
     state, stopped, fits = make_room(state, request, now)
@@ -572,24 +572,29 @@ def _spawn(state: State, request: Request, now: int,
                  next_runner_id=rid + 1), commands + (spawn,), False
 
 
-def schedule(state: State, now: int, arrival: int | None = None,
+def schedule(state: State, now: int, arrival: bool = False,
              models: frozenset[str] | None = None) -> tuple[State, tuple[Command, ...]]:
     """One pass over the queue in FIFO order: ``admit`` the first waiting request of each
     model; the later ones of a model whose first still waits stay behind it.
 
     ``models`` limits the pass to the models whose first request may have become servable
-    since the state was settled (None: all); the others would only wait again. ``arrival`` is
-    the request that just arrived, last in the queue, and is decided in any case: if it would
-    have to wait in a full queue it is rejected (503), and what ``admit`` arranged for it is
-    dropped. ``admit`` sees the queue as it was when the pass began.
+    since the state was settled (None: all); the others would only wait again. With
+    ``arrival``, the last request in the queue has just arrived and is decided in any case: if
+    it would have to wait in a full queue it is rejected (503), and what ``admit`` arranged for
+    it is dropped. ``admit`` sees the queue as it was when the pass began.
     """
-    if arrival is None and models is not None and not models:
-        return state, ()
     waiting = state.waiting
-    blocked: set[str] = set()  # models whose earlier request still waits (FIFO per model)
+    earlier = waiting[:-1] if arrival else waiting
     gone: set[int] = set()  # requests answered in this pass
     commands: list[Command] = []
-    for request in waiting[:-1] if arrival is not None else waiting:
+    if models is not None and not models:  # nothing to re-decide: all wait as they are
+        if not arrival:
+            return state, ()
+        earlier = ()
+        blocked = {q.model for q in waiting[:-1]}
+    else:
+        blocked = set()  # models whose earlier request still waits (FIFO per model)
+    for request in earlier:
         model = request.model
         if model in blocked:
             continue  # the common case in a long queue
@@ -602,18 +607,20 @@ def schedule(state: State, now: int, arrival: int | None = None,
             gone.add(request.id)
         else:
             blocked.add(model)
-    if arrival is not None:
+    if arrival:
         request = waiting[-1]
         full = len(waiting) - 1 - len(gone) >= state.config.max_queue
-        served = False
-        if request.model not in blocked:
+        if request.model in blocked:  # FIFO: behind an earlier request of its model
+            served = False
+        else:
             after, arranged, served = admit(state, request, now)
-            if served or not full:
+            if served or not full:  # else it is rejected: what was arranged for it is dropped
                 state = after
                 commands += arranged
-        if full and not served:
+        if served:
+            gone.add(request.id)
+        elif full:
             commands.append(Reject(request_id=request.id, status=503, message=BUSY_MESSAGE))
-        if served or full:
             gone.add(request.id)
     if len(gone) == 1 and waiting[-1].id in gone:  # the usual: the arrival was served at once
         state = _queue(state, waiting[:-1])
@@ -629,8 +636,7 @@ def schedule(state: State, now: int, arrival: int | None = None,
 def step(state: State, event: Event, now: int) -> tuple[State, tuple[Command, ...], int | None]:
     """Apply one event at time ``now``; return the new state, the commands, the next deadline."""
     state, commands, models = apply_event(state, event, now)
-    arrival = event.request.id if isinstance(event, RequestQueued) else None
-    state, settled = settle(state, now, arrival, models)
+    state, settled = settle(state, now, isinstance(event, RequestQueued), models)
     return state, commands + settled, next_deadline(state)
 
 
@@ -655,12 +661,13 @@ def apply_event(state: State, event: Event,
             raise SchedulerError(f"unknown event {event!r}")
 
 
-def settle(state: State, now: int, arrival: int | None = None,
+def settle(state: State, now: int, arrival: bool = False,
            models: frozenset[str] | None = None) -> tuple[State, tuple[Command, ...]]:
     """Expire and schedule until nothing more can be done at ``now``.
 
     Every state ``step`` returns is settled, so only what the event changed needs deciding:
-    ``models`` (see ``schedule``), or every model once ``expire`` stopped a runner. A LOAD
+    ``models`` and the ``arrival`` (see ``schedule``), or every model once ``expire`` stopped a
+    runner. A LOAD
     reply takes no slot, so the runner it names is still idle: due now if the LOAD set
     keep_alive 0, or no longer wanted by anyone waiting (``pick_victim`` spared it for this
     LOAD). One more pass settles it; each pass answers, stops or spawns something.
@@ -672,7 +679,7 @@ def settle(state: State, now: int, arrival: int | None = None,
         commands += stopped + decided
         if ReplyLoaded not in map(type, decided):
             return state, commands
-        arrival = models = None
+        arrival, models = False, None
 
 
 def _enqueue(state: State, request: Request) -> State:

@@ -1307,8 +1307,7 @@ def test_settling_what_changed_equals_settling_everything(seed: int, config: Con
                 sc.apply_event(state, event, now)
             continue
         applied, own, _ = sc.apply_event(state, event, now)
-        arrival = event.request.id if isinstance(event, RequestQueued) else None
-        full, settled = sc.settle(applied, now, arrival, models=None)
+        full, settled = sc.settle(applied, now, isinstance(event, RequestQueued), models=None)
         assert (commands, deadline) == (own + settled, sc.next_deadline(full)), (now, event)
         assert new == full
         state = new
