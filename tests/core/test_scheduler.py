@@ -1,5 +1,7 @@
-"""core/scheduler.py: one test per rule of the docstring, an exhaustive (state, event) table,
-and a Hypothesis state machine against a naive model (STYLE.md, the three layers)."""
+"""core/scheduler.py: one test per rule of the docstring, exhaustive tables (every
+representative state x every event; every runner state x every input of ``LIFECYCLE``), a
+Hypothesis state machine against a naive model (STYLE.md, the three layers), and long random
+mixes that settle the same whether a step re-decides what its event changed or everything."""
 
 from __future__ import annotations
 
