@@ -401,20 +401,29 @@ def _send_stop(state: State, runner: Runner, target: RunnerState | None, now: in
             (StopRunner(runner_id=runner.id),))
 
 
-_L, _R, _S = RunnerState.LOADING, RunnerState.READY, RunnerState.STOPPING
-
 LIFECYCLE: dict[tuple[RunnerState, RunnerInput], tuple[Effect, RunnerState | None]] = {
-    # state, input            side effect        next state (None: gone)
-    (_L, RunnerInput.READY): (_start_countdown, _R),
-    (_L, RunnerInput.FAILED): (_fail_waiting, None),
-    (_L, RunnerInput.EXITED): (_fail_waiting, None),
-    (_R, RunnerInput.READY): (_nothing, _R),
-    (_R, RunnerInput.FAILED): (_nothing, None),  # in-flight requests hear it from the pipe
-    (_R, RunnerInput.EXITED): (_nothing, None),
-    (_R, RunnerInput.STOP): (_send_stop, _S),
-    (_S, RunnerInput.READY): (_nothing, _S),
-    (_S, RunnerInput.FAILED): (_nothing, None),
-    (_S, RunnerInput.EXITED): (_nothing, None),
+    # (state, input):
+    #     (side effect, next state; None: gone)
+    (RunnerState.LOADING, RunnerInput.READY):
+        (_start_countdown, RunnerState.READY),
+    (RunnerState.LOADING, RunnerInput.FAILED):
+        (_fail_waiting, None),
+    (RunnerState.LOADING, RunnerInput.EXITED):
+        (_fail_waiting, None),
+    (RunnerState.READY, RunnerInput.READY):
+        (_nothing, RunnerState.READY),
+    (RunnerState.READY, RunnerInput.FAILED):
+        (_nothing, None),  # in-flight requests hear it from the pipe
+    (RunnerState.READY, RunnerInput.EXITED):
+        (_nothing, None),
+    (RunnerState.READY, RunnerInput.STOP):
+        (_send_stop, RunnerState.STOPPING),
+    (RunnerState.STOPPING, RunnerInput.READY):
+        (_nothing, RunnerState.STOPPING),
+    (RunnerState.STOPPING, RunnerInput.FAILED):
+        (_nothing, None),
+    (RunnerState.STOPPING, RunnerInput.EXITED):
+        (_nothing, None),
 }
 
 
