@@ -21,8 +21,6 @@ from hypothesis.stateful import (
 )
 
 from pollama.core import scheduler as sc
-from tests.bench.test_scheduler_bench import CONFIG as BENCH_CONFIG
-from tests.bench.test_scheduler_bench import realistic_mix
 from pollama.core.scheduler import (
     slots,
     BUSY_MESSAGE,
@@ -51,6 +49,8 @@ from pollama.core.scheduler import (
     Tick,
     step,
 )
+from tests.bench.test_scheduler_bench import CONFIG as BENCH_CONFIG
+from tests.bench.test_scheduler_bench import realistic_mix
 
 S = 1_000_000_000  # one second in ns
 DEFAULT = Config().default_keep_alive
@@ -937,7 +937,7 @@ def check_commands(old: State, new: State, event: Event, commands: tuple[Command
 _LIFE_S = 7 * S  # the runner's keep_alive
 _FAILS = Request(id=2, model="a")  # waits for the runner's model and spec: fails with its load
 _OTHER = Request(id=3, model="b")
-_GONE_BY = {sc.RunnerInput.FAILED: RunnerFailed(runner_id=1, message="boom"),
+_REPORTS = {sc.RunnerInput.FAILED: RunnerFailed(runner_id=1, message="boom"),
             sc.RunnerInput.EXITED: RunnerExited(runner_id=1, message="boom"),
             sc.RunnerInput.READY: RunnerReady(runner_id=1)}
 
@@ -987,9 +987,9 @@ def test_runner_lifecycle(runner_state: RunnerState, runner_input: sc.RunnerInpu
     if target is RunnerState.READY and runner_state is not RunnerState.READY:
         assert after == replace(runner, state=RunnerState.READY, last_used=now,
                                 expires_at=now + _LIFE_S)  # idle: the countdown runs
-    # ``step`` feeds the runner's own reports through the same table
-    if runner_input in _GONE_BY:
-        stepped, _, _ = step(state, _GONE_BY[runner_input], now)
+    # ``step`` feeds the runner's own reports (events) through the same table
+    if runner_input in _REPORTS:
+        stepped, _, _ = step(state, _REPORTS[runner_input], now)
         again = stepped.runner(1)
         assert (again.state if again is not None else None) is target
 
