@@ -599,8 +599,8 @@ def schedule(state: State, now: int, arrival: bool = False,
     if models is not None and not models:  # nothing to re-decide: all wait as they are
         if not arrival:
             return state, ()
+        blocked = {q.model for q in earlier}
         earlier = ()
-        blocked = {q.model for q in waiting[:-1]}
     else:
         blocked = set()  # models whose earlier request still waits (FIFO per model)
     for request in earlier:
