@@ -510,7 +510,7 @@ def admit(state: State, request: Request, now: int) -> tuple[State, tuple[Comman
     if request.kind is Kind.UNLOAD:
         return _unload(state, request, now)
     commands: tuple[Command, ...] = ()
-    for r in state.runners:
+    for r in state.runners:  # as they were: a drain below changes only ``r``
         if r.model != request.model:
             continue
         if r.state is RunnerState.LOADING:
@@ -676,10 +676,10 @@ def settle(state: State, now: int, arrival: bool = False,
 
     Every state ``step`` returns is settled, so only what the event changed needs deciding:
     ``models`` and the ``arrival`` (see ``schedule``), or every model once ``expire`` stopped a
-    runner. A LOAD
-    reply takes no slot, so the runner it names is still idle: due now if the LOAD set
-    keep_alive 0, or no longer wanted by anyone waiting (``pick_victim`` spared it for this
-    LOAD). One more pass settles it; each pass answers, stops or spawns something.
+    runner. A LOAD reply takes no slot, so the runner it names is still idle: due now if the
+    LOAD set keep_alive 0, or no longer wanted by anyone waiting (``pick_victim`` spared it for
+    this LOAD). One more pass over everything settles it; passes repeat only while LOADs are
+    answered, so this ends.
     """
     commands: tuple[Command, ...] = ()
     while True:
