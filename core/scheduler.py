@@ -1,6 +1,6 @@
 """The scheduler: which models are in memory, who runs where, who waits, who is turned away.
 
-A pure reducer in the Sans-IO style (aioquic's time-as-input, h11's state table)::
+A pure reducer in the Sans-IO style (aioquic's time-as-input, h2's state table)::
 
     step(state, event, now) -> (state, commands, next_deadline)
 
@@ -10,7 +10,8 @@ dispatch a request to a runner, reject a request, reply that a model was loaded/
 ``now`` and every time are integer nanoseconds of a monotonic clock owned by the adapter; the
 adapter arms one timer at ``next_deadline`` and feeds ``Tick`` when it fires.
 
-Theory of operation (reference §6):
+Theory of operation (Ollama's ``server/sched.go``: ``processPending``, ``processCompleted``,
+``findRunnerToUnload``, ``needsReload``):
 
 * A request names a model (by blob digest) and its load-time options (``LoadSpec``). It is
   served by a READY runner with the same digest and spec that has a free slot
@@ -36,32 +37,44 @@ Theory of operation (reference §6):
   fresh load with keep_alive 0 serves its request before it stops. An empty generate/chat with
   keep_alive 0 (UNLOAD) replies at once and stops the runner when idle.
 * ``max_queue`` bounds the waiting requests; beyond it the new request is rejected with 503
-  ``server busy, please try again.  maximum pending requests exceeded``. A rejected request
-  leaves no trace: nothing is evicted, drained or loaded for it.
+  ``server busy, please try again.  maximum pending requests exceeded`` (``ErrMaxQueue``). A
+  rejected request leaves no trace: nothing is evicted, drained or loaded for it.
 * A runner that fails to load fails every waiting request for its model and spec (500, its
   message); a runner that exits unexpectedly is forgotten, its in-flight requests learn of it from
   the runner pipe, and the next request loads a fresh one.
 
-Runner states and the events that move them (anything else leaves the state unchanged)::
-
-    (new) --SpawnRunner--> LOADING --RunnerReady--> READY --StopRunner--> STOPPING
-    LOADING --RunnerFailed/RunnerExited--> (gone)      STOPPING --RunnerExited--> (gone)
-    READY --RunnerExited/RunnerFailed--> (gone)
+The code has two layers. The runner lifecycle is a table, ``LIFECYCLE``: ``(RunnerState,
+RunnerInput) -> (side effect, next state)``, as h2's ``stream.py`` has it. The decisions are
+small pure functions over ``State`` that return the new state and the commands: ``expire``
+(keep-alive), ``pick_victim`` and ``make_room`` (eviction), ``admit`` (serve one request, or
+arrange what it waits for) and ``schedule`` (one FIFO pass over the queue). ``step`` is
+``apply_event`` (the event's own effect) then ``settle`` (expire and schedule until nothing more
+can be done at ``now``: a ``Tick`` at the same time would change nothing). As every state it
+returns is settled, a step re-decides only what its event may have changed.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any, Union
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Union
 
 from .errors import PollamaError
 
+__all__ = [
+    "BUSY_MESSAGE", "FOREVER", "FOREVER_NS", "LIFECYCLE", "TERMINATED", "Command", "Config",
+    "Dispatch", "Event", "Kind", "LoadSpec", "Reject", "ReplyLoaded", "ReplyUnloaded", "Request",
+    "RequestCancelled", "RequestFinished", "RequestQueued", "Runner", "RunnerExited",
+    "RunnerFailed", "RunnerInput", "RunnerReady", "RunnerState", "SchedulerError", "SpawnRunner",
+    "State", "StopRunner", "Tick", "admit", "apply_event", "by_expiry", "expire", "make_room",
+    "next_deadline", "pick_victim", "schedule", "settle", "slots", "step", "time_to_expiry",
+    "transition",
+]
+
 FOREVER = -1
-# The shortcuts in ``step`` (deciding only what an event can affect) must give exactly the
-# commands of the full pass; tests run both ways and compare.
-FAST_PATHS = True
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+TERMINATED = "llama runner process has terminated"  # a load that ended without a message
 
 
 class SchedulerError(PollamaError):
@@ -135,7 +148,7 @@ class Runner:
     keep_alive: int  # ns; negative (FOREVER) = never expire
     in_flight: tuple[int, ...] = ()
     last_used: int = 0
-    expires_at: int | None = None  # set while idle; None while busy or kept forever
+    expires_at: int | None = None  # set only while READY and idle, unless kept forever
     draining: bool = False  # takes no new requests (reload, unload)
     num_parallel: int = 0  # requests in flight at once; 0 = Config.num_parallel
 
@@ -176,6 +189,11 @@ class State:
             if r.state is RunnerState.LOADING:
                 return r
         return None
+
+
+def slots(runner: Runner, config: Config) -> int:
+    """Requests ``runner`` serves at once: the slots it was loaded with."""
+    return runner.num_parallel or config.num_parallel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,401 +287,446 @@ Command = Union[SpawnRunner, StopRunner, Dispatch, Reject, ReplyLoaded, ReplyUnl
 
 
 # ---------------------------------------------------------------------------------------------
+# State edits shared by the layers below: a new State with one part changed.
+
+
+def _put(state: State, runner: Runner) -> State:
+    """``state`` with ``runner`` in place of the runner that has its id."""
+    runners = tuple([runner if r.id == runner.id else r for r in state.runners])
+    return State(config=state.config, runners=runners, waiting=state.waiting,
+                 next_runner_id=state.next_runner_id)
+
+
+def _drop(state: State, runner: Runner) -> State:
+    """``state`` without ``runner``."""
+    runners = tuple([r for r in state.runners if r.id != runner.id])
+    return State(config=state.config, runners=runners, waiting=state.waiting,
+                 next_runner_id=state.next_runner_id)
+
+
+def _queue(state: State, waiting: tuple[Request, ...]) -> State:
+    """``state`` with ``waiting`` as its queue."""
+    return State(config=state.config, runners=state.runners, waiting=waiting,
+                 next_runner_id=state.next_runner_id)
+
+
+def _serving(runner: Runner, in_flight: tuple[int, ...], keep_alive: int, last_used: int,
+             runner_state: RunnerState | None = None) -> Runner:
+    """``runner`` (READY, or moving to ``runner_state``) with these requests in flight and
+    this keep_alive, last used at ``last_used``: busy, it has no countdown; idle, its
+    countdown starts at ``last_used``.
+
+    Written out because ``dataclasses.replace`` costs nearly twice as much, and this is the
+    hot path: a copy per dispatch and per finish.
+    """
+    expires_at = None if in_flight else _expires_at(keep_alive, runner.draining, last_used)
+    return Runner(id=runner.id, model=runner.model, name=runner.name, spec=runner.spec,
+                  state=runner_state or runner.state, size=runner.size,
+                  size_vram=runner.size_vram, keep_alive=keep_alive, in_flight=in_flight,
+                  last_used=last_used, expires_at=expires_at, draining=runner.draining,
+                  num_parallel=runner.num_parallel)
+
+
+def _expires_at(keep_alive: int, draining: bool, now: int) -> int | None:
+    """When a runner that goes idle at ``now`` is due: at once if it is draining, never for a
+    negative keep_alive, else ``keep_alive`` later."""
+    if draining:
+        return now
+    return None if keep_alive < 0 else now + keep_alive
+
+
+def _wanted(state: State, runner: Runner) -> bool:
+    """A waiting request can use ``runner``: one of its model and spec."""
+    return any(q.model == runner.model and q.spec == runner.spec and q.kind is not Kind.UNLOAD
+               for q in state.waiting)
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner lifecycle
+#
+#   (new) --admit: SpawnRunner--> LOADING --READY--> READY --STOP: StopRunner--> STOPPING
+#   LOADING --FAILED/EXITED: fail its waiting requests--> (gone)
+#   READY --FAILED/EXITED--> (gone)                       STOPPING --FAILED/EXITED--> (gone)
+#
+# A late or repeated RunnerReady changes nothing. A runner is stopped only when it is READY and
+# idle (expired, evicted, drained, unloaded): STOP in another state is a bug in the policies
+# below and raises. Inside READY, requests come and go (``admit``, ``_finish``) and the
+# keep-alive countdown runs while it is idle.
+
+
+class RunnerInput(enum.Enum):
+    READY = "ready"  # RunnerReady: the model is loaded
+    FAILED = "failed"  # RunnerFailed: the runner reported an error
+    EXITED = "exited"  # RunnerExited: the process is gone
+    STOP = "stop"  # a policy decided to stop it
+
+
+# A side effect gets the state (without the runner when it is gone), the runner as it was, its
+# next state, ``now`` and the event's message. One that moves the runner puts it in its next
+# state.
+Effect = Callable[[State, Runner, RunnerState | None, int, str],
+                  tuple[State, tuple[Command, ...]]]
+
+
+def _nothing(state: State, runner: Runner, target: RunnerState | None, now: int,
+             message: str) -> tuple[State, tuple[()]]:
+    return state, ()
+
+
+def _start_countdown(state: State, runner: Runner, target: RunnerState | None, now: int,
+                     message: str) -> tuple[State, tuple[()]]:
+    """Loaded: idle until the waiting requests take it, so its keep-alive starts now."""
+    return _put(state, _serving(runner, (), runner.keep_alive, now, target)), ()
+
+
+def _fail_waiting(state: State, runner: Runner, target: RunnerState | None, now: int,
+                  message: str) -> tuple[State, tuple[Reject, ...]]:
+    """The load failed: so does every request waiting for this model and spec (Ollama
+    answers them with the runner's error)."""
+    kept: list[Request] = []
+    rejects: list[Reject] = []
+    for q in state.waiting:
+        if q.model == runner.model and q.spec == runner.spec and q.kind is not Kind.UNLOAD:
+            rejects.append(Reject(request_id=q.id, status=500, message=message))
+        else:
+            kept.append(q)
+    return _queue(state, tuple(kept)), tuple(rejects)
+
+
+def _send_stop(state: State, runner: Runner, target: RunnerState | None, now: int,
+               message: str) -> tuple[State, tuple[StopRunner]]:
+    """It takes no requests and has no countdown; it holds its place until it has exited."""
+    assert target is not None  # a move, not a runner gone
+    return (_put(state, replace(runner, state=target, expires_at=None, draining=True)),
+            (StopRunner(runner_id=runner.id),))
+
+
+LIFECYCLE: dict[tuple[RunnerState, RunnerInput], tuple[Effect, RunnerState | None]] = {
+    # (state, input):
+    #     (side effect, next state; None: gone)
+    (RunnerState.LOADING, RunnerInput.READY):
+        (_start_countdown, RunnerState.READY),
+    (RunnerState.LOADING, RunnerInput.FAILED):
+        (_fail_waiting, None),
+    (RunnerState.LOADING, RunnerInput.EXITED):
+        (_fail_waiting, None),
+    (RunnerState.READY, RunnerInput.READY):
+        (_nothing, RunnerState.READY),
+    (RunnerState.READY, RunnerInput.FAILED):
+        (_nothing, None),  # in-flight requests hear it from the pipe
+    (RunnerState.READY, RunnerInput.EXITED):
+        (_nothing, None),
+    (RunnerState.READY, RunnerInput.STOP):
+        (_send_stop, RunnerState.STOPPING),
+    (RunnerState.STOPPING, RunnerInput.READY):
+        (_nothing, RunnerState.STOPPING),
+    (RunnerState.STOPPING, RunnerInput.FAILED):
+        (_nothing, None),
+    (RunnerState.STOPPING, RunnerInput.EXITED):
+        (_nothing, None),
+}
+
+
+def transition(state: State, runner: Runner, input: RunnerInput, now: int,
+               message: str = "") -> tuple[State, tuple[Command, ...]]:
+    """Feed ``input`` to ``runner`` (as it is in ``state``): its row of ``LIFECYCLE``."""
+    try:
+        effect, target = LIFECYCLE[runner.state, input]
+    except KeyError:
+        raise SchedulerError(
+            f"{input.name} for runner {runner.id} in state {runner.state.name}") from None
+    if target is None:
+        state = _drop(state, runner)
+    return effect(state, runner, target, now, message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies: pure functions over State that return the new state and the commands
+
+
+def expire(state: State, now: int) -> tuple[State, tuple[Command, ...]]:
+    """Stop idle runners whose keep-alive ran out.
+
+    A runner that a waiting request can use is spared: the request is served by it in this
+    step (Ollama's queued request holds a reference), instead of a needless reload.
+    """
+    due = [r for r in state.runners if r.expires_at is not None and r.expires_at <= now]
+    if not due:
+        return state, ()
+    commands: list[Command] = []
+    for r in due:
+        if r.draining or not _wanted(state, r):
+            state, stopped = transition(state, r, RunnerInput.STOP, now)
+            commands += stopped
+    return state, tuple(commands)
+
+
+def pick_victim(state: State) -> Runner | None:
+    """The runner to stop to make room: the least recently used idle one.
+
+    An idle runner that a waiting request can use is not a candidate: that request is served
+    by it in this pass, and evicting it would only reload it (a livelock when the two loads
+    cannot fit together).
+    """
+    idle = [r for r in state.runners if r.state is RunnerState.READY and r.idle
+            and (r.draining or not _wanted(state, r))]
+    return min(idle, key=lambda r: (r.last_used, r.id), default=None)
+
+
+def _fits(runners: Iterable[Runner], request: Request, config: Config) -> bool:
+    """There is a place among ``max_loaded`` and the memory budget for ``request``'s runner."""
+    runners = tuple(runners)
+    return len(runners) < config.max_loaded and (
+        config.memory_budget == 0
+        or sum(r.size for r in runners) + request.size <= config.memory_budget)
+
+
+def make_room(state: State, request: Request,
+              now: int) -> tuple[State, tuple[Command, ...], bool]:
+    """Stop idle runners (``pick_victim``) until a runner for ``request`` fits; True when it
+    fits now.
+
+    A stopping runner still holds its place and memory, so it counts for "fits now"; but once
+    the runners that are not stopping leave room, no more are stopped: the load waits for the
+    exits. With no runner at all it fits, whatever the estimate says.
+    """
+    config = state.config
+    commands: tuple[Command, ...] = ()
+    while state.runners and not _fits(state.runners, request, config):
+        if _fits((r for r in state.runners if r.state is not RunnerState.STOPPING),
+                 request, config):
+            return state, commands, False  # enough is stopping already: wait for the exits
+        victim = pick_victim(state)
+        if victim is None:
+            return state, commands, False  # wait for in-flight work or a stopping runner
+        state, stopped = transition(state, victim, RunnerInput.STOP, now)
+        commands += stopped
+    return state, commands, True
+
+
+def admit(state: State, request: Request, now: int) -> tuple[State, tuple[Command, ...], bool]:
+    """Serve ``request`` now (True), or arrange what it waits for (False): drain a runner of
+    its model with other load options, make room, spawn its runner."""
+    if request.kind is Kind.UNLOAD:
+        return _unload(state, request, now)
+    commands: tuple[Command, ...] = ()
+    for r in state.runners:  # as they were: a drain below changes only ``r``
+        if r.model != request.model:
+            continue
+        if r.state is RunnerState.LOADING:
+            if r.spec == request.spec:
+                return state, commands, False  # single flight: it waits for this load
+        elif r.state is RunnerState.READY and not r.draining:
+            if r.spec == request.spec:
+                state, used, served = _use(state, r, request, now)
+                return state, commands + used, served
+            # A reload: drain the old runner, stop it once idle.
+            state, stopped = _drain(state, replace(r, draining=True), now)
+            commands += stopped
+    if state.loading is not None:
+        return state, commands, False  # single flight: it waits for the other load
+    state, stopped, fits = make_room(state, request, now)
+    commands += stopped
+    if not fits:
+        return state, commands, False
+    return _spawn(state, request, now, commands)
+
+
+def _drain(state: State, runner: Runner, now: int) -> tuple[State, tuple[Command, ...]]:
+    """Put the draining ``runner``; stop it at once if it is idle."""
+    if runner.idle:
+        return transition(state, runner, RunnerInput.STOP, now)
+    return _put(state, runner), ()
+
+
+def _unload(state: State, request: Request,
+            now: int) -> tuple[State, tuple[Command, ...], bool]:
+    """Reply at once; the model's runners take no more requests and stop once idle."""
+    commands: tuple[Command, ...] = ()
+    for r in state.runners:
+        if r.model == request.model and r.state is RunnerState.READY:
+            state, stopped = _drain(state, replace(r, draining=True, keep_alive=0), now)
+            commands += stopped
+    return state, commands + (ReplyUnloaded(request_id=request.id),), True
+
+
+def _use(state: State, runner: Runner, request: Request,
+         now: int) -> tuple[State, tuple[Command, ...], bool]:
+    """Serve ``request`` on ``runner``, a READY one of its model and spec, if it has a slot."""
+    keep = runner.keep_alive if request.keep_alive is None else request.keep_alive
+    command: Command
+    if request.kind is Kind.GENERATE:
+        if len(runner.in_flight) >= slots(runner, state.config):
+            return state, (), False
+        runner = _serving(runner, runner.in_flight + (request.id,), keep, now)
+        command = Dispatch(request_id=request.id, runner_id=runner.id)
+    else:  # a LOAD takes no slot; on an idle runner its keep_alive restarts the countdown
+        runner = _serving(runner, runner.in_flight, keep, now)
+        command = ReplyLoaded(request_id=request.id, runner_id=runner.id)
+    return _put(state, runner), (command,), True
+
+
+def _spawn(state: State, request: Request, now: int,
+           commands: tuple[Command, ...]) -> tuple[State, tuple[Command, ...], bool]:
+    """Load a runner for ``request``, which waits for RunnerReady."""
+    config = state.config
+    rid = state.next_runner_id
+    keep = config.default_keep_alive if request.keep_alive is None else request.keep_alive
+    runner = Runner(id=rid, model=request.model, name=request.name, spec=request.spec,
+                    state=RunnerState.LOADING, size=request.size, size_vram=request.size_vram,
+                    keep_alive=keep, last_used=now, num_parallel=request.num_parallel)
+    spawn = SpawnRunner(runner_id=rid, model=request.model, spec=request.spec,
+                        gpu_layers=request.gpu_layers, num_parallel=request.num_parallel)
+    return State(config=config, runners=state.runners + (runner,), waiting=state.waiting,
+                 next_runner_id=rid + 1), commands + (spawn,), False
+
+
+def schedule(state: State, now: int, arrival: bool = False,
+             models: frozenset[str] | None = None) -> tuple[State, tuple[Command, ...]]:
+    """One pass over the queue in FIFO order: ``admit`` the first waiting request of each
+    model; the later ones of a model whose first still waits stay behind it.
+
+    ``models`` limits the pass to the models whose first request may have become servable
+    since the state was settled (None: all); the others would only wait again. With
+    ``arrival``, the last request in the queue has just arrived and is decided in any case: if
+    it would have to wait in a full queue it is rejected (503), and what ``admit`` arranged for
+    it is dropped. ``admit`` sees the queue as it was when the pass began.
+    """
+    waiting = state.waiting
+    earlier = waiting[:-1] if arrival else waiting
+    gone: set[int] = set()  # requests answered in this pass
+    commands: list[Command] = []
+    if models is not None and not models:  # nothing to re-decide: all wait as they are
+        if not arrival:
+            return state, ()
+        blocked = {q.model for q in earlier}
+        earlier = ()
+    else:
+        blocked = set()  # models whose earlier request still waits (FIFO per model)
+    for request in earlier:
+        model = request.model
+        if model in blocked:
+            continue  # the common case in a long queue
+        if models is not None and model not in models:
+            blocked.add(model)
+            continue
+        state, arranged, served = admit(state, request, now)
+        commands += arranged
+        if served:
+            gone.add(request.id)
+        else:
+            blocked.add(model)
+    if arrival:
+        request = waiting[-1]
+        full = len(waiting) - 1 - len(gone) >= state.config.max_queue
+        if request.model in blocked:  # FIFO: behind an earlier request of its model
+            served = False
+        else:
+            after, arranged, served = admit(state, request, now)
+            if served or not full:  # else it is rejected: what was arranged for it is dropped
+                state = after
+                commands += arranged
+        if served:
+            gone.add(request.id)
+        elif full:
+            commands.append(Reject(request_id=request.id, status=503, message=BUSY_MESSAGE))
+            gone.add(request.id)
+    if len(gone) == 1 and waiting[-1].id in gone:  # the usual: the arrival was served at once
+        state = _queue(state, waiting[:-1])
+    elif gone:
+        state = _queue(state, tuple([q for q in waiting if q.id not in gone]))
+    return state, tuple(commands)
+
+
+# ---------------------------------------------------------------------------------------------
 # The reducer
 
 
 def step(state: State, event: Event, now: int) -> tuple[State, tuple[Command, ...], int | None]:
     """Apply one event at time ``now``; return the new state, the commands, the next deadline."""
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        raise SchedulerError(f"unknown event {event!r}")
-    b = _Builder(state, now)
-    handler(b, event)
-    new_id = event.request.id if isinstance(event, RequestQueued) else None
-    expired = b.expire()
-    # The previous step ended at a fixpoint (a Tick then would do nothing). When an event
-    # changed little, only what it can affect needs deciding; the full pass would make the
-    # same decisions and re-decide everything else with no effect:
-    if expired or not FAST_PATHS:
-        b.schedule(new_id)
-    elif new_id is not None:
-        b.schedule_arrival()  # only the new request (last in the queue)
-    elif isinstance(event, Tick):
-        pass  # nothing expired: nothing changed
-    elif b.focus is not None:
-        b.schedule(None, only=b.focus)  # a slot freed on a still-busy runner of this model
-    else:
-        b.schedule(new_id)
-    # The result is a fixpoint (a Tick at the same ``now`` would do nothing), except when a
-    # pass enabled work for a request it had already passed: a runner spared from eviction
-    # for a waiting LOAD is still idle once the LOAD is answered, or a LOAD that set
-    # keep_alive 0 left an idle runner due now. Then one more pass; each one answers,
-    # stops or spawns something, so this ends.
-    while b.again:
-        b.again = False
-        b.expire()
-        b.schedule(None)
-    new = b.build()
-    return new, tuple(b.commands), next_deadline(new)
+    state, commands, models = apply_event(state, event, now)
+    state, settled = settle(state, now, isinstance(event, RequestQueued), models)
+    return state, commands + settled, next_deadline(state)
+
+
+def apply_event(state: State, event: Event,
+                now: int) -> tuple[State, tuple[Command, ...], frozenset[str] | None]:
+    """The event's own effect: the new state, its commands, and the models whose first waiting
+    request it may have made servable (None: any of them)."""
+    match event:
+        case RequestQueued(request=request):
+            return _enqueue(state, request), (), frozenset()  # ``settle`` decides it
+        case RequestFinished(request_id=rid) | RequestCancelled(request_id=rid):
+            return _finish(state, rid, now)
+        case RunnerReady(runner_id=rid):
+            return _report(state, rid, RunnerInput.READY, now, "")
+        case RunnerFailed(runner_id=rid, message=message):
+            return _report(state, rid, RunnerInput.FAILED, now, message)
+        case RunnerExited(runner_id=rid, message=message):
+            return _report(state, rid, RunnerInput.EXITED, now, message or TERMINATED)
+        case Tick():
+            return state, (), frozenset()  # only time passed: ``expire`` in ``settle``
+        case _:
+            raise SchedulerError(f"unknown event {event!r}")
+
+
+def settle(state: State, now: int, arrival: bool = False,
+           models: frozenset[str] | None = None) -> tuple[State, tuple[Command, ...]]:
+    """Expire and schedule until nothing more can be done at ``now``.
+
+    Every state ``step`` returns is settled, so only what the event changed needs deciding:
+    ``models`` and the ``arrival`` (see ``schedule``), or every model once ``expire`` stopped a
+    runner. A LOAD reply takes no slot, so the runner it names is still idle: due now if the
+    LOAD set keep_alive 0, or no longer wanted by anyone waiting (``pick_victim`` spared it for
+    this LOAD). One more pass over everything settles it; passes repeat only while LOADs are
+    answered, so this ends.
+    """
+    commands: tuple[Command, ...] = ()
+    while True:
+        state, stopped = expire(state, now)
+        state, decided = schedule(state, now, arrival, None if stopped else models)
+        commands += stopped + decided
+        if ReplyLoaded not in map(type, decided):
+            return state, commands
+        arrival, models = False, None
+
+
+def _enqueue(state: State, request: Request) -> State:
+    rid = request.id
+    if rid in [q.id for q in state.waiting] or any(rid in r.in_flight for r in state.runners):
+        raise SchedulerError(f"duplicate request id {rid}")
+    return _queue(state, state.waiting + (request,))
+
+
+def _finish(state: State, request_id: int,
+            now: int) -> tuple[State, tuple[()], frozenset[str] | None]:
+    """A request ended (finished or cancelled): free its slot, or take it off the queue.
+    Unknown ids are fine: the runner it ran on may have exited already."""
+    for r in state.runners:
+        if request_id in r.in_flight:
+            in_flight = tuple([i for i in r.in_flight if i != request_id])
+            if in_flight:  # still busy: a slot freed for its model; last used as before
+                return _put(state, _serving(r, in_flight, r.keep_alive, r.last_used)), (), \
+                    frozenset((r.model,))
+            return _put(state, _serving(r, (), r.keep_alive, now)), (), None  # idle from now
+    waiting = tuple([q for q in state.waiting if q.id != request_id])
+    return (state if len(waiting) == len(state.waiting) else _queue(state, waiting)), (), None
+
+
+def _report(state: State, runner_id: int, input: RunnerInput, now: int,
+            message: str) -> tuple[State, tuple[Command, ...], None]:
+    """What a runner process reported; about a runner already forgotten, nothing."""
+    runner = state.runner(runner_id)
+    if runner is None:
+        return state, (), None
+    state, commands = transition(state, runner, input, now, message)
+    return state, commands, None
 
 
 def next_deadline(state: State) -> int | None:
-    times = [r.expires_at for r in state.runners
-             if r.state is RunnerState.READY and r.idle and r.expires_at is not None]
+    """When the next idle runner is due: the adapter's one timer."""
+    times = [r.expires_at for r in state.runners if r.expires_at is not None]
     return min(times) if times else None
-
-
-_RUNNER_SLOTS = tuple((f, getattr(Runner, f)) for f in Runner.__slots__)
-_STATE_SLOTS = tuple(getattr(State, f) for f in ("config", "runners", "waiting",
-                                                  "next_runner_id"))
-
-
-def slots(runner: Runner, config: Config) -> int:
-    """Requests ``runner`` serves at once: the slots it was loaded with."""
-    return runner.num_parallel or config.num_parallel
-
-
-def _evolve(runner: Runner, **changes: Any) -> Runner:
-    """``dataclasses.replace`` for Runner, without its generic machinery (the reducer's hot
-    path: a step copies a few runners). Runner has no ``__post_init__`` to skip."""
-    new = object.__new__(Runner)
-    for name, slot in _RUNNER_SLOTS:
-        slot.__set__(new, changes[name] if name in changes else slot.__get__(runner))
-    return new
-
-
-class _Builder:
-    """Mutable scratch space for one step: the new state is built up, commands appended."""
-
-    def __init__(self, state: State, now: int) -> None:
-        # Lists edited in place during the step (the items stay immutable); ``build()`` makes
-        # the new State once at the end, instead of one State per edit.
-        self.config = state.config
-        self.runners: list[Runner] = list(state.runners)
-        self.waiting: list[Request] = list(state.waiting)
-        self.next_runner_id = state.next_runner_id
-        self.now = now
-        self.commands: list[Command] = []
-        self.again = False  # this pass enabled work for a request it had already passed
-        self.focus: str | None = None  # the event only freed a slot for this model's requests
-
-    def build(self) -> State:
-        # Once per step: set the slots directly (State has no __post_init__ to skip).
-        new = object.__new__(State)
-        _STATE_SLOTS[0].__set__(new, self.config)
-        _STATE_SLOTS[1].__set__(new, tuple(self.runners))
-        _STATE_SLOTS[2].__set__(new, tuple(self.waiting))
-        _STATE_SLOTS[3].__set__(new, self.next_runner_id)
-        return new
-
-    def runner(self, runner_id: int) -> Runner | None:
-        for r in self.runners:
-            if r.id == runner_id:
-                return r
-        return None
-
-    def loading(self) -> Runner | None:
-        for r in self.runners:
-            if r.state is RunnerState.LOADING:
-                return r
-        return None
-
-    # -- state edits --------------------------------------------------------------------------
-    def put_runner(self, runner: Runner) -> None:
-        for i, r in enumerate(self.runners):
-            if r.id == runner.id:
-                self.runners[i] = runner
-                return
-
-    def drop_runner(self, runner_id: int) -> None:
-        self.runners = [r for r in self.runners if r.id != runner_id]
-
-    def set_waiting(self, waiting: list[Request]) -> None:
-        self.waiting = waiting
-
-    def emit(self, command: Command) -> None:
-        self.commands.append(command)
-
-    def stop(self, runner: Runner) -> None:
-        self.put_runner(_evolve(runner, state=RunnerState.STOPPING, expires_at=None,
-                                draining=True))
-        self.emit(StopRunner(runner_id=runner.id))
-
-    def went_idle(self, runner: Runner, **changes: Any) -> Runner:
-        """A runner just finished its last request: start its keep-alive countdown.
-
-        ``changes`` are applied first; the result is one copy of the runner.
-        """
-        state = changes.get("state", runner.state)
-        changes["last_used"] = self.now
-        if state is RunnerState.READY:
-            keep = changes.get("keep_alive", runner.keep_alive)
-            draining = changes.get("draining", runner.draining)
-            if keep < 0 and not draining:  # any negative: forever
-                changes["expires_at"] = None
-            else:
-                changes["expires_at"] = self.now + (0 if draining else keep)
-        return _evolve(runner, **changes)
-
-    # -- periodic passes ----------------------------------------------------------------------
-    def expire(self) -> bool:
-        """Stop idle runners whose keep-alive ran out; True if any was stopped.
-
-        A runner that a waiting request can use is spared: the request is served by it in
-        this step (Ollama's queued request holds a reference), instead of a needless reload.
-        """
-        due = [r for r in self.runners
-               if r.state is RunnerState.READY and r.idle and r.expires_at is not None
-               and r.expires_at <= self.now]
-        if not due:
-            return False
-        wanted = self.wanted()
-        stopped = False
-        for r in due:
-            if r.draining or (r.model, r.spec) not in wanted:
-                self.stop(r)
-                stopped = True
-        return stopped
-
-    def wanted(self) -> set[tuple[str, LoadSpec]]:
-        """(model, spec) of the runners that waiting requests can use."""
-        return {(q.model, q.spec) for q in self.waiting if q.kind is not Kind.UNLOAD}
-
-    def schedule(self, new_id: int | None, only: str | None = None) -> None:
-        """Serve waiting requests in FIFO order; make room and load when needed.
-
-        ``new_id`` is the request that just arrived (last in the queue): if it would have to
-        wait in a full queue it is rejected, and whatever was arranged for it is undone.
-        """
-        limit = self.config.max_queue
-        blocked: set[str] = set()  # models whose earlier request is waiting (FIFO per model)
-        kept: list[Request] = []
-        for req in self.waiting:
-            if (req.model in blocked or (only is not None and req.model != only)) \
-                    and req.id != new_id:  # the common case in a long queue
-                kept.append(req)
-                continue
-            full = req.id == new_id and len(kept) >= limit
-            if req.model not in blocked:
-                saved = (list(self.runners), self.next_runner_id, len(self.commands)) \
-                    if full else None
-                if self._try_serve(req):
-                    continue
-                if saved is not None:
-                    self.runners, self.next_runner_id = saved[0], saved[1]
-                    del self.commands[saved[2]:]
-            if full:
-                self.emit(Reject(request_id=req.id, status=503, message=BUSY_MESSAGE))
-                continue
-            blocked.add(req.model)
-            kept.append(req)
-        self.set_waiting(kept)
-
-    def schedule_arrival(self) -> None:
-        """``schedule`` for the request that just arrived (last in the queue) when the
-        requests before it are known to stay blocked."""
-        req = self.waiting[-1]
-        earlier = len(self.waiting) - 1
-        blocked = any(q.model == req.model for q in self.waiting[:-1])
-        full = earlier >= self.config.max_queue
-        if not blocked:
-            saved = (list(self.runners), self.next_runner_id, len(self.commands)) \
-                if full else None
-            if self._try_serve(req):
-                self.waiting.pop()
-                return
-            if saved is not None:
-                self.runners, self.next_runner_id = saved[0], saved[1]
-                del self.commands[saved[2]:]
-        if full:
-            self.waiting.pop()
-            self.emit(Reject(request_id=req.id, status=503, message=BUSY_MESSAGE))
-
-    def _try_serve(self, req: Request) -> bool:
-        """Serve ``req`` now if possible (True), else arrange what it waits for (False)."""
-        cfg = self.config
-        same_model = [r for r in self.runners if r.model == req.model]
-        if req.kind is Kind.UNLOAD:
-            for r in same_model:
-                if r.state is RunnerState.READY:
-                    r = _evolve(r, draining=True, keep_alive=0)
-                    if r.idle:
-                        self.stop(r)
-                    else:
-                        self.put_runner(r)
-            self.emit(ReplyUnloaded(request_id=req.id))
-            return True
-        for r in same_model:
-            if r.state is RunnerState.LOADING and r.spec == req.spec:
-                return False
-            if r.state is not RunnerState.READY or r.draining:
-                continue
-            if r.spec != req.spec:
-                # Reload: drain the old runner; it stops once idle.
-                r = _evolve(r, draining=True)
-                if r.idle:
-                    self.stop(r)
-                else:
-                    self.put_runner(r)
-                continue
-            return self._use(r, req, cfg)
-        return self._load(req)
-
-    def _use(self, r: Runner, req: Request, cfg: Config) -> bool:
-        if req.kind is Kind.GENERATE and len(r.in_flight) >= slots(r, cfg):
-            return False
-        keep = r.keep_alive if req.keep_alive is None else req.keep_alive
-        if req.kind is Kind.GENERATE:
-            r = _evolve(r, keep_alive=keep, last_used=self.now,
-                        in_flight=r.in_flight + (req.id,), expires_at=None)
-            self.put_runner(r)
-            self.emit(Dispatch(request_id=req.id, runner_id=r.id))
-        else:
-            if r.idle:
-                r = self.went_idle(r, keep_alive=keep)
-                if r.expires_at is not None and r.expires_at <= self.now:
-                    self.again = True  # keep_alive 0: due now, expire it in another pass
-            else:
-                r = _evolve(r, keep_alive=keep, last_used=self.now)
-            self.put_runner(r)
-            self.emit(ReplyLoaded(request_id=req.id, runner_id=r.id))
-        return True
-
-    def _load(self, req: Request) -> bool:
-        if self.loading() is not None:
-            return False
-        if not self._make_room(req):
-            return False
-        cfg = self.config
-        rid = self.next_runner_id
-        keep = cfg.default_keep_alive if req.keep_alive is None else req.keep_alive
-        runner = Runner(id=rid, model=req.model, name=req.name, spec=req.spec,
-                        state=RunnerState.LOADING, size=req.size, size_vram=req.size_vram,
-                        keep_alive=keep, last_used=self.now, num_parallel=req.num_parallel)
-        self.runners.append(runner)
-        self.next_runner_id = rid + 1
-        self.emit(SpawnRunner(runner_id=rid, model=req.model, spec=req.spec,
-                              gpu_layers=req.gpu_layers, num_parallel=req.num_parallel))
-        return False  # the request waits for RunnerReady
-
-    def _make_room(self, req: Request) -> bool:
-        """Stop idle runners (least recently used first) until the new one fits.
-
-        True when it fits now. A stopping runner still holds its place and memory, so it
-        counts for "fits now"; but once the runners that are not stopping leave room, no more
-        are stopped: the load waits for the exits. An idle runner that a waiting request can
-        use is not a candidate: that request is served by it in this pass, and evicting it
-        would only reload it (a livelock when the two loads cannot fit together).
-        """
-        cfg = self.config
-        wanted: set[tuple[str, LoadSpec]] | None = None
-
-        def fits(runners: list[Runner]) -> bool:
-            return len(runners) < cfg.max_loaded and (
-                cfg.memory_budget == 0
-                or sum(r.size for r in runners) + req.size <= cfg.memory_budget)
-
-        while True:
-            live = list(self.runners)
-            if not live:
-                return True
-            if fits(live):
-                return True
-            active = [r for r in live if r.state is not RunnerState.STOPPING]
-            if fits(active):
-                return False  # enough is stopping already: wait for the exits
-            idle = [r for r in active if r.state is RunnerState.READY and r.idle]
-            if idle:
-                if wanted is None:
-                    wanted = self.wanted()
-                spared = [r for r in idle if not r.draining and (r.model, r.spec) in wanted]
-                if spared:
-                    self.again = True  # they may be idle again once their request is served
-                    idle = [r for r in idle if r not in spared]
-            if not idle:
-                return False  # wait for in-flight work or a stopping runner to exit
-            idle.sort(key=lambda r: (r.last_used, r.id))
-            self.stop(idle[0])
-
-
-# ---------------------------------------------------------------------------------------------
-# Event handlers
-
-
-def _on_queued(b: _Builder, ev: RequestQueued) -> None:
-    req = ev.request
-    rid = req.id
-    if rid in [q.id for q in b.waiting] or any(rid in r.in_flight for r in b.runners):
-        raise SchedulerError(f"duplicate request id {rid}")
-    b.waiting.append(req)
-
-
-def _on_finished(b: _Builder, ev: RequestFinished | RequestCancelled) -> None:
-    rid = ev.request_id
-    for r in b.runners:  # the usual case: it was running
-        if rid in r.in_flight:
-            in_flight = tuple(i for i in r.in_flight if i != rid)
-            if in_flight:
-                r = _evolve(r, in_flight=in_flight)
-                b.focus = r.model
-            else:
-                r = b.went_idle(r, in_flight=in_flight)
-            b.put_runner(r)
-            return
-    ids = [q.id for q in b.waiting]
-    if rid in ids:  # cancelled while waiting
-        del b.waiting[ids.index(rid)]
-    # Unknown ids are fine: the runner it ran on may have exited already.
-
-
-def _on_ready(b: _Builder, ev: RunnerReady) -> None:
-    r = b.runner(ev.runner_id)
-    if r is None or r.state is not RunnerState.LOADING:
-        return
-    b.put_runner(b.went_idle(r, state=RunnerState.READY))
-
-
-def _on_failed(b: _Builder, ev: RunnerFailed) -> None:
-    r = b.runner(ev.runner_id)
-    if r is None:
-        return
-    b.drop_runner(r.id)
-    if r.state is RunnerState.LOADING:
-        _fail_waiting(b, r, ev.message)
-
-
-def _on_exited(b: _Builder, ev: RunnerExited) -> None:
-    r = b.runner(ev.runner_id)
-    if r is None:
-        return
-    b.drop_runner(r.id)
-    if r.state is RunnerState.LOADING:
-        _fail_waiting(b, r, ev.message or "llama runner process has terminated")
-
-
-def _fail_waiting(b: _Builder, r: Runner, message: str) -> None:
-    kept = []
-    for q in b.waiting:
-        if q.model == r.model and q.spec == r.spec and q.kind is not Kind.UNLOAD:
-            b.emit(Reject(request_id=q.id, status=500, message=message))
-        else:
-            kept.append(q)
-    b.set_waiting(kept)
-
-
-def _on_tick(b: _Builder, ev: Tick) -> None:
-    pass  # expiry happens in every step
-
-
-_HANDLERS: dict[type[Any], Any] = {
-    RequestQueued: _on_queued,
-    RequestFinished: _on_finished,
-    RequestCancelled: _on_finished,
-    RunnerReady: _on_ready,
-    RunnerFailed: _on_failed,
-    RunnerExited: _on_exited,
-    Tick: _on_tick,
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -688,4 +751,3 @@ def by_expiry(runners: tuple[Runner, ...] | list[Runner], now: int) -> list[tupl
     out = [(r, time_to_expiry(r, now)) for r in runners]
     out.sort(key=lambda e: e[1], reverse=True)
     return out
-

@@ -1,5 +1,7 @@
-"""core/scheduler.py: one test per rule of the docstring, an exhaustive (state, event) table,
-and a Hypothesis state machine against a naive model (STYLE.md, the three layers)."""
+"""core/scheduler.py: one test per rule of the docstring, exhaustive tables (every
+representative state x every event; every runner state x every input of ``LIFECYCLE``), a
+Hypothesis state machine against a naive model (STYLE.md, the three layers), and long random
+mixes that settle the same whether a step re-decides what its event changed or everything."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -47,6 +49,8 @@ from pollama.core.scheduler import (
     Tick,
     step,
 )
+from tests.bench.test_scheduler_bench import CONFIG as BENCH_CONFIG
+from tests.bench.test_scheduler_bench import realistic_mix
 
 S = 1_000_000_000  # one second in ns
 DEFAULT = Config().default_keep_alive
@@ -928,6 +932,68 @@ def check_commands(old: State, new: State, event: Event, commands: tuple[Command
         assert q.id in waiting and q.id not in answered
 
 
+# -- the runner lifecycle table, every (state, input), as h2's test_state_machines ------------
+
+_LIFE_S = 7 * S  # the runner's keep_alive
+_FAILS = Request(id=2, model="a")  # waits for the runner's model and spec: fails with its load
+_OTHER = Request(id=3, model="b")
+_REPORTS = {sc.RunnerInput.FAILED: RunnerFailed(runner_id=1, message="boom"),
+            sc.RunnerInput.EXITED: RunnerExited(runner_id=1, message="boom"),
+            sc.RunnerInput.READY: RunnerReady(runner_id=1)}
+
+
+def _one_runner(runner_state: RunnerState) -> State:
+    """Runner 1 in ``runner_state`` (idle, as a stopped one must be) and two requests waiting:
+    one for its model and spec, one for another model. Made by hand, so not settled:
+    ``transition`` alone decides nothing else."""
+    runner = sc.Runner(id=1, model="a", name="a", spec=LoadSpec(), state=runner_state, size=1,
+                       size_vram=0, keep_alive=_LIFE_S,
+                       draining=runner_state is RunnerState.STOPPING)
+    return State(config=Config(max_loaded=1), runners=(runner,), waiting=(_FAILS, _OTHER),
+                 next_runner_id=2)
+
+
+def test_the_lifecycle_table_is_total_but_for_stopping_a_runner_that_is_not_ready() -> None:
+    pairs = set(itertools.product(RunnerState, sc.RunnerInput))
+    assert pairs - set(sc.LIFECYCLE) == {(RunnerState.LOADING, sc.RunnerInput.STOP),
+                                         (RunnerState.STOPPING, sc.RunnerInput.STOP)}
+
+
+@settings(max_examples=60)
+@given(runner_state=st.sampled_from(RunnerState), runner_input=st.sampled_from(sc.RunnerInput))
+def test_runner_lifecycle(runner_state: RunnerState, runner_input: sc.RunnerInput) -> None:
+    state = _one_runner(runner_state)
+    runner = state.runners[0]
+    now = 5 * S
+    if (runner_state, runner_input) not in sc.LIFECYCLE:
+        with pytest.raises(SchedulerError):
+            sc.transition(state, runner, runner_input, now, "boom")
+        return
+    _, target = sc.LIFECYCLE[runner_state, runner_input]
+    new, commands = sc.transition(state, runner, runner_input, now, "boom")
+    after = new.runner(1)
+    assert (after.state if after is not None else None) is target
+    # the side effects: only a failed load answers its waiting requests, only a stop says so
+    if target is runner_state:
+        assert (new, commands) == (state, ())  # a late or repeated report changes nothing
+    elif target is None and runner_state is RunnerState.LOADING:
+        assert commands == (Reject(request_id=2, status=500, message="boom"),)
+        assert new.waiting == (_OTHER,)
+    elif target is RunnerState.STOPPING:
+        assert commands == (StopRunner(runner_id=1),)
+        assert after is not None and after.draining and after.expires_at is None
+    else:
+        assert commands == () and new.waiting == state.waiting
+    if target is RunnerState.READY and runner_state is not RunnerState.READY:
+        assert after == replace(runner, state=RunnerState.READY, last_used=now,
+                                expires_at=now + _LIFE_S)  # idle: the countdown runs
+    # ``step`` feeds the runner's own reports (events) through the same table
+    if runner_input in _REPORTS:
+        stepped, _, _ = step(state, _REPORTS[runner_input], now)
+        again = stepped.runner(1)
+        assert (again.state if again is not None else None) is target
+
+
 # =============================================================================================
 # 3. A state machine against a naive model
 
@@ -1214,3 +1280,36 @@ TestSchedulerMachine = SchedulerMachine.TestCase
 TestSchedulerMachine.settings = settings(
     max_examples=200, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
+
+
+# =============================================================================================
+# 4. Settling only what an event changed is settling everything
+#
+# Every state ``step`` returns is settled, so ``step`` re-decides only the models an event may
+# have unblocked (``apply_event``'s answer). Over long random mixes and configs that must give
+# exactly what re-deciding every model gives, command for command and deadline for deadline.
+
+CONFIGS = [
+    BENCH_CONFIG,
+    replace(BENCH_CONFIG, num_parallel=1, max_loaded=1, memory_budget=0),
+    replace(BENCH_CONFIG, num_parallel=4, max_loaded=3, max_queue=8),
+    replace(BENCH_CONFIG, memory_budget=12, max_queue=3),
+]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("config", CONFIGS, ids=["bench", "one-slot", "wide", "tight"])
+def test_settling_what_changed_equals_settling_everything(seed: int, config: Config) -> None:
+    state = State(config=config)
+    for now, event in realistic_mix(3000, seed=seed):
+        try:
+            new, commands, deadline = step(state, event, now)
+        except SchedulerError:  # an id the mix reuses under this config
+            with pytest.raises(SchedulerError):
+                sc.apply_event(state, event, now)
+            continue
+        applied, own, _ = sc.apply_event(state, event, now)
+        full, settled = sc.settle(applied, now, isinstance(event, RequestQueued), models=None)
+        assert (commands, deadline) == (own + settled, sc.next_deadline(full)), (now, event)
+        assert new == full
+        state = new
