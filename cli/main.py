@@ -333,11 +333,16 @@ def _show_progress(statuses: Iterator[dict[str, Any]]) -> None:
             progress.stop()
 
 
-def _pull(client: Client, model: str, insecure: bool = False) -> None:
+def _transfer(client: Client, path: str, model: str, insecure: bool = False) -> None:
+    """/api/pull or /api/push of ``model``, its progress shown."""
     body: dict[str, Any] = {"model": model}
     if insecure:
         body["insecure"] = True
-    _show_progress(client.stream("/api/pull", body))
+    _show_progress(client.stream(path, body))
+
+
+def _pull(client: Client, model: str, insecure: bool = False) -> None:
+    _transfer(client, "/api/pull", model, insecure)
 
 
 @cli.command()
@@ -346,8 +351,7 @@ def _pull(client: Client, model: str, insecure: bool = False) -> None:
 def pull(model: str, insecure: bool) -> None:
     """Pull a model from the built-in library (smollm2) or a registry
     (another pollama: host:port/namespace/model:tag with --insecure)."""
-    client = Client()
-    _pull(client, model, insecure)
+    _pull(Client(), model, insecure)
 
 
 @cli.command()
@@ -355,11 +359,7 @@ def pull(model: str, insecure: bool) -> None:
 @click.option("--insecure", is_flag=True, help="Use an insecure registry (plain http)")
 def push(model: str, insecure: bool) -> None:
     """Push a model to the registry its name starts with (host:port/namespace/model:tag)."""
-    client = Client()
-    body: dict[str, Any] = {"model": model}
-    if insecure:
-        body["insecure"] = True
-    _show_progress(client.stream("/api/push", body))
+    _transfer(Client(), "/api/push", model, insecure)
 
 
 @cli.command()
