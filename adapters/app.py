@@ -23,23 +23,23 @@ from pollama.core import requests as rq
 from pollama.core import scheduler as sched
 from pollama.core import show as show_core
 from pollama.core.config import Config
-from pollama.core.errors import BadRequest, NotFound, PollamaError
+from pollama.core.errors import BadRequest, ClientDisconnected, NotFound, PollamaError
 from pollama.core.names import Name, parse_digest, parse_name_with_scheme
 from pollama.core.timefmt import rfc3339
 
 from . import creator, gguf_file, models, registry_client, webui, ws_transport
 from .compat_routes import CompatRoutes, request_id
 from .generation_service import GenerationService, Objects
-from .http_server import ClientDisconnected, Request, Response
+from .http_server import Request, Response
 from .metrics import CLIENT_CLOSED, CONTENT_TYPE, Metrics, RequestRecord
 from .registry_server import RegistryServer
 from .rpc_session import LocalBackend
 from .scheduler_driver import SchedulerDriver
 from .store import Store
+from .version import OLLAMA_COMPAT_VERSION
 
 log = logging.getLogger("pollama.api")
 
-OLLAMA_COMPAT_VERSION = "0.13.0"
 NDJSON = "application/x-ndjson"
 
 

@@ -33,7 +33,7 @@ from pollama.core import runner_protocol as rp
 from pollama.core import scheduler as sched
 from pollama.core import show as show_core
 from pollama.core.config import Config
-from pollama.core.errors import BadRequest, PollamaError, StoreError
+from pollama.core.errors import BadRequest, PollamaError
 from pollama.core.timefmt import rfc3339
 
 from . import gguf_file, models
@@ -208,13 +208,9 @@ class GenerationService:
                 full_name=local.stored.name.display_full())
 
     async def _facts(self, local: models.LocalModel) -> gguf_details.ModelFacts:
-        try:
+        with gguf_file.stored(local.model_path):
             facts, _ = await anyio.to_thread.run_sync(gguf_file.read_facts_and_vocab,
                                                       local.model_path)
-        except OSError:
-            raise StoreError(f"model file not found: {local.model_path}") from None
-        except BadRequest as exc:  # a damaged stored blob is the server's problem
-            raise StoreError(f"model file {local.model_path} is damaged: {exc.message}") from None
         return facts
 
     async def _template(self, local: models.LocalModel) -> tuple[str | None, bool]:
@@ -243,15 +239,11 @@ class GenerationService:
                                                ctx_train=local.config.context_length,
                                                vision=bool(local.projector_paths)))
         name = local.stored.name.display_shortest()
-        try:
+        with gguf_file.stored(local.model_path):
             size = self.store.blob_size(local.model_digest)
             projector_bytes = sum(os.path.getsize(p) for p in local.projector_paths)
             facts, n_vocab = await anyio.to_thread.run_sync(
                 gguf_file.read_facts_and_vocab, local.model_path)
-        except OSError:
-            raise StoreError(f"model file not found: {local.model_path}") from None
-        except BadRequest as exc:  # the stored blob is damaged: the server's problem, not the client's
-            raise StoreError(f"model file {local.model_path} is damaged: {exc.message}") from None
         shape = memory.shape_from_facts(facts, size, n_vocab=n_vocab)
         parallel, placement = memory.plan(
             shape, self.inventory, num_ctx=spec.num_ctx, num_batch=spec.num_batch,

@@ -2,19 +2,30 @@
 
 Reads a growing prefix of the file and lets ``core.gguf`` parse it; facts are cached per path
 and size, since blobs are immutable. Any unreadable or non-GGUF file becomes ``BadRequest``
-with a clear message, never a traceback.
+with a clear message, never a traceback: a client's file is at fault. Reading a model that is
+already in the store, ``stored`` maps the same failures to the server's ``StoreError``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Collection
 import os
 
 from pollama.core import gguf, gguf_details
-from pollama.core.errors import BadRequest
+from pollama.core.errors import BadRequest, StoreError, map_exceptions
 
 FIRST_READ = 4 * 1024 * 1024
+
+
+def stored(path: str) -> contextlib.AbstractContextManager[None]:
+    """Around reads of a stored model's files (``path`` its model blob): missing or damaged,
+    they are the server's problem (500), not the client's."""
+    return map_exceptions({
+        OSError: lambda _: StoreError(f"model file not found: {path}"),
+        BadRequest: lambda exc: StoreError(f"model file {path} is damaged: {exc.message}"),
+    })
 
 
 def read_header(path: str,

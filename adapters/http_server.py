@@ -30,8 +30,11 @@ import h11
 from anyio.abc import SocketStream
 
 from pollama.core import jsonwire
-from pollama.core.errors import BadRequest, PollamaError
-from pollama.core.limits import Limits, PayloadTooLarge, ServerBusy, too_large
+from pollama.core.errors import (BadRequest, ClientDisconnected, PayloadTooLarge, PollamaError,
+                                 RequestTimeout, ServerBusy, map_exceptions)
+from pollama.core.limits import Limits, too_large
+
+from .streams import CLOSED, RECEIVE_CLOSED
 
 log = logging.getLogger("pollama.http")
 
@@ -45,14 +48,6 @@ THREAD_DECODE = 256 * 1024
 # JSON values a large body may hold: `[[[[`-style bodies cost ~100 bytes of memory per byte.
 MAX_JSON_VALUES = 4_000_000
 _ACCEPT_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-
-
-class ClientDisconnected(Exception):
-    pass
-
-
-class RequestTimeout(PollamaError):
-    status_hint = 408
 
 
 class BodyBudget:
@@ -80,6 +75,14 @@ def _clean_protocol_message(exc: h11.RemoteProtocolError) -> str:
         return "request body ended before its declared length"
     text = re.sub(r"\s*:?\s*(bytearray\(|b'|b\").*$", "", text)
     return text or "malformed HTTP request"
+
+
+# While a request body arrives: h11's verdict on the bytes, and the body timeout.
+_BODY_ERRORS: dict[type[Exception], Callable[[Any], PollamaError]] = {
+    h11.RemoteProtocolError: lambda exc: BadRequest(
+        f"bad request: {_clean_protocol_message(exc)}"),
+    TimeoutError: lambda _: RequestTimeout("request timeout: the body stopped arriving"),
+}
 
 
 class Request:
@@ -118,12 +121,8 @@ class Request:
 
     async def body_chunks(self) -> AsyncIterator[bytes]:
         while not self.body_done:
-            try:
+            with map_exceptions(_BODY_ERRORS):
                 event = await self._conn.next_event(timeout=self._conn.limits.body_timeout)
-            except h11.RemoteProtocolError as exc:
-                raise BadRequest(f"bad request: {_clean_protocol_message(exc)}") from None
-            except TimeoutError:
-                raise RequestTimeout("request timeout: the body stopped arriving") from None
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -199,8 +198,7 @@ class _Conn:
     async def _receive(self) -> bytes:
         try:
             return await self.stream.receive(READ_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                OSError):
+        except RECEIVE_CLOSED:
             return b""
 
     async def next_event(self, *, timeout: float | None = None) -> h11.Event | None:
@@ -250,10 +248,8 @@ class _Conn:
     async def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
         if data:
-            try:
+            with map_exceptions({CLOSED: lambda _: ClientDisconnected()}):
                 await self.stream.send(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                raise ClientDisconnected() from None
 
     async def watch(self, request: Request, gone: Callable[[], None]) -> None:
         """While the app works on ``request``: once its body is read, end-of-stream means the
@@ -402,7 +398,7 @@ async def _linger(conn: _Conn) -> None:
         return
     try:
         await conn.stream.send_eof()
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+    except CLOSED:
         return
     dropped = 0
     with anyio.move_on_after(LINGER_SECONDS):

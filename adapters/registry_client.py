@@ -27,19 +27,19 @@ import os
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Coroutine
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import anyio
 import httpx
 
 from pollama.core import registry as reg
-from pollama.core.errors import BadRequest, PollamaError, StoreError
+from pollama.core.errors import BadRequest, PollamaError, StoreError, map_exceptions
 from pollama.core.manifest import Layer, Manifest, parse_manifest
 from pollama.core.names import Name
 
 from .files import atomic_write
 from .store import Store
+from .version import pollama_version
 
 log = logging.getLogger("pollama.registry")
 if logging.getLogger("httpx").level == logging.NOTSET:
@@ -53,15 +53,11 @@ UPLOAD_CHUNK = 1024 * 1024
 
 
 def _user_agent() -> str:
-    try:
-        v = version("pollama")
-    except PackageNotFoundError:
-        v = "0.0.0"
-    return f"pollama/{v} (ollama-compatible)"
+    return f"pollama/{pollama_version()} (ollama-compatible)"
 
 
 class _Retryable(Exception):
-    pass
+    """A range request worth another try: a 5xx, 408 or 429, or a body cut short."""
 
 
 class _Registry:
@@ -86,10 +82,26 @@ class _Registry:
         with anyio.CancelScope(shield=True):
             await self.http.aclose()
 
+    @staticmethod
+    def errors(what: str, method: str, url: str) -> contextlib.AbstractContextManager[None]:
+        """Around an exchange with the registry: httpx's exceptions (and a range request that
+        ran out of retries) as Go's net/http words them, ``<what>: Get "<url>": <reason>``.
+        The one place httpx's exceptions become pollama's."""
+        return map_exceptions({(httpx.HTTPError, _Retryable): lambda exc: _transport_error(
+            what, method, url, exc)})
+
+    async def request(self, what: str, method: str, url: str, *,
+                      headers: dict[str, str] | None = None,
+                      content: Any = None) -> httpx.Response:
+        """``send`` with its failures reported as ``what`` (``errors``)."""
+        with self.errors(what, method, url):
+            return await self.send(method, url, headers=headers, content=content)
+
     async def send(self, method: str, url: str, *, headers: dict[str, str] | None = None,
                    content: Any = None, stream: bool = False) -> httpx.Response:
         """Send; on a first 401 with a Bearer challenge fetch a token and send once more (only
-        for bodies we can send twice). Transport errors propagate as httpx errors."""
+        for bodies we can send twice). Transport errors propagate as httpx errors: call it
+        inside ``errors``, or through ``request``."""
         for attempt in range(2):
             hdrs = dict(headers or {})
             if self.token:
@@ -217,10 +229,8 @@ async def pull(store: Store, name: Name, *, scheme: str | None = None,
 
 async def _get_manifest(registry: _Registry, tag: str) -> Manifest:
     url = registry.endpoint.manifest_url(tag)
-    try:
-        response = await registry.send("GET", url, headers={"Accept": reg.MANIFEST_ACCEPT})
-    except httpx.HTTPError as exc:
-        raise _transport_error("pull model manifest", "GET", url, exc) from None
+    response = await registry.request("pull model manifest", "GET", url,
+                                      headers={"Accept": reg.MANIFEST_ACCEPT})
     await registry.check(response, "pull model manifest")
     if len(response.content) > MAX_MANIFEST_BYTES:
         raise PollamaError("pull model manifest: manifest too large")
@@ -304,7 +314,8 @@ async def _fetch_part(registry: _Registry, store: Store, layer: Layer, fetch: re
     path = _partial_path(store, layer.hex, part.index)
     have = 0 if fetch.restart else fetch.have
     failures = 0
-    with open(path, "wb" if fetch.restart else "ab") as f:
+    what = f"download blob {layer.digest}"
+    with open(path, "wb" if fetch.restart else "ab") as f, registry.errors(what, "GET", url):
         while have < part.size:
             start = part.start + have
             before = have
@@ -314,7 +325,7 @@ async def _fetch_part(registry: _Registry, store: Store, layer: Layer, fetch: re
                 try:
                     if response.status_code >= 500 or response.status_code in (408, 429):
                         raise _Retryable(f"{response.status_code} {response.reason_phrase}")
-                    await registry.check(response, f"download blob {layer.digest}")
+                    await registry.check(response, what)
                     skip = _skip_for(response, start)
                     async for chunk in response.aiter_bytes():
                         if skip:
@@ -336,13 +347,9 @@ async def _fetch_part(registry: _Registry, store: Store, layer: Layer, fetch: re
                 f.flush()
                 failures = 0 if have > before else failures + 1
                 if failures > RETRIES:
-                    raise _transport_error(f"download blob {layer.digest}", "GET", url,
-                                           exc) from None
+                    raise
                 log.info("pull: %s part %d: %s; retrying", layer.digest, part.index, exc)
                 await anyio.sleep(min(0.25 * 2 ** failures, 5.0))
-            except httpx.HTTPError as exc:
-                raise _transport_error(f"download blob {layer.digest}", "GET", url,
-                                       exc) from None
 
 
 def _skip_for(response: httpx.Response, start: int) -> int:
@@ -408,11 +415,9 @@ async def push(store: Store, name: Name, *, scheme: str | None = None,
                 yield progress
         yield reg.pushing_manifest().to_dict()
         url = endpoint.manifest_url(name.tag)
-        try:
-            response = await registry.send("PUT", url, content=manifest.to_json(),
-                                           headers={"Content-Type": manifest.media_type})
-        except httpx.HTTPError as exc:
-            raise _transport_error("push model manifest", "PUT", url, exc) from None
+        response = await registry.request("push model manifest", "PUT", url,
+                                          content=manifest.to_json(),
+                                          headers={"Content-Type": manifest.media_type})
         await registry.check(response, "push model manifest")
     yield reg.success().to_dict()
 
@@ -422,10 +427,7 @@ async def _push_blob(registry: _Registry, store: Store,
     hex_digest, total = layer.hex, layer.size
     endpoint = registry.endpoint
     url = endpoint.blob_url(hex_digest)
-    try:
-        head = await registry.send("HEAD", url)
-    except httpx.HTTPError as exc:
-        raise _transport_error(f"upload blob {layer.digest}", "HEAD", url, exc) from None
+    head = await registry.request(f"upload blob {layer.digest}", "HEAD", url)
     if head.status_code == 200:
         yield reg.pushing(hex_digest, total, total).to_dict()
         return
@@ -442,10 +444,7 @@ async def _upload(registry: _Registry, store: Store, layer: Layer, sent: list[in
     endpoint = registry.endpoint
     what = f"upload blob {layer.digest}"
     start_url = endpoint.upload_url()
-    try:
-        opened = await registry.send("POST", start_url, content=b"")
-    except httpx.HTTPError as exc:
-        raise _transport_error(what, "POST", start_url, exc) from None
+    opened = await registry.request(what, "POST", start_url, content=b"")
     await registry.check(opened, what)
     location = opened.headers.get("location")
     if opened.status_code == 201:  # the registry had it after all (cross-repository mount)
@@ -464,9 +463,6 @@ async def _upload(registry: _Registry, store: Store, layer: Layer, sent: list[in
         finally:
             f.close()
 
-    try:
-        response = await registry.send("PUT", url, content=body(), headers={
-            "Content-Type": "application/octet-stream", "Content-Length": str(layer.size)})
-    except httpx.HTTPError as exc:
-        raise _transport_error(what, "PUT", url, exc) from None
+    response = await registry.request(what, "PUT", url, content=body(), headers={
+        "Content-Type": "application/octet-stream", "Content-Length": str(layer.size)})
     await registry.check(response, what)

@@ -21,7 +21,9 @@ import httpx
 from anyio.abc import TaskGroup
 
 from pollama.core import jsonrpc, jsonwire, ndjson
-from pollama.core.errors import PollamaError
+from pollama.core.errors import PollamaError, map_exceptions
+
+from .streams import CLOSED
 
 log = logging.getLogger("pollama.rpc")
 
@@ -117,7 +119,7 @@ class Session:
         with anyio.CancelScope(shield=True):
             try:
                 await self._answer(answer, batch)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            except CLOSED:
                 pass
 
     async def _execute(self, call: jsonrpc.Call) -> dict[str, Any]:
@@ -129,21 +131,24 @@ class Session:
                 return jsonrpc.outcome(call.id, exchange.status, _json_or_text(body))
             reader = ndjson.NDJSONReader()
             last: Any = None
-            async for chunk in exchange.chunks:
+            async for chunk in _then_eof(exchange.chunks):
                 reader.receive_data(chunk)
                 while (obj := reader.next_event()) not in (ndjson.NEED_DATA, None):
                     if last is not None:
                         await self.send(jsonrpc.stream_notification(call.id, last))
                     last = obj
-            reader.receive_data(b"")
-            while (obj := reader.next_event()) not in (ndjson.NEED_DATA, None):
-                if last is not None:
-                    await self.send(jsonrpc.stream_notification(call.id, last))
-                last = obj
             return jsonrpc.stream_end(call.id, last)
         finally:
             with anyio.CancelScope(shield=True):
                 await exchange.close()
+
+
+async def _then_eof(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The body's bytes, then ``b""``: the end of stream a reader's ``receive_data`` wants."""
+    async for chunk in chunks:
+        if chunk:
+            yield chunk
+    yield b""
 
 
 def _json_or_text(body: bytes) -> Any:
@@ -169,10 +174,9 @@ class RemoteBackend:
         request = self._client.build_request(
             http_method, path, content=jsonwire.dumps(body),
             headers={"Content-Type": "application/json"})
-        try:
+        with map_exceptions({httpx.HTTPError: lambda exc: PollamaError(
+                f"pollama server unreachable: {exc}", status_hint=502)}):
             response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise PollamaError(f"pollama server unreachable: {exc}", status_hint=502) from None
         streaming = response.headers.get("content-type", "").startswith(NDJSON_TYPE)
         return Exchange(status=response.status_code, streaming=streaming,
                         chunks=response.aiter_raw(), close=response.aclose)

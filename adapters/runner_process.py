@@ -3,6 +3,9 @@
 Moves bytes only: commands are framed by ``core.runner_protocol``; events coming back are routed
 by request id to the waiting handler. When the process exits, every request still in flight gets
 ``Failed("llama runner process has terminated: ...")``, which the handler reports like Ollama.
+
+The pipe is this edge's foreign ground: a write to a runner that has gone (anyio's or the OS's
+exceptions) becomes ``RunnerTerminated`` with the exit reason, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from anyio.abc import Process, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pollama.core import runner_protocol as rp
-from pollama.core.errors import PollamaError, RunnerError
+from pollama.core.errors import (RUNNER_TERMINATED, PollamaError, RunnerError, RunnerProtocolError,
+                                 RunnerTerminated, map_exceptions)
 from pollama.core.ndjson import NEED_DATA
+
+from .streams import CLOSED
 
 log = logging.getLogger("pollama.runner")
 
@@ -61,7 +67,6 @@ class RunnerProcess:
         self._pending: dict[int, MemoryObjectSendStream[rp.RunnerMessage]] = {}
         self._write_lock = anyio.Lock()
         self._stderr_tail: list[str] = []
-        self.in_flight = 0
 
     @classmethod
     async def start(cls, tg: TaskGroup, load: rp.Load,
@@ -84,12 +89,16 @@ class RunnerProcess:
                     return runner
                 if isinstance(msg, rp.Failed):
                     raise RunnerError(msg.message)
-            raise RunnerError(runner.exit_reason or "llama runner process has terminated")
+            raise runner.terminated()
         except BaseException:
             await runner.stop()
             raise
         finally:
             runner._pending.pop(load.id, None)
+
+    def terminated(self) -> RunnerTerminated:
+        """The error for work on a runner that has gone: its exit reason once it is known."""
+        return RunnerTerminated(self.exit_reason)
 
     async def _open(self, rid: int) -> MemoryObjectReceiveStream[rp.RunnerMessage]:
         send, recv = anyio.create_memory_object_stream[rp.RunnerMessage](math.inf)
@@ -99,11 +108,8 @@ class RunnerProcess:
     async def _write(self, msg: rp.ServerMessage) -> None:
         assert self.proc.stdin is not None
         async with self._write_lock:
-            try:
+            with map_exceptions({CLOSED: lambda _: self.terminated()}):
                 await self.proc.stdin.send(rp.RunnerCodec.send(msg))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                raise RunnerError(self.exit_reason or "llama runner process has terminated") \
-                    from None
 
     async def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
@@ -123,10 +129,10 @@ class RunnerProcess:
                                             rp.Embeddings)):
                             self._pending.pop(msg.id, None)
                             stream.close()
-        except rp.RunnerProtocolError as exc:
+        except RunnerProtocolError as exc:
             log.error("runner protocol error: %s", exc)
             await self.stop()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except CLOSED:
             pass
         finally:
             await self._exited()
@@ -146,14 +152,14 @@ class RunnerProcess:
                         if in_traceback and not line.startswith((" ", "Traceback (")):
                             in_traceback = False  # the exception line ends it
                         self._stderr_tail = (self._stderr_tail + [line])[-5:]
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except CLOSED:
             pass
 
     async def _exited(self) -> None:
         code = await self.proc.wait()
         self.alive = False
         detail = "; ".join(self._stderr_tail[-2:])
-        self.exit_reason = f"llama runner process has terminated: exit status {code}" + (
+        self.exit_reason = f"{RUNNER_TERMINATED}: exit status {code}" + (
             f": {detail}" if detail else "")
         for rid, stream in list(self._pending.items()):
             try:
@@ -174,11 +180,10 @@ class RunnerProcess:
                        ) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
         """Start a completion; yields its event stream. Leaving early cancels it on the runner."""
         if not self.alive:
-            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+            raise self.terminated()
         rid = next(self._ids)
         events = await self._open(rid)
         finished = False
-        self.in_flight += 1
 
         async def stream() -> AsyncIterator[rp.RunnerMessage]:
             nonlocal finished
@@ -199,7 +204,6 @@ class RunnerProcess:
                                           images=list(images or ())))
             yield stream()
         finally:
-            self.in_flight -= 1
             if not finished and self.alive:
                 with anyio.CancelScope(shield=True):
                     try:
@@ -211,7 +215,7 @@ class RunnerProcess:
         """The model's tokens for ``text`` (with BOS, special tokens parsed), as generation
         would see them."""
         if not self.alive:
-            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+            raise self.terminated()
         rid = next(self._ids)
         events = await self._open(rid)
         try:
@@ -221,7 +225,7 @@ class RunnerProcess:
                     return msg.tokens
                 if isinstance(msg, rp.Failed):
                     raise PollamaError(msg.message, status_hint=msg.status)
-            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+            raise self.terminated()
         finally:
             self._pending.pop(rid, None)
 
@@ -231,10 +235,9 @@ class RunnerProcess:
         ``num_ctx``: the request's (0: none asked) for /api/embed's limit; None for the legacy
         /api/embeddings (no limit but the runner's own; see core.embed)."""
         if not self.alive:
-            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+            raise self.terminated()
         rid = next(self._ids)
         events = await self._open(rid)
-        self.in_flight += 1
         try:
             await self._write(rp.Embed(id=rid, inputs=inputs, truncate=truncate,
                                        num_ctx=num_ctx))
@@ -243,9 +246,8 @@ class RunnerProcess:
                     return msg
                 if isinstance(msg, rp.Failed):
                     raise PollamaError(msg.message, status_hint=msg.status)
-            raise RunnerError(self.exit_reason or "llama runner process has terminated")
+            raise self.terminated()
         finally:
-            self.in_flight -= 1
             self._pending.pop(rid, None)
 
     async def stop(self) -> None:

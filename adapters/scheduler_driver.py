@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup
 from pollama.core import runner_protocol as rp
 from pollama.core import scheduler as sched
 from pollama.core import trace
-from pollama.core.errors import PollamaError, RunnerError
+from pollama.core.errors import PollamaError, RunnerTerminated
 
 from .metrics import Metrics
 from .runner_process import RunnerProcess
@@ -180,7 +180,7 @@ class SchedulerDriver:
         if proc is None:
             if isinstance(outcome, sched.Dispatch):
                 self.feed(sched.RequestFinished(request_id=request.id))
-            raise RunnerError("llama runner process has terminated")
+            raise RunnerTerminated()
         return proc
 
     def finished(self, request_id: int) -> None:

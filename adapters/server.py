@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 
 import anyio
 from anyio.abc import TaskGroup
@@ -29,11 +28,12 @@ from pollama.core.errors import PollamaError
 from pollama.core.humanize import human_bytes
 
 from . import devices, security
-from .app import OLLAMA_COMPAT_VERSION, App
+from .app import App
 from .http_server import serve
 from .metrics import Metrics
 from .scheduler_driver import SchedulerDriver
 from .store import Store, open_for_serving
+from .version import OLLAMA_COMPAT_VERSION, pollama_version
 
 log = logging.getLogger("pollama")
 
@@ -89,7 +89,7 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
             raise SystemExit(f"Error: listen tcp {config.host.host}:{config.host.port}: {exc.strerror}")
         host = f"[{config.host.host}]" if ":" in config.host.host else config.host.host
         log.info("Listening on %s:%d (version pollama %s, Ollama API %s)", host, port,
-                 _version(), OLLAMA_COMPAT_VERSION)
+                 pollama_version(), OLLAMA_COMPAT_VERSION)
         log.info("models: %s", config.models_dir)
         if port_file:
             with open(port_file, "w") as f:
@@ -98,13 +98,6 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
             async for _ in signals:
                 log.info("shutting down")
                 return
-
-
-def _version() -> str:
-    try:
-        return version("pollama")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 LOG_BYTES = 10 * 1024 * 1024  # a rotated log keeps this much per file, with LOG_BACKUPS old ones

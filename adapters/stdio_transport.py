@@ -22,7 +22,7 @@ import httpx
 from pollama.core import jsonwire, ndjson
 from pollama.core import jsonrpc_framing as framing
 from pollama.core.config import Config
-from pollama.core.errors import PollamaError
+from pollama.core.errors import FramingError, PollamaError
 
 from .rpc_session import Backend, LocalBackend, RemoteBackend, Session
 from .server import stack
@@ -51,7 +51,7 @@ class _Lines:
             i = self._buf.find(b"\n")
             if i < 0:
                 if len(self._buf) > self._max:
-                    raise framing.FramingError(f"message longer than {self._max} bytes")
+                    raise FramingError(f"message longer than {self._max} bytes")
                 if self._eof:
                     rest, self._buf = bytes(self._buf), bytearray()
                     return rest if rest.strip() else None
@@ -102,7 +102,7 @@ async def serve(backend: Backend, kind: str, *, stdin: int = 0, stdout: int = 1)
                 if not data:
                     log.info("stdin closed: shutting down")
                     return 0
-        except framing.FramingError as exc:
+        except FramingError as exc:
             log.error("stdio framing error: %s", exc.message)
             return 1
         finally:

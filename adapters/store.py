@@ -215,7 +215,7 @@ class Store:
         with self.mutation:
             try:
                 old: mf.Manifest | None = self.get(name).manifest
-            except (NotFound, PollamaError, OSError):
+            except (PollamaError, OSError):
                 old = None
             self.write_manifest(name, manifest)
             unused = unused_after_replace(old, manifest, (m.manifest for m in self.list()))

@@ -28,6 +28,7 @@ from pollama.core import jsonwire
 from pollama.core.errors import BadRequest
 
 from .rpc_session import Backend, Session
+from .streams import CLOSED, RECEIVE_CLOSED
 
 log = logging.getLogger("pollama.ws")
 
@@ -69,12 +70,12 @@ async def serve(stream: SocketStream, ws: WSConnection, accept: bytes, trailing:
         if ws.state is ConnectionState.OPEN:
             try:
                 await write(ws.send(CloseConnection(code=code, reason=reason)))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            except CLOSED:
                 pass
 
     try:
         await write(accept)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+    except CLOSED:
         return
     parts: list[str] = []
     size = 0
@@ -106,13 +107,12 @@ async def serve(stream: SocketStream, ws: WSConnection, accept: bytes, trailing:
                         return
                 try:
                     data = await stream.receive(READ_SIZE)
-                except (anyio.EndOfStream, anyio.BrokenResourceError,
-                        anyio.ClosedResourceError, OSError):
+                except RECEIVE_CLOSED:
                     return
         except RemoteProtocolError as exc:
             log.info("websocket protocol error: %s", exc)
             await close(CLOSE_PROTOCOL, "protocol error")
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except CLOSED:
             pass
         finally:
             tg.cancel_scope.cancel()  # a closed connection cancels everything it started

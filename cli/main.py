@@ -1,4 +1,8 @@
-"""The ``pollama`` command line: click commands that talk to ``pollama serve`` over HTTP."""
+"""The ``pollama`` command line: click commands that talk to ``pollama serve`` over HTTP.
+
+Errors reach the user as one ``Error:`` line and exit status 1: click's own, the client's
+(``cli/client.py`` maps httpx's there), and pollama's, which the command group maps once.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,17 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
 import httpx
 
-from pollama.core.errors import PollamaError
+from pollama.adapters.version import OLLAMA_COMPAT_VERSION, pollama_version
+from pollama.core.errors import PollamaError, map_exceptions
 from pollama.core.humanize import human_bytes, human_time, table
 from pollama.core.timefmt import parse_rfc3339
 
 from .client import APIError, Client, base_url, config
-
-
-def _version() -> str:
-    try:
-        return version("pollama")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -32,18 +29,16 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     started for this), or a warning that none answers."""
     if not value or ctx.resilient_parsing:
         return
-    client_version = _version()
+    client_version = pollama_version()
     try:
         client = Client()
         resp = client.http.get("/api/version", timeout=5.0)
         client.check(resp)
         server_version = str(resp.json().get("version", ""))
-    except (click.ClickException, httpx.HTTPError, ValueError, AttributeError):
+    except (click.ClickException, PollamaError, httpx.HTTPError, ValueError, AttributeError):
         click.echo("Warning: could not connect to a running pollama instance")
         click.echo(f"Warning: client version is {client_version}")
         ctx.exit()
-    from pollama.adapters.app import OLLAMA_COMPAT_VERSION
-
     click.echo(f"pollama version is {client_version}")
     # The server answers /api/version with the Ollama version whose API it serves.
     click.echo(f"server at {client.url} serves Ollama API version {server_version}")
@@ -52,7 +47,16 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """A command group whose commands may raise ``PollamaError``: it becomes click's error
+    (``Error: <message>``, exit status 1), here once for every command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with map_exceptions({PollamaError: lambda exc: click.ClickException(exc.message)}):
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version, help="Show version information")
 def cli() -> None:
@@ -95,11 +99,7 @@ def serve(port_file: str | None, log_file: str | None) -> None:
     """Start the pollama server."""
     from pollama.adapters import server
 
-    try:
-        cfg = config()
-    except PollamaError as exc:
-        raise click.ClickException(exc.message) from None
-    server.main(cfg, port_file=port_file, log_file=log_file)
+    server.main(config(), port_file=port_file, log_file=log_file)
 
 
 @cli.command(epilog=ENV_HELP)
@@ -113,11 +113,8 @@ def stdio(framing: str, standalone: bool) -> None:
 
     from pollama.adapters import security, server, stdio_transport
 
-    try:
-        cfg = config()
-        key = security.api_key(cfg)
-    except PollamaError as exc:
-        raise click.ClickException(exc.message) from None
+    cfg = config()
+    key = security.api_key(cfg)
     server.setup_logging(cfg)  # stderr, in POLLAMA_LOG_FORMAT
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     code = anyio.run(lambda: stdio_transport.run(cfg, framing, standalone=standalone,
@@ -143,7 +140,6 @@ def list_table(client: Client, prefix: str = "") -> str:
 def list_() -> None:
     """List models."""
     client = Client()
-    client.ensure_server()
     click.echo(list_table(client), nl=False)
 
 
@@ -156,7 +152,6 @@ def ps() -> None:
     from pollama.core.memory import processor_label
 
     client = Client()
-    client.ensure_server()
     now = time.time_ns()
     rows = []
     for m in client.get("/api/ps").get("models") or []:
@@ -173,7 +168,6 @@ def ps() -> None:
 def stop(model: str) -> None:
     """Stop a running model (unload it now)."""
     client = Client()
-    client.ensure_server()
     try:
         client.post("/api/generate", {"model": model, "keep_alive": 0})
     except APIError as exc:
@@ -202,7 +196,6 @@ def show(model: str, license_: bool, modelfile: bool, parameters: bool, template
         raise click.ClickException("only one of '--license', '--modelfile', '--parameters', "
                                    "'--system', or '--template' can be specified")
     client = Client()
-    client.ensure_server()
     info = client.post("/api/show", {"model": model, "verbose": verbose})
     if chosen:
         key = chosen[0]
@@ -223,7 +216,6 @@ def show(model: str, license_: bool, modelfile: bool, parameters: bool, template
 def cp(source: str, destination: str) -> None:
     """Copy a model."""
     client = Client()
-    client.ensure_server()
     client.post("/api/copy", {"source": source, "destination": destination})
     click.echo(f"copied '{source}' to '{destination}'")
 
@@ -233,18 +225,13 @@ def cp(source: str, destination: str) -> None:
 def rm(models: tuple[str, ...]) -> None:
     """Remove one or more models (unloading them first)."""
     client = Client()
-    client.ensure_server()
     for model in models:
         try:
             client.post("/api/generate", {"model": model, "keep_alive": 0})
         except APIError as exc:
             if exc.status != 404:
                 raise
-        try:
-            resp = client.http.request("DELETE", "/api/delete", json={"model": model})
-        except Exception as exc:
-            raise click.ClickException(f"could not reach pollama at {client.url}: {exc}") from None
-        client.check(resp)
+        client.delete("/api/delete", {"model": model})
         click.echo(f"deleted '{model}'")
 
 
@@ -261,11 +248,7 @@ def doctor(dry_run: bool) -> None:
     from pollama.adapters.store import Store, StoreLock
     from pollama.core.store_check import env_flag
 
-    try:
-        cfg = config()
-    except PollamaError as exc:
-        raise click.ClickException(exc.message) from None
-    store = Store(cfg.models_dir)
+    store = Store(config().models_dir)
     click.echo(f"models: {store.root}")
     if not os.path.isdir(store.root):
         click.echo("no model store here; nothing to check")
@@ -315,27 +298,32 @@ def trace_replay(file: str) -> None:
     sys.exit(1)
 
 
-def _progress(client: Client, path: str, body: dict[str, Any]) -> None:
-    """Show a pull/push status stream as Ollama does: status lines in order, and a progress bar
-    per layer while its bytes move (the bars stop before the next status line)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+def _show_progress(statuses: Iterator[dict[str, Any]]) -> None:
+    """A pull, push or create status stream as Ollama shows it, on stderr: status lines in
+    order, and while a step moves bytes (a status with ``digest`` and ``total``: a layer, or
+    the quantize step) a progress bar for it; the bars end before the next status line."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TaskID, TaskProgressColumn,
+                               TextColumn, TransferSpeedColumn)
 
-    bars: dict[str, Any] = {}
+    bars: dict[tuple[str, str], TaskID] = {}
     progress: Progress | None = None
     try:
-        for status in client.stream(path, body):
+        for status in statuses:
             text = status.get("status", "")
             digest = status.get("digest")
             if digest and status.get("total"):
                 if progress is None:
                     progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                        DownloadColumn(), TransferSpeedColumn())
+                                        TaskProgressColumn(), DownloadColumn(),
+                                        TransferSpeedColumn(), console=Console(stderr=True))
                     progress.start()
-                if digest not in bars:
-                    bars[digest] = progress.add_task(text, total=status["total"])
-                progress.update(bars[digest], completed=status.get("completed", 0))
+                key = (digest, text)
+                if key not in bars:
+                    bars[key] = progress.add_task(text, total=status["total"])
+                progress.update(bars[key], completed=status.get("completed", 0))
                 continue
-            if progress is not None:  # the layers are done: finish their bars first
+            if progress is not None:  # the step is done: finish its bars first
                 progress.stop()
                 progress = None
                 bars.clear()
@@ -345,11 +333,16 @@ def _progress(client: Client, path: str, body: dict[str, Any]) -> None:
             progress.stop()
 
 
-def _pull(client: Client, model: str, insecure: bool = False) -> None:
+def _transfer(client: Client, path: str, model: str, insecure: bool = False) -> None:
+    """/api/pull or /api/push of ``model``, its progress shown."""
     body: dict[str, Any] = {"model": model}
     if insecure:
         body["insecure"] = True
-    _progress(client, "/api/pull", body)
+    _show_progress(client.stream(path, body))
+
+
+def _pull(client: Client, model: str, insecure: bool = False) -> None:
+    _transfer(client, "/api/pull", model, insecure)
 
 
 @cli.command()
@@ -358,9 +351,7 @@ def _pull(client: Client, model: str, insecure: bool = False) -> None:
 def pull(model: str, insecure: bool) -> None:
     """Pull a model from the built-in library (smollm2) or a registry
     (another pollama: host:port/namespace/model:tag with --insecure)."""
-    client = Client()
-    client.ensure_server()
-    _pull(client, model, insecure)
+    _pull(Client(), model, insecure)
 
 
 @cli.command()
@@ -368,12 +359,7 @@ def pull(model: str, insecure: bool) -> None:
 @click.option("--insecure", is_flag=True, help="Use an insecure registry (plain http)")
 def push(model: str, insecure: bool) -> None:
     """Push a model to the registry its name starts with (host:port/namespace/model:tag)."""
-    client = Client()
-    client.ensure_server()
-    body: dict[str, Any] = {"model": model}
-    if insecure:
-        body["insecure"] = True
-    _progress(client, "/api/push", body)
+    _transfer(Client(), "/api/push", model, insecure)
 
 
 @cli.command()
@@ -391,14 +377,10 @@ def create(model: str, modelfile: str, quantize: str) -> None:
             text = decode_modelfile(f.read())
     except OSError as exc:
         raise click.ClickException(f"reading {modelfile}: {exc.strerror}") from None
-    try:
-        spec = parse_modelfile(text).to_create_spec()
-    except PollamaError as exc:
-        raise click.ClickException(exc.message) from None
+    spec = parse_modelfile(text).to_create_spec()
     for warning in spec.warnings:
         click.echo(f"warning: {warning}", err=True)
     client = Client()
-    client.ensure_server()
     base = os.path.dirname(os.path.abspath(modelfile))
     home = os.path.expanduser("~")
     body: dict[str, Any] = {"model": model}
@@ -435,40 +417,7 @@ def create(model: str, modelfile: str, quantize: str) -> None:
         body["license"] = list(spec.license)
     if quantize:
         body["quantize"] = quantize
-    _print_statuses(client.stream("/api/create", body))
-
-
-def _print_statuses(statuses: Iterator[dict[str, Any]]) -> None:
-    """Create's status lines on stderr; a step with ``total`` (quantizing) as a progress bar."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn)
-
-    progress: Progress | None = None
-    task: TaskID | None = None
-    shown = ""
-    try:
-        for status in statuses:
-            text = status.get("status", "")
-            if status.get("digest") and status.get("total"):
-                if progress is None or task is None or text != shown:
-                    if progress is not None:
-                        progress.stop()
-                    progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                        TaskProgressColumn(), TimeElapsedColumn(),
-                                        console=Console(stderr=True))
-                    progress.start()
-                    task = progress.add_task(text, total=status["total"])
-                    shown = text
-                progress.update(task, completed=status.get("completed", 0))
-                continue
-            if progress is not None:
-                progress.stop()
-                progress, task = None, None
-            click.echo(text, err=True)
-    finally:
-        if progress is not None:
-            progress.stop()
+    _show_progress(client.stream("/api/create", body))
 
 
 def _upload(client: Client, path: str) -> str:

@@ -23,7 +23,6 @@ from typing import Any, cast
 import click
 
 from pollama.core import repl_commands as rc
-from pollama.core.errors import PollamaError
 from pollama.core.repl_output import AnswerDisplay, timing_lines
 from pollama.core.repl_session import Session, parse_think_flag, show_text
 from pollama.core.requests import parse_go_duration
@@ -234,10 +233,7 @@ def run(model: str, words: tuple[str, ...], *, format_: str = "", keepalive: str
     session = Session(model=model, verbose=verbose, wordwrap=not nowordwrap,
                       hide_thinking=hidethinking, format=_parse_format(format_))
     if keepalive:
-        try:
-            parse_go_duration(keepalive)
-        except PollamaError as exc:
-            raise click.ClickException(exc.message) from None
+        parse_go_duration(keepalive)  # a PollamaError: the command group reports it
         session.keep_alive = keepalive
     if think is not None:
         try:
@@ -257,7 +253,6 @@ def run(model: str, words: tuple[str, ...], *, format_: str = "", keepalive: str
         interactive = False
 
     client = Client()
-    client.ensure_server()
     info = _show(client, model, insecure)
     session.take_model_info(info)
     caps = info.get("capabilities") or []

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from . import output, prompt, responses, thinking, tools
-from .errors import BadRequest, PollamaError
+from .errors import BadRequest, GenerationError, PollamaError
 from .requests import ChatRequest, GenerateRequest, Message, check_format
 
 # ---------------------------------------------------------------------------------------------
@@ -166,10 +166,6 @@ class Phase(enum.Enum):
     FITTING = "fitting"  # waiting for a TokenCount
     RUNNING = "running"  # a completion is producing
     OVER = "over"
-
-
-class GenerationError(PollamaError):
-    """An event that does not belong in the machine's phase: an adapter bug."""
 
 
 CONTEXT_EXCEEDED = "the input length exceeds the context length"

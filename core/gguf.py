@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BadRequest
+from .errors import GGUFError
 
 MAX_KV = 1 << 20
 ALL = "all"  # keep_arrays: decode every array
@@ -25,10 +25,6 @@ SMALL = "small"  # keep_arrays: decode arrays of at most SMALL_ARRAY elements
 SMALL_ARRAY = 5
 MAX_TENSORS = 1 << 20
 MAX_DIMS = 8
-
-
-class GGUFError(BadRequest):
-    pass
 
 
 class Truncated(Exception):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .errors import PollamaError
+from .errors import FramingError
 from .limits import Limits
 from .ndjson import NEED_DATA, _NeedData
 
@@ -40,12 +40,6 @@ MAX_MESSAGE: Final = Limits().large_body
 MAX_HEADER: Final = 8 * 1024
 _MAX_DIGITS = 20  # keeps int() away from huge digit strings
 _END_OF_HEADERS = re.compile(rb"\n\r?\n")
-
-
-class FramingError(PollamaError):
-    """The peer's byte stream is not LSP-framed messages (or a message is too large)."""
-
-    status_hint = 400
 
 
 def lsp_encode(body: bytes) -> bytes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import PollamaError
+from .errors import PayloadTooLarge
 
 MiB = 1024 * 1024
 
@@ -27,14 +27,6 @@ STREAMED = frozenset({"blob", "registry_upload", "registry_upload_start"})
 LARGE = frozenset({"generate", "chat", "create", "embed", "embeddings",
                    "openai_chat", "openai_completions", "openai_embeddings",
                    "anthropic_messages", "openai_responses"})
-
-
-class PayloadTooLarge(PollamaError):
-    status_hint = 413
-
-
-class ServerBusy(PollamaError):
-    status_hint = 503
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

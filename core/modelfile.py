@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import options
-from .errors import BadRequest
+from .errors import BadRequest, ModelfileError
 
 __all__ = [
     "KEYWORDS",
@@ -68,18 +68,6 @@ INVALID_ROLE = 'message role must be one of "system", "user", or "assistant"'
 MISSING_FROM = "no FROM line"
 UNEXPECTED_EOF = "unexpected EOF"
 INVALID_REQUIRES = "requires must be a valid semver (e.g. 0.14.0)"
-
-
-class ModelfileError(BadRequest):
-    """A Modelfile that cannot be parsed or mapped (400).
-
-    ``message`` is Ollama's text (with ``(line N): `` where Ollama puts it); ``line`` is the
-    1-based line of the command at fault whenever known, even if the message does not say it.
-    """
-
-    def __init__(self, message: str, *, line: int | None = None) -> None:
-        super().__init__(message)
-        self.line = line
 
 
 # --------------------------------------------------------------------------------------------

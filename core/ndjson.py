@@ -11,7 +11,7 @@ import json
 from typing import Any, Final
 
 from . import jsonwire
-from .errors import PollamaError
+from .errors import NDJSONError
 
 
 class _NeedData:
@@ -20,12 +20,6 @@ class _NeedData:
 
 
 NEED_DATA: Final = _NeedData()
-
-
-class NDJSONError(PollamaError):
-    """The peer sent a line that is not one JSON value, or a line too long to buffer."""
-
-    status_hint = 400
 
 
 class NDJSONReader:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadRequest, PollamaError
+from .errors import BadRequest, QuantizeProtocolError
 from .gguf import Header
 
 # Target name → llama.cpp ``llama_ftype``.
@@ -74,10 +74,6 @@ def status_text(source_file_type: str, target: QuantType) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Runner events: one JSON object per line on the quantize runner's stdout.
-
-
-class QuantizeProtocolError(PollamaError):
-    """The quantize runner wrote something that is not one of its events."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,9 +41,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 
-from .errors import BadRequest, PollamaError, StoreError
+from .errors import BadRequest, ErrorCode, PollamaError, RegistryError, StoreError
 from .manifest import MEDIA_TYPE_MANIFEST, Layer, Manifest, parse_manifest
 from .names import DEFAULT_HOST, INVALID_DIGEST, Name, digest_str, parse_digest
 
@@ -522,52 +521,6 @@ def registry_error_text(status: int, body: bytes) -> str:
 
 
 # --- server: OCI errors and request parsing -------------------------------------------------
-
-
-class ErrorCode(Enum):
-    """OCI distribution-spec error codes, with the status each is sent with here."""
-
-    BLOB_UNKNOWN = ("BLOB_UNKNOWN", 404, "blob unknown to registry")
-    BLOB_UPLOAD_INVALID = ("BLOB_UPLOAD_INVALID", 400, "blob upload invalid")
-    BLOB_UPLOAD_UNKNOWN = ("BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry")
-    DIGEST_INVALID = ("DIGEST_INVALID", 400, "provided digest did not match uploaded content")
-    MANIFEST_BLOB_UNKNOWN = ("MANIFEST_BLOB_UNKNOWN", 400, "manifest references a manifest or blob unknown to registry")
-    MANIFEST_INVALID = ("MANIFEST_INVALID", 400, "manifest invalid")
-    MANIFEST_UNKNOWN = ("MANIFEST_UNKNOWN", 404, "manifest unknown to registry")
-    NAME_INVALID = ("NAME_INVALID", 400, "invalid repository name")
-    NAME_UNKNOWN = ("NAME_UNKNOWN", 404, "repository name not known to registry")
-    SIZE_INVALID = ("SIZE_INVALID", 400, "provided length did not match content length")
-    UNSUPPORTED = ("UNSUPPORTED", 400, "the operation is unsupported")
-    RANGE_INVALID = ("RANGE_INVALID", 416, "requested range not satisfiable")
-    UNKNOWN = ("UNKNOWN", 500, "unknown error")
-
-    @property
-    def code(self) -> str:
-        return self.value[0]
-
-    @property
-    def status(self) -> int:
-        return self.value[1]
-
-    @property
-    def default_message(self) -> str:
-        return self.value[2]
-
-
-class RegistryError(PollamaError):
-    """A ``/v2/`` request failure, sent as ``{"errors":[{"code","message","detail"}]}``."""
-
-    def __init__(self, code: ErrorCode, message: str | None = None,
-                 detail: object = None) -> None:
-        super().__init__(message or code.default_message, status_hint=code.status)
-        self.code = code
-        self.detail = detail
-
-    def body(self) -> bytes:
-        err: dict[str, object] = {"code": self.code.code, "message": self.message}
-        if self.detail is not None:
-            err["detail"] = self.detail
-        return json.dumps({"errors": [err]}, separators=(",", ":")).encode()
 
 
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")

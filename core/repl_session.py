@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import repl_commands as rc
-from .modelfile import Command, Modelfile, ModelfileError, parse_modelfile
+from .errors import ModelfileError
+from .modelfile import Command, Modelfile, parse_modelfile
 from .show import show_sections
 
 THINK_LEVELS = ("high", "medium", "low", "max")

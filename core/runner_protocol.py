@@ -31,13 +31,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 from . import ndjson
-from .errors import PollamaError
-
-
-class RunnerProtocolError(PollamaError):
-    """A message on the runner pipe is not part of this protocol (a bug or a crashed peer)."""
-
-    status_hint = 500
+from .errors import NDJSONError, RunnerProtocolError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,7 +254,7 @@ class RunnerCodec:
         """A message, ``ndjson.NEED_DATA``, or ``None`` when the peer closed the stream."""
         try:
             obj = self._reader.next_event()
-        except ndjson.NDJSONError as exc:
+        except NDJSONError as exc:
             raise RunnerProtocolError(str(exc)) from None
         if obj is ndjson.NEED_DATA or obj is None:
             result: Message | object | None = obj

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from .errors import PollamaError
+from .errors import SSEError
 from .jsonwire import go_text
 from .ndjson import NEED_DATA, _NeedData
 
@@ -36,12 +36,6 @@ _SPLIT_BYTES = re.compile(rb"\r\n|\r|\n")
 # A retry value longer than this is ignored: no client waits 10^18 ms, and it keeps int()
 # away from Python's limit on huge digit strings.
 _MAX_RETRY_DIGITS = 18
-
-
-class SSEError(PollamaError):
-    """The peer sent an event too large to buffer."""
-
-    status_hint = 400
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import scheduler as s
-from .errors import PollamaError
+from .errors import PollamaError, TraceError
 
 FORMAT = "pollama-scheduler"
 VERSION = 1
@@ -26,10 +26,6 @@ _EVENTS: dict[str, type[Any]] = {c.__name__: c for c in (
     s.RunnerExited, s.Tick)}
 _COMMANDS: dict[str, type[Any]] = {c.__name__: c for c in (
     s.SpawnRunner, s.StopRunner, s.Dispatch, s.Reject, s.ReplyLoaded, s.ReplyUnloaded)}
-
-
-class TraceError(PollamaError):
-    status_hint = 400
 
 
 def to_json(obj: Any) -> Any:

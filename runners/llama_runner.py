@@ -28,6 +28,9 @@ runs in ``runners.batch.BatchDecoder``; each turn of the work loop:
    restarts on ``num_keep`` + the recent half of its window; its slot still holds the kept
    prefix) or a ``length`` stop. The step's Token and Done messages go out in one write.
 
+What the options mean (sampler settings and their defaults, num_predict, the prompt trim, when
+to stop or shift) is decided in ``core.decoding``; this module makes the llama.cpp calls.
+
 With flash attention (the default) a sequence's tokens do not depend on what else is in the
 batch, so concurrent requests at temperature 0 give exactly their solo text.
 """
@@ -48,9 +51,9 @@ from dataclasses import dataclass, field
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from pollama.core import embed, memory
+from pollama.core import decoding, embed, memory
 from pollama.core import runner_protocol as rp
-from pollama.core.errors import PollamaError
+from pollama.core.errors import BadRequest, PollamaError, RunnerProtocolError
 from pollama.core.stops import StopMatcher
 from pollama.runners.batch import BatchDecoder
 
@@ -102,10 +105,6 @@ def _kv_streams(n_streams: int) -> Iterator[None]:
         _internals.LlamaContext = original
 
 
-class BadRequestError(PollamaError):
-    status_hint = 400
-
-
 # A schema's conversion that takes longer than this is abandoned (the schema is refused);
 # core.schema_limits bounds the work beforehand, this bounds what that model misses.
 _GRAMMAR_SECONDS = 20.0
@@ -140,7 +139,7 @@ def json_schema_to_gbnf(schema_text: str, *, checked: bool = False,
     repetitions as ``{m,n}``, ``{}``/``true`` as any value, arrays whose ``items`` is ``{}``.
 
     The schema is checked against core.schema_limits first (unless the caller did, ``checked``);
-    the conversion is bounded in grammar size and time. Errors are ``BadRequestError`` with
+    the conversion is bounded in grammar size and time. Errors are ``BadRequest`` with
     ``invalid <what>: ...``, or the converter's own exception (see ``_schema_error``)."""
     import json
 
@@ -162,11 +161,11 @@ def json_schema_to_gbnf(schema_text: str, *, checked: bool = False,
         def _add_rule(self, name: str, rule: str) -> Any:
             self.size += len(name) + len(rule) + 6
             if self.size > schema_limits.MAX_GRAMMAR_BYTES:
-                raise BadRequestError(f"invalid {what}: the schema's grammar would be over "
-                                      f"{schema_limits.MAX_GRAMMAR_BYTES} bytes")
+                raise BadRequest(f"invalid {what}: the schema's grammar would be over "
+                                 f"{schema_limits.MAX_GRAMMAR_BYTES} bytes")
             if time.monotonic() > deadline:
-                raise BadRequestError(f"invalid {what}: the schema took over "
-                                      f"{_GRAMMAR_SECONDS:g} s to convert to a grammar")
+                raise BadRequest(f"invalid {what}: the schema took over "
+                                 f"{_GRAMMAR_SECONDS:g} s to convert to a grammar")
             return super()._add_rule(name, rule)
 
         def visit(self, schema: Any, name: str) -> Any:
@@ -215,8 +214,8 @@ def json_schema_to_gbnf(schema_text: str, *, checked: bool = False,
     converter.visit(schema, "")
     text = str(converter.format_grammar())
     if len(text) > schema_limits.MAX_GRAMMAR_BYTES:
-        raise BadRequestError(f"invalid {what}: the schema's grammar would be over "
-                              f"{schema_limits.MAX_GRAMMAR_BYTES} bytes")
+        raise BadRequest(f"invalid {what}: the schema's grammar would be over "
+                         f"{schema_limits.MAX_GRAMMAR_BYTES} bytes")
     return text
 
 
@@ -239,14 +238,14 @@ def _schema_error(exc: BaseException, what: str = "format") -> PollamaError:
     if isinstance(exc, PollamaError):
         return exc
     if isinstance(exc, RecursionError):
-        return BadRequestError(f"invalid {what}: the schema is nested too deeply to become a "
-                               "grammar")
+        return BadRequest(f"invalid {what}: the schema is nested too deeply to become a "
+                          "grammar")
     if isinstance(exc, MemoryError):
-        return BadRequestError(f"invalid {what}: the schema is too large to become a grammar")
+        return BadRequest(f"invalid {what}: the schema is too large to become a grammar")
     detail = str(exc) if isinstance(exc, (AssertionError, ValueError)) else ""
     if len(detail) > 200:
         detail = detail[:197] + "..."
-    return BadRequestError(f"invalid {what}: " + (
+    return BadRequest(f"invalid {what}: " + (
         detail or "the JSON schema could not be converted to a grammar"))
 
 
@@ -282,8 +281,8 @@ def grammar_for(fmt: Any, vocab: Any = None) -> Any:
         except Exception as exc:  # the schema converter raises many kinds
             raise _schema_error(exc) from None
     if not _parses(text, vocab):
-        raise BadRequestError("invalid format: llama.cpp refused the grammar made from the "
-                              "schema (too many repetitions or rules)")
+        raise BadRequest("invalid format: llama.cpp refused the grammar made from the "
+                         "schema (too many repetitions or rules)")
     return llama_grammar.LlamaGrammar.from_string(text, verbose=False)
 
 
@@ -330,10 +329,10 @@ class _Stream:
     msg: rp.Complete
     tokens: list[int]  # the prompt as first evaluated (after truncation)
     window: list[int]  # what its sequence holds: the prompt (shifted), then generated tokens
-    sampling: dict[str, Any]
+    sampling: dict[str, Any]  # _sampler_args
     seed: int
-    repeat_last_n: int
-    num_predict: int
+    repeat_last_n: int  # the penalties' window
+    budget: int  # tokens it may generate (decoding.Decoding.budget)
     num_keep: int
     shift: bool
     stops: StopMatcher
@@ -343,6 +342,20 @@ class _Stream:
     generated: list[int] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)  # not sent yet
     first_token_at: int = 0
+
+
+def _sampler_args(sampling: decoding.Sampling, grammar: Any) -> dict[str, Any]:
+    """``Llama._init_sampler``'s keyword arguments (the chain ``Llama.generate`` builds)."""
+    return dict(top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+                typical_p=sampling.typical_p, temp=sampling.temperature,
+                repeat_penalty=sampling.repeat_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                presence_penalty=sampling.presence_penalty, grammar=grammar)
+
+
+def _seed(plan: decoding.Decoding) -> int:
+    """The request's seed, or a fresh one."""
+    return plan.seed if plan.seed is not None else random.randrange(2**31)
 
 
 class Runner:
@@ -376,7 +389,7 @@ class Runner:
             while True:
                 try:
                     msg = codec.next_event()
-                except rp.RunnerProtocolError as exc:
+                except RunnerProtocolError as exc:
                     print(f"runner: protocol error: {exc}", file=sys.stderr, flush=True)
                     self._work.put(None)
                     return
@@ -512,29 +525,27 @@ class Runner:
         llm = self._require_llm()
         decoder = self._decoder
         assert decoder is not None
-        opts = msg.options
         rid = msg.id
         if self._is_cancelled(rid):
             self.send(rp.Done(id=rid, done_reason="cancel"))
             return False
         started = time.perf_counter_ns()
-        self._check_context(llm, msg.context)
+        plan = decoding.Decoding.from_options(msg.options)
+        decoding.check_context(msg.context, int(llm.n_vocab()))
         n_ctx = self._slot_ctx
-        num_keep = max(0, int(opts.get("num_keep", 4)))
-        tokens = self._prompt_window(llm, msg, n_ctx, num_keep)
+        tokens = self._prompt_window(llm, msg, n_ctx, plan.num_keep)
         grammar = self._grammar(llm, msg)
-        seed = int(opts.get("seed", -1))
-        num_predict = self._num_predict(opts, n_ctx, len(tokens))
-        if num_predict == 0:
+        budget = plan.budget(n_ctx, len(tokens))
+        if budget == 0:
             self.send(rp.Done(id=rid, done_reason="length", prompt_eval_count=len(tokens),
                               prompt_eval_duration=max(1, time.perf_counter_ns() - started),
                               context=tokens))
             return False
         stream = _Stream(
-            msg=msg, tokens=tokens, window=list(tokens), sampling=self._sampling(opts, grammar),
-            seed=seed if seed >= 0 else random.randrange(2**31),
-            repeat_last_n=self._repeat_last_n(opts, n_ctx), num_predict=num_predict,
-            num_keep=num_keep, shift=msg.shift, stops=StopMatcher(list(opts.get("stop") or [])),
+            msg=msg, tokens=tokens, window=list(tokens),
+            sampling=_sampler_args(plan.sampling, grammar), seed=_seed(plan),
+            repeat_last_n=plan.penalty_window(n_ctx), budget=budget, num_keep=plan.num_keep,
+            shift=msg.shift, stops=StopMatcher(list(plan.stop)),
             utf8=codecs.getincrementaldecoder("utf-8")(errors="replace"), started=started)
         handle = self._start(stream)
         stream.cached = decoder.reused(handle)
@@ -547,32 +558,6 @@ class Runner:
         handle = decoder.start(stream.window, stream.sampling, stream.seed)
         self._streams[handle] = stream
         return handle
-
-    @staticmethod
-    def _sampling(opts: dict[str, Any], grammar: Any) -> dict[str, Any]:
-        """``llm._init_sampler``'s arguments (the chain ``llm.generate`` builds)."""
-        return dict(
-            top_k=int(opts.get("top_k", 40)),
-            top_p=float(opts.get("top_p", 0.9)),
-            min_p=float(opts.get("min_p", 0.0)),
-            typical_p=float(opts.get("typical_p", 1.0)),
-            temp=float(opts.get("temperature", 0.8)),
-            repeat_penalty=float(opts.get("repeat_penalty", 1.0)),
-            frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
-            presence_penalty=float(opts.get("presence_penalty", 0.0)),
-            grammar=grammar,
-        )
-
-    @staticmethod
-    def _num_predict(opts: dict[str, Any], n_ctx: int, n_prompt: int) -> int:
-        num_predict = int(opts.get("num_predict", -1))
-        if num_predict == -2:
-            return n_ctx - n_prompt
-        if num_predict < 0 or num_predict > 10 * n_ctx:
-            # As Ollama: "infinite" is at most 10 × num_ctx tokens, so a model that never
-            # emits an end token cannot run forever with context shifting.
-            return 10 * n_ctx
-        return num_predict
 
     def _drop_cancelled(self) -> None:
         msgs: list[rp.RunnerMessage] = []
@@ -644,20 +629,17 @@ class Runner:
             msgs.append(rp.Token(id=s.msg.id, text=text,
                                  logprobs=s.logprobs if s.msg.logprobs else None))
             s.logprobs = []
-        if s.stops.stopped:
+        after = decoding.next_after_token(stopped=s.stops.stopped, generated=len(s.generated),
+                                          budget=s.budget, full=decoder.full(handle),
+                                          can_shift=s.shift)
+        if after is decoding.Next.STOP:
             self._end(handle, "stop", now, msgs)
-        elif 0 < s.num_predict <= len(s.generated):
+        elif after is decoding.Next.LENGTH:
             self._end(handle, "length", now, msgs)
-        elif decoder.full(handle):
-            if not s.shift:
-                self._end(handle, "length", now, msgs)
-                return
-            # Context shift (Ollama's default): keep the first num_keep tokens, drop the older
-            # half of the rest and go on. The sequence starts again on the shifted window;
-            # its slot still holds the kept prefix, so only the rest is evaluated again.
-            keep = min(s.num_keep, len(s.window) // 2)
-            rest = s.window[keep:]
-            s.window = s.window[:keep] + rest[len(rest) // 2:]
+        elif after is decoding.Next.SHIFT:
+            # The sequence starts again on the shifted window; its slot still holds the kept
+            # prefix, so only the rest is evaluated again.
+            s.window = decoding.shift(s.window, s.num_keep)
             decoder.finish(handle)
             del self._streams[handle]
             self._start(s)
@@ -885,11 +867,8 @@ class Runner:
         ``num_keep`` tokens (at most half) and the most recent tail. Never empty."""
         text_tokens = llm.tokenize(msg.prompt.encode("utf-8"), add_bos=not msg.context,
                                    special=True)
-        tokens = list(msg.context or []) + list(text_tokens)
-        if len(tokens) >= n_ctx:
-            keep = min(num_keep, n_ctx // 2)
-            tail = max(1, n_ctx // 2 - keep)
-            tokens = tokens[:keep] + tokens[-tail:]
+        tokens = decoding.fit_prompt(list(msg.context or []) + list(text_tokens), n_ctx,
+                                     num_keep)
         return tokens or [llm.token_bos()]
 
     @staticmethod
@@ -907,50 +886,31 @@ class Runner:
         import llama_cpp
 
         llm = self._require_llm()
-        opts = msg.options
         rid = msg.id
         if self._is_cancelled(rid):
             self.send(rp.Done(id=rid, done_reason="cancel"))
             return
         start = time.perf_counter_ns()
-        self._check_context(llm, msg.context)
+        plan = decoding.Decoding.from_options(msg.options)
+        decoding.check_context(msg.context, int(llm.n_vocab()))
         n_ctx = self._slot_ctx or _capacity(llm)
-        num_keep = max(0, int(opts.get("num_keep", 4)))
         tokens = self._eval_with_images(llm, msg) if msg.images else None
         # Image positions cannot be re-evaluated from token ids: no context shift with images.
         shift = msg.shift and tokens is None
         if tokens is None:
-            tokens = self._prompt_window(llm, msg, n_ctx, num_keep)
+            tokens = self._prompt_window(llm, msg, n_ctx, plan.num_keep)
         grammar = self._grammar(llm, msg)
-        seed = int(opts.get("seed", -1))
-        llm.set_seed(seed if seed >= 0 else random.randrange(2**31))
-        num_predict = int(opts.get("num_predict", -1))
-        if num_predict == -2:
-            num_predict = n_ctx - len(tokens)
-        elif num_predict < 0 or num_predict > 10 * n_ctx:
-            # As Ollama: "infinite" is at most 10 × num_ctx tokens, so a model that never
-            # emits an end token cannot run forever with context shifting.
-            num_predict = 10 * n_ctx
-        stops = StopMatcher(list(opts.get("stop") or []))
+        llm.set_seed(_seed(plan))
+        num_predict = plan.budget(n_ctx, len(tokens))
+        stops = StopMatcher(list(plan.stop))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        llm.last_n_tokens_size = self._repeat_last_n(opts, n_ctx)
+        llm.last_n_tokens_size = plan.penalty_window(n_ctx)
 
         generated: list[int] = []
         pending_lp: list[dict[str, Any]] = []
         first_token_at = 0
         done_reason = "stop"
-        sampling = dict(
-            top_k=int(opts.get("top_k", 40)),
-            top_p=float(opts.get("top_p", 0.9)),
-            min_p=float(opts.get("min_p", 0.0)),
-            typical_p=float(opts.get("typical_p", 1.0)),
-            temp=float(opts.get("temperature", 0.8)),
-            repeat_penalty=float(opts.get("repeat_penalty", 1.0)),
-            frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
-            presence_penalty=float(opts.get("presence_penalty", 0.0)),
-            reset=True,
-            grammar=grammar,
-        )
+        sampling = {**_sampler_args(plan.sampling, grammar), "reset": True}
         window = list(tokens)  # what the context holds: prompt, then each generated token
         gen = llm.generate(window, **sampling)
         try:
@@ -978,20 +938,16 @@ class Runner:
                         self.send(rp.Token(id=rid, text=out,
                                            logprobs=pending_lp if msg.logprobs else None))
                         pending_lp = []
-                    if stops.stopped:
+                    after = decoding.next_after_token(
+                        stopped=stops.stopped, generated=len(generated), budget=num_predict,
+                        full=len(window) >= n_ctx, can_shift=shift)
+                    if after is decoding.Next.STOP:
                         break
-                    if 0 < num_predict <= len(generated):
+                    if after is decoding.Next.LENGTH:
                         done_reason = "length"
                         break
-                    if len(window) >= n_ctx:
-                        if not shift:
-                            done_reason = "length"
-                            break
-                        # Context shift (Ollama's default): keep the first num_keep tokens,
-                        # drop the older half of the rest, and go on generating.
-                        keep = min(num_keep, len(window) // 2)
-                        rest = window[keep:]
-                        window = window[:keep] + rest[len(rest) // 2:]
+                    if after is decoding.Next.SHIFT:
+                        window = decoding.shift(window, plan.num_keep)
                         shifted = True
                         break
                 if not shifted:
@@ -1018,16 +974,6 @@ class Runner:
             context=[t for t in tokens + generated if t >= 0],  # image positions are not tokens
         ))
 
-    @staticmethod
-    def _check_context(llm: Any, context: list[int] | None) -> None:
-        """``context`` tokens come from a client: one outside the vocabulary would reach
-        llama_decode (which fails, or crashes on a negative id) or the detokenizer."""
-        n_vocab = int(llm.n_vocab())
-        for token in context or ():
-            if not 0 <= token < n_vocab:
-                raise BadRequestError(f"invalid context: token {token} is not in the model's "
-                                      f"vocabulary (0 to {n_vocab - 1})")
-
     def _eval_with_images(self, llm: Any, msg: rp.Complete) -> list[int] | None:
         """Evaluate a prompt whose ``[img-N]`` tags place images (reference §1.14) through the
         projector; returns the prompt as the context now holds it (-1 at image positions), or
@@ -1038,7 +984,7 @@ class Runner:
         from pollama.runners import vision
 
         if self._projector is None:
-            raise BadRequestError("this model does not support images")
+            raise BadRequest("this model does not support images")
         text, indexes = prompt_core.place_images(msg.prompt, len(msg.images),
                                                  vision.default_marker())
         if not indexes:
@@ -1049,7 +995,7 @@ class Runner:
         try:
             return list(self._projector.eval_prompt(llm, text, order, add_bos=not msg.context))
         except ValueError as exc:
-            raise BadRequestError(str(exc)) from None
+            raise BadRequest(str(exc)) from None
 
     @staticmethod
     def _last_logits(llm: Any) -> Any:
@@ -1080,11 +1026,6 @@ class Runner:
             best = best[np.argsort(-logp[best])]
             out["top_logprobs"] = [entry(int(t), llm.detokenize([int(t)])) for t in best]
         return out
-
-    @staticmethod
-    def _repeat_last_n(opts: dict[str, Any], n_ctx: int) -> int:
-        n = int(opts.get("repeat_last_n", 64))
-        return n_ctx if n == -1 else max(0, n)
 
 
 def _die_with_parent() -> None:
