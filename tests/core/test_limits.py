@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pollama.core import limits
+from pollama.core import errors, limits
 from pollama.core.limits import MiB, Limits
 
 
@@ -28,7 +28,7 @@ def test_too_large_is_a_413_that_names_the_limit() -> None:
     err = limits.too_large(1000)
     assert err.status_hint == 413
     assert err.message == "request body too large: the limit for this route is 1000 bytes"
-    assert limits.ServerBusy("busy").status_hint == 503
+    assert errors.ServerBusy("busy").status_hint == 503
 
 
 def env(**values: str) -> limits.Limits:
