@@ -23,6 +23,7 @@ import anyio
 from anyio.abc import Process, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from pollama.core import decoding
 from pollama.core import runner_protocol as rp
 from pollama.core.errors import (RUNNER_TERMINATED, PollamaError, RunnerError, RunnerProtocolError,
                                  RunnerTerminated, map_exceptions)
@@ -75,7 +76,7 @@ class RunnerProcess:
         proc = await anyio.open_process(
             [sys.executable, "-m", "pollama.runners.llama_runner"],
             stdin=-1, stdout=-1, stderr=-1,
-            env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
+            env={**decoding.runner_env(os.environ), PARENT_PID_ENV: str(os.getpid())},
         )
         runner = cls(proc, load, on_exit)
         tg.start_soon(runner._read_stdout)

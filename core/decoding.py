@@ -27,8 +27,8 @@ from typing import Any
 from .errors import BadRequest
 from .options import DEFAULTS
 
-__all__ = ["Decoding", "Next", "Sampling", "check_context", "fit_prompt", "next_after_token",
-           "shift"]
+__all__ = ["RUNNER_ENV_DEFAULTS", "Decoding", "Next", "Sampling", "check_context", "fit_prompt",
+           "next_after_token", "runner_env", "shift"]
 
 
 def _get(options: Mapping[str, Any], name: str) -> Any:
@@ -149,3 +149,21 @@ def check_context(context: Sequence[int] | None, n_vocab: int) -> None:
         if not 0 <= token < n_vocab:
             raise BadRequest(f"invalid context: token {token} is not in the model's "
                              f"vocabulary (0 to {n_vocab - 1})")
+
+
+# llama.cpp's CPU threads meet at a barrier after every op; libgomp's default lets a waiting
+# thread spin 300,000 times first. On a machine doing other work (a browser, the server's own
+# HTTP path) a spinning thread keeps a core another runnable task needs, and decode collapses
+# (bench: 1-3 tokens/s against 20-30 with one CPU hog on 2 cores). 1000 spins hand the core
+# back quickly and cost nothing measurable on an idle machine.
+RUNNER_ENV_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "1000"}
+
+
+def runner_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a runner process: ``environ`` plus ``RUNNER_ENV_DEFAULTS`` for
+    what the user did not set (an explicit ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` wins)."""
+    env = dict(environ)
+    if "OMP_WAIT_POLICY" not in env:
+        for key, value in RUNNER_ENV_DEFAULTS.items():
+            env.setdefault(key, value)
+    return env

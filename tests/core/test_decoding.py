@@ -92,3 +92,9 @@ def test_check_context() -> None:
         decoding.check_context([1, 10], 10)
     with pytest.raises(BadRequest, match="token -1"):
         decoding.check_context([-1], 10)
+
+
+def test_runner_env_spins_briefly_unless_the_user_chose() -> None:
+    assert decoding.runner_env({"PATH": "/bin"}) == {"PATH": "/bin", "GOMP_SPINCOUNT": "1000"}
+    assert decoding.runner_env({"GOMP_SPINCOUNT": "300000"}) == {"GOMP_SPINCOUNT": "300000"}
+    assert decoding.runner_env({"OMP_WAIT_POLICY": "ACTIVE"}) == {"OMP_WAIT_POLICY": "ACTIVE"}

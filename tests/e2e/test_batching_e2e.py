@@ -9,6 +9,7 @@ never by timing.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -43,6 +44,25 @@ def chat(srv: Server, content: str | list[dict[str, str]], **body: Any) -> dict[
     assert r.status_code == 200, r.text
     out: dict[str, Any] = r.json()
     return out
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+def runner_env(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        pairs = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
+    return {k.decode(): v.decode(errors="replace") for k, v in pairs}
 
 
 def cached_tokens(srv: Server) -> float:
@@ -185,6 +205,9 @@ def test_four_slots_by_default_where_memory_allows(smollm2_gguf: str, tmp_path: 
         got = together(*(lambda i=i: stream(i) for i in range(4)))
         assert all(isinstance(g, str) for g in got), got
         ps = httpx.get(f"{server.url}/api/ps").json()["models"]
+        # the runner's OpenMP threads spin briefly (core.decoding.RUNNER_ENV_DEFAULTS)
+        envs = [runner_env(pid) for pid in children(server.proc.pid)]
+        assert envs and all(e.get("GOMP_SPINCOUNT") == "1000" for e in envs)
     finally:
         stop_server(server)
     steps = [json.loads(line) for line in trace.read_text().splitlines()[1:]]
