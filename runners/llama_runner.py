@@ -683,8 +683,11 @@ class Runner:
             "model_path": msg.model_path,
             "n_ctx": msg.num_ctx * n_streams,
             # With a KV stream per sequence, llama.cpp splits a (pooled) batch evenly among the
-            # streams and asserts when n_batch is not a multiple of them (3 streams, 512).
-            "n_batch": msg.num_batch - msg.num_batch % n_streams,
+            # streams and asserts when the batch and the physical batch (ubatch, 512 at most)
+            # are not multiples of them (3 streams, 512; 5 streams, 8192 and 512). The batch
+            # is rounded up (an embedding input may still be num_batch tokens), the ubatch down.
+            "n_batch": -(-msg.num_batch // n_streams) * n_streams,
+            "n_ubatch": max(n_streams, min(msg.num_batch, 512) // n_streams * n_streams),
             "n_gpu_layers": msg.num_gpu,
             "verbose": False,
         }
