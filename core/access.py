@@ -29,6 +29,11 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+__all__ = [
+    "ALLOW_HEADERS", "ALLOW_METHODS", "MAX_AGE", "Allow", "Decision", "Deny", "Policy",
+    "Preflight", "check", "default_origins", "host_allowed", "origin_allowed"
+]
+
 # Ollama's envconfig.AllowedOrigins defaults.
 _LOCAL_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "0.0.0.0")
 _APP_ORIGINS = ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")

@@ -40,6 +40,12 @@ from . import jsonwire
 from . import options as opts
 from .errors import BadRequest
 
+__all__ = [
+    "Check", "Decoded", "Event", "MessageStream", "count_tokens_request", "count_tokens_response",
+    "error_body", "error_type", "estimate_input_tokens", "message_response", "messages_request",
+    "stop_reason"
+]
+
 Event = tuple[str, dict[str, Any]]
 
 # ---------------------------------------------------------------------------------------------

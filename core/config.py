@@ -22,6 +22,12 @@ from .limits import MiB
 from .requests import FOREVER, keep_alive_from_seconds, parse_go_duration
 from .store_check import env_flag
 
+__all__ = [
+    "DEFAULT_PORT", "VARIABLES", "Config", "HostAddress", "Variable", "api_key_from_file",
+    "effective", "go_duration", "load", "parse_flash_attention", "parse_host",
+    "parse_keep_alive_env", "parse_log_format"
+]
+
 DEFAULT_PORT = 11434
 
 

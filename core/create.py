@@ -13,6 +13,8 @@ from typing import Any
 from . import manifest as mf
 from .gguf_details import ModelFacts
 
+__all__ = ["config_for", "is_projector", "merge_layers", "merge_params"]
+
 _REPLACED_BY_NEW = (mf.MEDIA_TYPE_MODEL, mf.MEDIA_TYPE_TEMPLATE, mf.MEDIA_TYPE_PROMPT,
                     mf.MEDIA_TYPE_SYSTEM, mf.MEDIA_TYPE_PARAMS, mf.MEDIA_TYPE_MESSAGES,
                     mf.MEDIA_TYPE_ADAPTER, mf.MEDIA_TYPE_PROJECTOR)

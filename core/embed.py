@@ -26,6 +26,12 @@ from . import options as opts
 from .errors import BadRequest
 from .requests import _object, _model_field, parse_keep_alive
 
+__all__ = [
+    "NOT_SHORTER", "NO_ROOM", "TOO_LONG", "EmbedRequest", "LegacyEmbedRequest", "TokenFacts",
+    "context_limit", "fit", "normalize", "pack_batches", "parse_embed", "parse_embeddings",
+    "shape", "token_limit"
+]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmbedRequest:

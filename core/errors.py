@@ -28,6 +28,15 @@ from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from typing import Any
 
+__all__ = [
+    "RUNNER_TERMINATED", "BadRequest", "ClientDisconnected", "ErrorCode", "ExceptionTypes",
+    "FramingError", "GGUFError", "GenerationError", "LocalError", "MethodNotAllowed",
+    "ModelfileError", "NDJSONError", "NoRoute", "NotFound", "PayloadTooLarge", "PollamaError",
+    "QuantizeProtocolError", "RegistryError", "RemoteError", "RequestTimeout", "RunnerError",
+    "RunnerProtocolError", "RunnerTerminated", "SSEError", "ServerBusy", "StoreError",
+    "TemplateError", "TraceError", "map_exceptions"
+]
+
 
 class PollamaError(Exception):
     """Base of every error pollama shows a client as ``{"error": "..."}``."""

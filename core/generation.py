@@ -51,6 +51,13 @@ from . import output, prompt, responses, thinking, tools
 from .errors import BadRequest, GenerationError, PollamaError
 from .requests import ChatRequest, GenerateRequest, Message, check_format
 
+__all__ = [
+    "CONTEXT_EXCEEDED", "Clock", "Command", "CountTokens", "Emit", "Event", "Fail", "Finish",
+    "Generation", "Job", "Phase", "Run", "RunnerDone", "RunnerFailed", "RunnerToken", "StopRun",
+    "TokenCount", "chat_history", "chat_prompt", "check_generate", "fits_without_counting",
+    "load_only_kind", "render_chat", "single_object"
+]
+
 # ---------------------------------------------------------------------------------------------
 # Inputs
 

@@ -19,6 +19,11 @@ from typing import Any
 
 from .errors import GGUFError
 
+__all__ = [
+    "ALL", "MAX_DIMS", "MAX_KV", "MAX_TENSORS", "SMALL", "SMALL_ARRAY", "ArrayInfo", "Header",
+    "TensorInfo", "Truncated", "parse_header"
+]
+
 MAX_KV = 1 << 20
 ALL = "all"  # keep_arrays: decode every array
 SMALL = "small"  # keep_arrays: decode arrays of at most SMALL_ARRAY elements

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["FILE_TYPES", "TENSOR_TYPES", "ModelFacts", "facts", "human_number"]
+
 # llama.cpp's llama_ftype values → the names Ollama shows as quantization_level.
 FILE_TYPES: Mapping[int, str] = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",

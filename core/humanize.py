@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["human_bytes", "human_time", "table"]
+
 
 def human_bytes(n: int) -> str:
     """Decimal units; integer when ≥ 10, else one decimal unless whole: 4.7 GB, 12 GB, 2 GB."""

@@ -20,6 +20,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = ["int_range", "integer_bounds", "repetition"]
+
 _MAX_DIGITS = 16  # as llama.cpp: longer numbers are not offered
 # llama.cpp's converter keeps integer bounds in int64_t; a bound past that range on its open
 # side bounds nothing a grammar can write, and astronomically long ones (1e308 is 309 digits)

@@ -53,6 +53,15 @@ from typing import Any, Final, Union
 from . import jsonwire
 from .errors import PollamaError
 
+__all__ = [
+    "API_ERROR", "CANCEL_METHOD", "INTERNAL_ERROR", "INVALID_PARAMS", "INVALID_REQUEST",
+    "MAX_BATCH", "METHODS", "METHOD_NOT_FOUND", "PARSE_ERROR", "REQUEST_CANCELLED",
+    "STREAM_METHOD", "Batch", "BatchState", "Call", "Cancel", "Id", "Ignore", "Item", "Message",
+    "Reply", "Route", "Single", "api_error", "cancelled", "decode", "decode_value", "encode",
+    "error", "error_text", "id_key", "needs_answer", "outcome", "parse_error", "result",
+    "stream_end", "stream_notification", "streams", "valid_id"
+]
+
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601

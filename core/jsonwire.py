@@ -14,6 +14,8 @@ from typing import Any
 
 from .errors import BadRequest
 
+__all__ = ["dumps", "go_base64_decode", "go_quote", "go_text", "loads_request"]
+
 _ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )

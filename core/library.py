@@ -14,6 +14,11 @@ from typing import Any
 from .licenses import APACHE_2_0
 from .names import Name
 
+__all__ = [
+    "DEFAULT_HOST", "LIBRARY", "SMOLLM2_135M", "SMOLLM2_TEMPLATE", "LibraryEntry",
+    "PyPIWheelSource", "lookup"
+]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PyPIWheelSource:

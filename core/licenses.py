@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+__all__ = ["APACHE_2_0"]
+
 # The Apache License 2.0 as apache.org publishes it (LICENSE-2.0.txt, 11358 bytes, sha256
 # cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30).
 APACHE_2_0 = """

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from .errors import PayloadTooLarge
 
+__all__ = ["LARGE", "STREAMED", "Limits", "MiB", "from_env", "too_large"]
+
 MiB = 1024 * 1024
 
 # Routes whose body streams to disk instead of memory.

@@ -17,6 +17,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = ["FORMATS", "json_line", "line", "request_fields", "text", "text_value", "timestamp"]
+
 FORMATS = ("text", "json")
 
 

@@ -26,6 +26,14 @@ from . import jsonwire
 from .errors import BadRequest, StoreError
 from .names import digest_str, parse_digest
 
+__all__ = [
+    "MEDIA_TYPE_ADAPTER", "MEDIA_TYPE_CONFIG", "MEDIA_TYPE_DRAFT", "MEDIA_TYPE_EMBED",
+    "MEDIA_TYPE_JSON", "MEDIA_TYPE_LICENSE", "MEDIA_TYPE_MANIFEST", "MEDIA_TYPE_MANIFEST_LIST",
+    "MEDIA_TYPE_MESSAGES", "MEDIA_TYPE_MODEL", "MEDIA_TYPE_PARAMS", "MEDIA_TYPE_PROJECTOR",
+    "MEDIA_TYPE_PROMPT", "MEDIA_TYPE_SYSTEM", "MEDIA_TYPE_TEMPLATE", "MEDIA_TYPE_TENSOR",
+    "ConfigV2", "Layer", "Manifest", "go_json_dumps", "parse_config", "parse_manifest"
+]
+
 MEDIA_TYPE_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_TYPE_MANIFEST_LIST = "application/vnd.ollama.manifest.list.v2+json"  # HEAD; unsupported
 MEDIA_TYPE_CONFIG = "application/vnd.docker.container.image.v1+json"

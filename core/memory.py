@@ -30,6 +30,14 @@ from typing import Any
 
 from .gguf_details import ModelFacts
 
+__all__ = [
+    "AUTO_PARALLEL", "DEFAULT_VOCAB", "GPU_RESERVE", "KINDS", "KV_CACHE_BYTES", "Device",
+    "Estimate", "GiB", "Inventory", "MiB", "ModelShape", "Placement", "cpu_device",
+    "default_num_ctx", "estimate", "fit", "graph_sizes", "kv_bytes_per_element", "kv_cache_bytes",
+    "kv_streams", "metal_working_set", "parallel_choices", "parse_meminfo", "parse_nvidia_smi",
+    "parse_rocm_smi", "parse_sysctl_memsize", "plan", "processor_label", "shape_from_facts"
+]
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 

@@ -29,6 +29,12 @@ from dataclasses import dataclass
 
 from .errors import BadRequest
 
+__all__ = [
+    "DEFAULT_HOST", "DEFAULT_NAMESPACE", "DEFAULT_TAG", "INVALID_DIGEST", "INVALID_NAME", "Name",
+    "blob_filename", "digest_str", "is_valid_name", "parse_digest", "parse_name",
+    "parse_name_with_scheme"
+]
+
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"

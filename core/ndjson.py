@@ -13,6 +13,8 @@ from typing import Any, Final
 from . import jsonwire
 from .errors import NDJSONError
 
+__all__ = ["NEED_DATA", "NDJSONReader", "encode"]
+
 
 class _NeedData:
     def __repr__(self) -> str:

@@ -38,6 +38,14 @@ from .errors import BadRequest
 from .names import DEFAULT_NAMESPACE, parse_name
 from .requests import _is_bool, _is_int, _is_obj, _is_str, _ListOf, _unmarshal_error
 
+__all__ = [
+    "JSON", "SYSTEM_FINGERPRINT", "ChatStream", "Check", "CompletionStream", "Fields",
+    "arguments_json", "chat_completion", "chat_request", "completion", "completion_request",
+    "decode_image_url", "embedding_request", "embeddings", "error_body", "go_type",
+    "include_usage", "logprobs_out", "model_object", "models_list", "native_message",
+    "native_tool_call", "parse_arguments", "think_from_effort", "tool_calls_out", "usage"
+]
+
 JSON = dict[str, Any]
 Check = Callable[[Any], bool]
 

@@ -60,6 +60,8 @@ from .openai_api import (
 )
 from .requests import _is_bool, _is_int, _is_obj, _is_str
 
+__all__ = ["Event", "ResponsesStream", "response_usage", "responses_object", "responses_request"]
+
 Event = tuple[str, JSON]
 
 _REQUEST_FIELDS: Fields = {

@@ -17,6 +17,12 @@ from typing import Any
 
 from .errors import BadRequest
 
+__all__ = [
+    "DEFAULTS", "DEPRECATED", "INT32_MAX", "LOAD_KEYS", "MAX_THREADS", "SPECS", "Kind",
+    "OptionSpec", "Phase", "coerce", "fits_float64", "go_int64", "json_kind", "load_spec", "merge",
+    "number_error", "parse_parameter", "split", "unknown_keys", "validate"
+]
+
 
 class Phase(enum.Enum):
     LOAD = "load"

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from .thinking import ThinkingParser, ThinkingState, ThinkingTags
 from .tools import ToolCall, ToolCallParser
 
+__all__ = ["OutputPipeline", "Piece"]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Piece:

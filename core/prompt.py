@@ -19,6 +19,11 @@ from .errors import BadRequest
 from .thinking import ThinkSetting
 from .requests import ChatRequest, GenerateRequest, Message
 
+__all__ = [
+    "ModelPrompting", "chat_messages", "check_raw", "generate_messages", "generate_prompt",
+    "images_of", "place_images", "render", "tag_images", "truncation_candidates"
+]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelPrompting:

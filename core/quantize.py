@@ -24,6 +24,13 @@ from typing import Any
 from .errors import BadRequest, QuantizeProtocolError
 from .gguf import Header
 
+__all__ = [
+    "ALIASES", "NOT_QUANTIZABLE", "PROGRESS_DIGEST", "SOURCE_TYPES", "SUPPORTED_MESSAGE", "TYPES",
+    "Event", "Failed", "Finished", "Progress", "QuantType", "Started", "TensorStarted",
+    "check_source", "decode_event", "encode_event", "needed", "parse_log_line", "parse_type",
+    "status_text", "tensor_bytes"
+]
+
 # Target name → llama.cpp ``llama_ftype``.
 TYPES: Mapping[str, int] = {
     "F32": 0, "F16": 1, "Q8_0": 7, "Q4_K_S": 14, "Q4_K_M": 15, "BF16": 32,

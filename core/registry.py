@@ -46,6 +46,20 @@ from .errors import BadRequest, ErrorCode, PollamaError, RegistryError, StoreErr
 from .manifest import MEDIA_TYPE_MANIFEST, Layer, Manifest, parse_manifest
 from .names import DEFAULT_HOST, INVALID_DIGEST, Name, digest_str, parse_digest
 
+__all__ = [
+    "HF_HOSTS", "HF_REGISTRY_HOST", "MANIFEST_ACCEPT", "MAX_PARTS", "MIB", "MIN_PART_SIZE",
+    "BearerChallenge", "ByteRange", "DigestRef", "Endpoint", "Fetch", "Part", "Progress", "Tag",
+    "add_query", "blob_location", "blobs_of", "check_plan", "content_range", "decode_plan",
+    "encode_plan", "endpoint_for", "is_hugging_face", "missing_blobs", "parse_bearer_challenge",
+    "parse_blob_digest", "parse_content_range", "parse_manifest_body", "parse_partial_filename",
+    "parse_range", "parse_reference", "parse_repository", "parse_token_response",
+    "parse_upload_id", "partial_filename", "plan_parts", "plan_resume", "pulling",
+    "pulling_manifest", "pushing", "pushing_manifest", "query_params", "quote",
+    "registry_error_text", "removing_unused_layers", "retrieving_manifest", "served_name",
+    "short_digest", "success", "token_url", "unquote", "unused_after_pull", "upload_location",
+    "verifying", "writing_manifest"
+]
+
 MIB = 1024 * 1024
 # Parts of at least 8 MiB, at most 8 of them: a 98 MB model is fetched as 8 ranges of ~12 MB.
 # Ollama uses 16 parts of 100 MB-1 GB against a CDN; between two pollama servers on a LAN the

@@ -34,6 +34,14 @@ from . import options
 from .errors import PollamaError
 from .jsonwire import go_quote
 
+__all__ = [
+    "QUOTES", "USAGE_PARAMETERS", "USAGE_SET", "USAGE_SHORTCUTS", "USAGE_SHOW", "Block", "Bye",
+    "Clear", "Command", "LineReader", "ListModels", "Load", "Prompt", "Save", "Say",
+    "SessionCommand", "SetFormat", "SetHistory", "SetParameter", "SetSystem", "SetTemplate",
+    "SetThink", "SetVerbose", "SetWordWrap", "Show", "ShowTopic", "Unknown", "parse_parameter",
+    "usage"
+]
+
 QUOTES = '"""'
 
 

@@ -17,6 +17,11 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = [
+    "BOLD", "GREY", "RESET", "AnswerDisplay", "WordWrap", "char_width", "go_duration",
+    "text_width", "thinking_closing", "thinking_opening", "timing_lines"
+]
+
 # Ollama's readline colours for the thinking block.
 GREY = "\x1b[38;5;245m"
 BOLD = "\x1b[1m"

@@ -22,6 +22,11 @@ from .errors import ModelfileError
 from .modelfile import Command, Modelfile, parse_modelfile
 from .show import show_sections
 
+__all__ = [
+    "THINK_LEVELS", "Session", "go_v", "info_text", "modelfile_with_template", "parse_think_flag",
+    "show_text", "think_args"
+]
+
 THINK_LEVELS = ("high", "medium", "low", "max")
 
 

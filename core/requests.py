@@ -17,6 +17,13 @@ from . import options as opts
 from . import schema_limits
 from .errors import BadRequest
 
+__all__ = [
+    "FOREVER", "THINK_LEVELS", "ChatRequest", "Check", "CreateRequest", "GenerateRequest",
+    "Message", "PullRequest", "ShowRequest", "check_format", "keep_alive_from_seconds",
+    "parse_chat", "parse_copy", "parse_create", "parse_delete", "parse_generate",
+    "parse_go_duration", "parse_keep_alive", "parse_pull", "parse_show"
+]
+
 # ---------------------------------------------------------------------------------------------
 # Go type checks
 

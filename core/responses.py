@@ -9,6 +9,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = [
+    "Final", "Metrics", "chat_chunk", "chat_final", "debug_render", "error_body", "generate_chunk",
+    "generate_final", "load_response", "ps_entry", "tag_entry"
+]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Metrics:

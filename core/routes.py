@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from .errors import MethodNotAllowed, NoRoute
 
+__all__ = ["ROUTES", "Match", "dialect", "match", "pattern_of"]
+
 # (path pattern, methods, handler name). ``:param`` matches one path segment.
 ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("/", frozenset({"GET", "HEAD"}), "root"),

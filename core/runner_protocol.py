@@ -33,6 +33,12 @@ from typing import Any, Union
 from . import ndjson
 from .errors import NDJSONError, RunnerProtocolError
 
+__all__ = [
+    "RUNNER_KINDS", "SERVER_KINDS", "Cancel", "Complete", "Done", "Embed", "Embeddings", "Failed",
+    "Load", "Loaded", "Message", "RunnerCodec", "RunnerMessage", "ServerMessage", "Shutdown",
+    "Token", "Tokenize", "Tokens", "from_wire", "to_wire"
+]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Load:

@@ -29,6 +29,11 @@ from typing import Any
 from . import json_grammar
 from .errors import BadRequest
 
+__all__ = [
+    "MAX_DEPTH", "MAX_GRAMMAR_BYTES", "MAX_PROPERTIES", "MAX_REPETITION", "MAX_SIZE",
+    "check_format", "check_tools", "count", "pattern_repetitions", "pointer"
+]
+
 MAX_REPETITION = 2000  # llama.cpp src/llama-grammar.cpp MAX_REPETITION_THRESHOLD
 MAX_DEPTH = 100  # JSON nesting levels of one schema (about 50 levels of subschemas)
 MAX_PROPERTIES = 500  # per object: the converter chains optional properties recursively

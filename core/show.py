@@ -18,6 +18,11 @@ from .jsonwire import go_quote
 from .modelfile import Command, Modelfile
 from .requests import Message
 
+__all__ = [
+    "HeaderFacts", "ModelParts", "capabilities", "go_value", "model_info", "modelfile_text",
+    "parameters_text", "require_tools", "require_vision", "show_response", "show_sections"
+]
+
 
 def go_value(value: Any) -> str:
     """A parameter value as Go's ``%v``/``%q`` would print it in ``parameters``."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+__all__ = ["StopMatcher"]
+
 
 class StopMatcher:
     def __init__(self, stops: Sequence[str]) -> None:

@@ -41,6 +41,12 @@ from .errors import BadRequest, StoreError
 from .humanize import human_bytes
 from .names import Name
 
+__all__ = [
+    "DAY_NS", "PARTIAL_MAX_AGE_NS", "TEMP_PREFIX", "Action", "Area", "Broken", "Entry", "Listing",
+    "ManifestFile", "Plan", "Problem", "ProblemKind", "Reason", "env_flag", "manifest_problems",
+    "plan", "referenced_digests", "summary"
+]
+
 DAY_NS = 24 * 3600 * 1_000_000_000
 PARTIAL_MAX_AGE_NS = DAY_NS  # a pull untouched for a day is not coming back
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 
+__all__ = ["parse_rfc3339", "rfc3339"]
+
 
 def rfc3339(ns: int, offset_seconds: int = 0) -> str:
     secs, frac = divmod(ns, 1_000_000_000)

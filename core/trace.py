@@ -18,6 +18,11 @@ from typing import Any
 from . import scheduler as s
 from .errors import PollamaError, TraceError
 
+__all__ = [
+    "FORMAT", "VERSION", "ReplayResult", "Step", "command_from_json", "event_from_json", "header",
+    "line", "parse", "replay", "to_json"
+]
+
 FORMAT = "pollama-scheduler"
 VERSION = 1
 
