@@ -33,7 +33,8 @@ __all__ = [
     "FramingError", "GGUFError", "GenerationError", "LocalError", "MethodNotAllowed",
     "ModelfileError", "NDJSONError", "NoRoute", "NotFound", "PayloadTooLarge", "PollamaError",
     "QuantizeProtocolError", "RegistryError", "RemoteError", "RequestTimeout", "RunnerError",
-    "RunnerProtocolError", "RunnerTerminated", "SSEError", "ServerBusy", "StoreError",
+    "RunnerProtocolError", "RunnerTerminated", "SSEError", "SchedulerError", "ServerBusy",
+    "StoreError",
     "TemplateError", "TraceError", "map_exceptions"
 ]
 
@@ -134,6 +135,12 @@ class PayloadTooLarge(RemoteError):
     """A request body beyond its route's bound (413; core.limits)."""
 
     status_hint = 413
+
+
+class SchedulerError(LocalError):
+    """An event the scheduler cannot take (a bug in the adapter), e.g. a duplicate request id."""
+
+    status_hint = 500
 
 
 class ServerBusy(LocalError):

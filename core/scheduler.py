@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Union
 
-from .errors import PollamaError
+from .errors import RUNNER_TERMINATED, SchedulerError
 
 __all__ = [
     "BUSY_MESSAGE", "FOREVER", "FOREVER_NS", "LIFECYCLE", "TERMINATED", "Command", "Config",
@@ -74,11 +74,7 @@ __all__ = [
 
 FOREVER = -1
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
-TERMINATED = "llama runner process has terminated"  # a load that ended without a message
-
-
-class SchedulerError(PollamaError):
-    """An event that cannot happen (a bug in the adapter), e.g. a duplicate request id."""
+TERMINATED = RUNNER_TERMINATED  # a load that ended without a message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,8 +31,7 @@ def test_remote_errors_are_4xx_and_local_errors_5xx() -> None:
 
 
 def test_the_error_types_live_in_core_errors() -> None:
-    # Modules raise them; they are defined here (SchedulerError and TemplateError excepted
-    # until their modules are reshaped).
+    # Modules raise them; they are all defined here.
     import pollama.adapters
     import pollama.core
 
@@ -40,8 +39,6 @@ def test_the_error_types_live_in_core_errors() -> None:
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{package.__name__}.{module.name}")
     for cls in _subclasses(PollamaError):
-        if cls.__name__ in ("SchedulerError", "TemplateError"):
-            continue
         assert cls.__module__ == errors.__name__, cls
 
 
