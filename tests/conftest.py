@@ -98,6 +98,22 @@ def start_server(tmp: str, extra_env: dict[str, str] | None = None) -> Server:
                   log_path=log_path)
 
 
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc; zombies included)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
 def wait_for(what: str, check: Any, deadline: float = 60.0) -> Any:
     """Poll ``check`` until it returns something true; fail after a generous ``deadline``
     (an outcome wait, not a timing assertion)."""

@@ -9,7 +9,6 @@ never by timing.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests.conftest import Server, child_pids, start_server, stop_server, upload_and_create
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.",
            "List three prime numbers.", "Name a famous painter and one of their paintings."]
@@ -43,19 +42,6 @@ def chat(srv: Server, content: str | list[dict[str, str]], **body: Any) -> dict[
         "options": body.pop("options", GREEDY), **body})
     assert r.status_code == 200, r.text
     out: dict[str, Any] = r.json()
-    return out
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except OSError:
-                pass
     return out
 
 
@@ -206,7 +192,7 @@ def test_four_slots_by_default_where_memory_allows(smollm2_gguf: str, tmp_path: 
         assert all(isinstance(g, str) for g in got), got
         ps = httpx.get(f"{server.url}/api/ps").json()["models"]
         # the runner's OpenMP threads spin briefly (core.decoding.RUNNER_ENV_DEFAULTS)
-        envs = [runner_env(pid) for pid in children(server.proc.pid)]
+        envs = [runner_env(pid) for pid in child_pids(server.proc.pid)]
         assert envs and all(e.get("GOMP_SPINCOUNT") == "1000" for e in envs)
     finally:
         stop_server(server)

@@ -13,29 +13,14 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests.conftest import Server, child_pids, start_server, stop_server, upload_and_create
 
 pytestmark = pytest.mark.e2e
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
 def _runner_pids(server: Server) -> list[int]:
     pids = []
-    for child in _children(server.proc.pid):
+    for child in child_pids(server.proc.pid):
         try:
             with open(f"/proc/{child}/cmdline", "rb") as f:
                 if b"pollama.runners.llama_runner" in f.read():
