@@ -1,6 +1,6 @@
 """The native API handlers: parse with core, execute against the store and runners, shape with core.
 
-Error rule (reference §0): before the first byte of a response, a PollamaError becomes its status
+Error rule (Ollama's api/types.go): before the first byte of a response, a PollamaError becomes its status
 and ``{"error": ...}``; once an NDJSON stream has started, it becomes a final ``{"error": ...}``
 line. Anything else is a pollama bug: logged with its traceback, reported as a 500.
 """
@@ -209,7 +209,7 @@ class App:
         return json_response(200, {"models": out})
 
     async def ps(self, request: Request, params: dict[str, str]) -> Response:
-        """Loaded models (reference §1.11), newest expiry first."""
+        """Loaded models (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler), newest expiry first."""
         now_mono = self.driver.now()
         now_wall = time.time_ns()
         offset = local_offset()
@@ -317,7 +317,7 @@ class App:
             self.store, name, scheme=scheme, insecure=req.insecure), req.stream)
 
     async def push(self, request: Request, params: dict[str, str]) -> Response:
-        # PushRequest has PullRequest's fields (model/name, insecure, stream; reference §1.6).
+        # PushRequest has PullRequest's fields (model/name, insecure, stream; Ollama's server/images.go PushModel).
         req = rq.parse_pull(await request.json())
         if not req.model:
             raise BadRequest("model is required")

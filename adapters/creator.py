@@ -1,7 +1,7 @@
 """Executing /api/create and library pulls against the store. Yields progress dicts.
 
 The decisions (layer merge, config fields) come from ``core.create``; this module writes blobs
-and manifests. Every status line matches what Ollama streams (reference §1.5, §1.7).
+and manifests. Every status line matches what Ollama streams (Ollama's server/images.go PullModel; server/create.go CreateHandler).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     base_params: dict[str, Any] = {}
     new_layers: list[mf.Layer] = []
     model_hex: str | None = None
-    # quantize (reference §1.7): a bad type or source is a 400 before any status line.
+    # quantize (Ollama's server/create.go CreateHandler): a bad type or source is a 400 before any status line.
     target = quantize.parse_type(req.quantize) if req.quantize else None
 
     if req.from_:

@@ -101,7 +101,7 @@ def load(store: Store, stored: StoredModel) -> LocalModel:
 
 
 def details(config: mf.ConfigV2) -> dict[str, Any]:
-    """The ``details`` object of /api/tags and /api/show (reference §1.11)."""
+    """The ``details`` object of /api/tags and /api/show (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler)."""
     out: dict[str, Any] = {
         "parent_model": "",
         "format": config.model_format or "gguf",

@@ -1,6 +1,6 @@
 """pollama as a registry: the ``/v2/`` endpoints of the OCI distribution protocol, served from
 the model store, so another pollama (or Ollama) can ``pull --insecure host:port/ns/model:tag``
-from this one and ``push`` to it (reference §4.4).
+from this one and ``push`` to it (Ollama's server/download.go, server/upload.go).
 
     GET/HEAD  /v2/                                    200 {}
     GET/HEAD  /v2/<ns>/<model>/manifests/<tag|digest>  the manifest of local model ns/model:tag

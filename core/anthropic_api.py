@@ -1,4 +1,4 @@
-"""Anthropic's Messages API ⇄ the native /api/chat JSON (reference §2.6).
+"""Anthropic's Messages API ⇄ the native /api/chat JSON (Ollama's anthropic/anthropic.go).
 
 Ollama serves ``POST /v1/messages`` as a middleware around its chat handler
 (``anthropic/anthropic.go``, ``middleware/anthropic.go``): the request is translated to an

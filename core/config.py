@@ -1,4 +1,4 @@
-"""Server and client configuration from environment variables (reference §8), as pure functions.
+"""Server and client configuration from environment variables (Ollama's envconfig/config.go), as pure functions.
 
 The adapter passes ``os.environ`` (and the home directory) in; nothing here reads them itself.
 Every variable is ``POLLAMA_*``; Ollama's ``OLLAMA_*`` spelling is accepted as a fallback so an

@@ -1,5 +1,5 @@
 """/api/embed and /api/embeddings: request checks, the token limit, vector shaping (reference
-§1.3, §1.4).
+Ollama's server/routes.go EmbedHandler and EmbeddingsHandler).
 
 The limit on one input (Ollama's EmbedHandler, server/routes.go): the context is
 ``min(num_ctx, trained context length)``; one slot of it is kept for a BOS token unless the input

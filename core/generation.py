@@ -22,7 +22,7 @@ Commands (machine → adapter)::
     Fail(error)         the generation is over with this error (its status before the first
                         Emit; an error line after)
 
-Theory of operation (reference §1.1, §1.2, §1.12):
+Theory of operation (Ollama's server/routes.go GenerateHandler and ChatHandler; api/types.go ThinkValue):
 
 * Prompt. Generate renders once (``prompt.generate_prompt``). Chat renders the longest history
   that fits ``num_ctx``: ``prompt.truncation_candidates`` longest first; a candidate whose UTF-8

@@ -1,7 +1,7 @@
 """What pollama reports about a GGUF file, computed from its metadata (passed in as data).
 
 The adapter reads key/values and tensor element counts with the ``gguf`` package; this module
-turns them into Ollama's ``details`` (reference §1.11) and the config blob fields.
+turns them into Ollama's ``details`` (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler) and the config blob fields.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Human-readable sizes and times for CLI tables, as Ollama's format package prints them (§7)."""
+"""Human-readable sizes and times for CLI tables, as Ollama's format package (format/format.go) prints them."""
 
 from __future__ import annotations
 

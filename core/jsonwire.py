@@ -3,7 +3,7 @@
 Ollama's clients sometimes compare bytes (template replays, stop tokens), so we match Go:
 compact separators, UTF-8 kept as is, and ``<``, ``>``, ``&`` escaped as ``\\u003c``,
 ``\\u003e``, ``\\u0026`` (plus U+2028/U+2029). Decoding errors are phrased like Go's decoder
-because clients and tests match on them (reference §0).
+because clients and tests match on them (Ollama's api/types.go).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class LibraryEntry:
     model: str  # library model name, e.g. "smollm2"
     tags: tuple[str, ...]  # tags that resolve to this entry
     source: PyPIWheelSource
-    # The layers Ollama's library manifest has beside the model (reference §4.3): TEMPLATE,
+    # The layers Ollama's library manifest has beside the model (Ollama's server/manifest.go): TEMPLATE,
     # LICENSE (one text per layer), params, SYSTEM.
     template: str | None = None
     license: tuple[str, ...] = ()

@@ -3,7 +3,7 @@
 Pure functions over data: the adapter (``adapters/devices.py``) runs ``nvidia-smi``,
 ``rocm-smi``, ``sysctl`` and reads ``/proc/meminfo``, and hands their text to the parsers here;
 the scheduler asks :func:`estimate` and :func:`fit` before it spawns a runner and reports the
-result in ``/api/ps`` (``size``, ``size_vram``, reference §1.11) and ``ollama ps``
+result in ``/api/ps`` (``size``, ``size_vram``, Ollama's server/routes.go ListHandler, PsHandler, ShowHandler) and ``ollama ps``
 (:func:`processor_label`).
 
 The model follows Ollama's ``llm/memory.go`` (``EstimateGPULayers``) and ``fs/ggml``
@@ -109,7 +109,7 @@ class Inventory:
 
 
 def default_num_ctx(inventory: Inventory) -> int:
-    """Ollama's default ``num_ctx`` by total VRAM (reference §6, v0.15.5+) when
+    """Ollama's default ``num_ctx`` by total VRAM (Ollama's server/sched.go, v0.15.5+) when
     ``OLLAMA_CONTEXT_LENGTH`` is unset: ≥47 GiB ⇒ 262144, ≥23 GiB ⇒ 32768, else 4096."""
     vram = inventory.gpu_total()
     if vram >= 47 * GiB:

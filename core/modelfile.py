@@ -1,4 +1,4 @@
-"""Modelfiles: parse, serialise back, and map to a create request (reference §3).
+"""Modelfiles: parse, serialise back, and map to a create request (Ollama's parser/parser.go).
 
 Mirrors Ollama's ``parser/parser.go`` (``ParseFile``, ``Command.String``, ``quote``/``unquote``,
 ``CreateRequest``, ``expandPath``). Everything here is pure: the CLI reads the file, decides which
@@ -541,7 +541,7 @@ def is_representable(value: str) -> bool:
 
 
 def quote_value(value: str) -> str:
-    """Write a value as Ollama's ``quote`` (reference §3.5): bare when safe, else ``\"\"\"…\"\"\"``
+    """Write a value as Ollama's ``quote`` (Ollama's parser/parser.go Modelfile.String): bare when safe, else ``\"\"\"…\"\"\"``
     if it contains ``"``, else ``"…"``; the other quoting when the preferred one would not read
     back. An unrepresentable value gets Ollama's own (lossy) choice."""
     if _is_bare(value):

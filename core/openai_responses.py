@@ -1,5 +1,5 @@
 """OpenAI's Responses API (``POST /v1/responses``) as a translation to and from the native chat
-(reference §2.5; Ollama's ``openai/responses.go``). Stateless: the whole conversation is the
+(Ollama's ``openai/responses.go``). Stateless: the whole conversation is the
 request's ``input``. Pure: ids and times are arguments.
 
 *Request.* ``responses_request`` turns ``instructions`` (a system message) and ``input`` (a

@@ -1,4 +1,4 @@
-"""The generation options table (reference §1.13) and their validation.
+"""The generation options table (Ollama's api/types.go Options) and their validation.
 
 Options reach a runner from three places, in increasing precedence: built-in defaults, the
 Modelfile's PARAMETERs, the request's ``options``. Each option is either *load* time (changing it
@@ -76,7 +76,7 @@ DEPRECATED = frozenset(
     }
 )
 
-# Built-in defaults (reference §1.13). num_ctx's default comes from configuration.
+# Built-in defaults (Ollama's api/types.go Options). num_ctx's default comes from configuration.
 DEFAULTS: Mapping[str, Any] = {
     "num_batch": 512,
     "num_gpu": -1,
@@ -271,7 +271,7 @@ def load_spec(load: Mapping[str, Any], *, default_num_ctx: int, ctx_train: int |
               vision: bool = False) -> dict[str, Any]:
     """Load parameters for a runner: num_ctx defaults to configuration, is at least 2048 for a
     vision model (images take many positions), is clamped to the model's trained context,
-    and raised to at least 4 (reference §1.13, §6)."""
+    and raised to at least 4 (Ollama's api/types.go Options; server/sched.go)."""
     num_batch = int(load.get("num_batch", DEFAULTS["num_batch"]))
     if num_batch < 1:
         raise BadRequest("num_batch must be at least 1")

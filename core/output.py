@@ -41,7 +41,7 @@ class OutputPipeline:
     @property
     def thinking_done(self) -> bool:
         """The model has left its reasoning (closed the tag, or answered without one): from
-        here a ``format`` grammar applies (reference §1.12)."""
+        here a ``format`` grammar applies (Ollama's api/types.go ThinkValue)."""
         return self._thinking is not None and self._thinking.state in (
             ThinkingState.THINKING_DONE, ThinkingState.THINKING_DONE_EATING_WHITESPACE)
 
@@ -70,6 +70,6 @@ class OutputPipeline:
         if thought or content:
             out.append(Piece(content=content, thinking=thought))
         if calls:
-            # Tool calls arrive in a chunk of their own with empty content (reference §1.2).
+            # Tool calls arrive in a chunk of their own with empty content (Ollama's server/routes.go ChatHandler).
             out.append(Piece(tool_calls=tuple(calls)))
         return out

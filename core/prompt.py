@@ -1,6 +1,6 @@
 """Assembling the prompt text a runner sees, from a request and the model's stored parts.
 
-Order follows Ollama (reference §1.1, §1.2): for chat, the Modelfile SYSTEM is prepended only
+Order follows Ollama (Ollama's server/routes.go GenerateHandler and ChatHandler): for chat, the Modelfile SYSTEM is prepended only
 when the first request message is not a system message, and Modelfile MESSAGEs come before the
 request's messages. For generate the messages are [system] + Modelfile MESSAGEs (only when no
 ``context`` is given) + the user prompt; the request's ``system`` overrides the Modelfile's.
@@ -62,7 +62,7 @@ def generate_messages(req: GenerateRequest, model: ModelPrompting) -> list[Messa
 def tag_images(messages: Sequence[Message]) -> list[Message]:
     """Ollama's chatPrompt: image ``N`` (counted across the messages kept) becomes the tag
     ``[img-N]``, which replaces a literal ``[img]`` in its message or else goes in front of
-    it (reference §1.14). The runner puts each image where its tag is."""
+    it (Ollama's server/routes.go GenerateHandler). The runner puts each image where its tag is."""
     out: list[Message] = []
     n = 0
     for m in messages:
@@ -110,7 +110,7 @@ def render(messages: Sequence[Message], model: ModelPrompting, *, today: str,
            think: ThinkSetting | None = None) -> str:
     """Render messages for the assistant's answer. A Go template (the request's override, else
     the Modelfile TEMPLATE) is used when there is one, else the GGUF jinja template, as
-    Ollama does (reference §5.2). ``today`` is YYYY-MM-DD."""
+    Ollama does (Ollama's server/model.go). ``today`` is YYYY-MM-DD."""
     source = go_template if go_template is not None else model.go_template
     if source is not None:
         return gotemplate.render_chat(gotemplate.parse(source), messages, tools=tools,

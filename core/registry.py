@@ -1,4 +1,4 @@
-"""The registry protocol, both sides, as pure decisions (reference §1.5, §1.6, §4.4).
+"""The registry protocol, both sides, as pure decisions (Ollama's server/images.go PullModel and PushModel; server/download.go, server/upload.go).
 
 Ollama speaks the Docker/OCI distribution protocol to its registries, and pollama speaks it to
 them and *as* one, so two pollama servers can share models. This module decides; the adapters
@@ -25,7 +25,7 @@ Client side
 Server side
     * :func:`parse_repository`, :func:`parse_reference`, :func:`parse_blob_digest`,
       :func:`parse_upload_id` validate path segments (percent-decoded first, validated after),
-      so only names of the §4.1 grammar, 64-hex digests and 32-hex upload ids ever reach a
+      so only names of Ollama's grammar (types/model/name.go), 64-hex digests and 32-hex upload ids ever reach a
       filesystem path. Failures are :class:`RegistryError` with an OCI error code and status.
     * :func:`parse_range` (RFC 9110 single byte ranges) and :func:`content_range`.
     * :func:`served_name`: a repository ``<ns>/<model>:<tag>`` on this server *is* the local
@@ -443,7 +443,7 @@ def parse_content_range(value: str) -> tuple[int, int, int | None] | None:
     return first, last + 1, None if m.group(3) == "*" else int(m.group(3))
 
 
-# --- progress lines (reference §1.5, §1.6) ------------------------------------------------
+# --- progress lines (Ollama's server/images.go PullModel and PushModel) ------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -543,7 +543,7 @@ _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 def parse_repository(namespace: str, model: str) -> tuple[str, str]:
-    """Validated ``(namespace, model)`` from the path (§4.1 grammar), else NAME_INVALID."""
+    """Validated ``(namespace, model)`` from the path (Ollama's types/model/name.go grammar), else NAME_INVALID."""
     try:
         ns, m = unquote(namespace), unquote(model)
         Name(host=DEFAULT_HOST, namespace=ns, model=m, tag="latest")
@@ -564,7 +564,7 @@ class DigestRef:
 
 
 def parse_reference(reference: str) -> Tag | DigestRef:
-    """A manifest reference: a tag (§4.1 tag grammar) or a ``sha256:<hex>`` digest (a tag
+    """A manifest reference: a tag (Ollama's types/model/name.go tag grammar) or a ``sha256:<hex>`` digest (a tag
     cannot hold ``:``, so ``sha256-...`` is a tag)."""
     try:
         ref = unquote(reference)

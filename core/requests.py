@@ -1,4 +1,4 @@
-"""Parsing and validating the native API's request bodies (reference §1.1, §1.2, §1.7, §0).
+"""Parsing and validating the native API's request bodies (Ollama's server/routes.go GenerateHandler and ChatHandler; server/create.go CreateHandler; api/types.go).
 
 Bodies are decoded by ``jsonwire.loads_request`` and checked field by field against the Go
 struct Ollama decodes them into, so a wrong type gets Go's message:
@@ -147,7 +147,7 @@ def _object(body: Any, struct: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# keep_alive (reference §6): number = seconds, negative = forever; string = Go duration.
+# keep_alive (Ollama's server/sched.go): number = seconds, negative = forever; string = Go duration.
 
 _UNITS_NS = {
     "ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
@@ -515,7 +515,7 @@ def _tool_choice(value: Any, tools: tuple[dict[str, Any], ...]
 
 
 def _model_field(obj: Mapping[str, Any]) -> str:
-    # Create/Delete/Show/Pull/Push accept the legacy ``name`` when ``model`` is empty (§0).
+    # Create/Delete/Show/Pull/Push accept the legacy ``name`` when ``model`` is empty (Ollama's api/types.go).
     return str(obj.get("model") or obj.get("name") or "")
 
 
@@ -557,7 +557,7 @@ def parse_pull(body: Any) -> PullRequest:
 
 
 def check_format(value: Any) -> Any:
-    """``format``: "json", a JSON-schema object, or ""/null (reference §1.14). A schema must
+    """``format``: "json", a JSON-schema object, or ""/null (Ollama's server/routes.go GenerateHandler). A schema must
     stay within core.schema_limits, since the runner turns it into a grammar."""
     if isinstance(value, dict):
         schema_limits.check_format(value)

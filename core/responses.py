@@ -1,4 +1,4 @@
-"""Shaping /api/generate and /api/chat responses, in Ollama's wire order (reference §1.1, §1.2).
+"""Shaping /api/generate and /api/chat responses, in Ollama's wire order (Ollama's server/routes.go GenerateHandler and ChatHandler).
 
 Metric fields are Go ``omitempty``: absent when zero. Durations are integer nanoseconds.
 """
@@ -135,7 +135,7 @@ def error_body(message: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Listings (reference §1.11)
+# Listings (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler)
 
 
 def tag_entry(name: str, *, modified_at: str, size: int, digest: str,

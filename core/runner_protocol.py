@@ -78,7 +78,7 @@ class Complete:
     tools: list[dict[str, Any]] | None = None
     tool_format: dict[str, Any] | None = None
     tools_required: bool = False  # the grammar admits only a call, no free text
-    # Base64 images; the prompt places image i where it says ``[img-i]`` (reference §1.14).
+    # Base64 images; the prompt places image i where it says ``[img-i]`` (Ollama's server/routes.go GenerateHandler).
     images: list[str] = field(default_factory=list)
 
 

@@ -1,4 +1,4 @@
-"""What /api/show and `pollama show` say about a model (reference §1.11, §3.5, §3.6).
+"""What /api/show and `pollama show` say about a model (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler; parser/parser.go Modelfile.String; server/routes.go ShowHandler).
 
 Pure shaping: the adapter passes the stored parts (manifest layers' texts, params, GGUF
 key/values); this module formats them exactly as Ollama does.
@@ -61,7 +61,7 @@ class ModelParts:
 
 
 def modelfile_text(parts: ModelParts) -> str:
-    """``pollama show --modelfile``: a Modelfile that re-creates the model (§3.6)."""
+    """``pollama show --modelfile``: a Modelfile that re-creates the model (Ollama's server/routes.go ShowHandler)."""
     cmds: list[Command] = [Command(name="from", args=parts.model_path)]
     cmds += [Command(name="adapter", args=a) for a in parts.adapters]
     cmds += [Command(name="from", args=p) for p in parts.projectors]
@@ -104,7 +104,7 @@ def model_info(kv: Mapping[str, Any], parameter_count: int, *, verbose: bool) ->
 
 def capabilities(template: str | None, *, go: bool = False,
                  embedding_only: bool = False, vision: bool = False) -> list[str]:
-    """Capabilities inferred from the template in use (reference §5.1): a Go template that
+    """Capabilities inferred from the template in use (Ollama's template/template.go): a Go template that
     uses ``.Tools`` ⇒ tools, ``.Suffix`` ⇒ insert; a projector layer ⇒ vision; thinking
     tags ⇒ thinking (Ollama's order)."""
     if embedding_only:
@@ -130,7 +130,7 @@ def capabilities(template: str | None, *, go: bool = False,
 
 
 def require_tools(template: str | None, *, go: bool, full_name: str) -> None:
-    """A request with ``tools`` needs a template that renders them (reference §1.2)."""
+    """A request with ``tools`` needs a template that renders them (Ollama's server/routes.go ChatHandler)."""
     if "tools" not in capabilities(template, go=go):
         raise BadRequest(f"{full_name} does not support tools")
 
@@ -206,7 +206,7 @@ class HeaderFacts:
 def show_response(parts: ModelParts, *, request_system: str | None, details: Mapping[str, Any],
                   header: HeaderFacts, projector: HeaderFacts | None, verbose: bool,
                   modified_at: str) -> dict[str, Any]:
-    """/api/show (reference §1.11), in Ollama's field order. A request's non-empty ``system``
+    """/api/show (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler), in Ollama's field order. A request's non-empty ``system``
     replaces the model's; the template shown is the Modelfile's, else the GGUF's jinja."""
     system = request_system if request_system is not None else parts.system
     gguf_template = header.kv.get("tokenizer.chat_template")

@@ -1,6 +1,6 @@
 """Server-Sent Events framing, Sans-IO (shaped like ``ndjson.py``: receive_data/next_event).
 
-The OpenAI- and Anthropic-compatible endpoints stream ``text/event-stream`` (reference §2):
+The OpenAI- and Anthropic-compatible endpoints stream ``text/event-stream`` (Ollama's openai/openai.go):
 ``data: <json>\\n\\n`` per chunk, ``event: <type>\\n`` in front for the Responses and Messages
 APIs, and ``data: [DONE]\\n\\n`` at the end of a chat or completions stream.
 

@@ -978,7 +978,7 @@ class Runner:
         ))
 
     def _eval_with_images(self, llm: Any, msg: rp.Complete) -> list[int] | None:
-        """Evaluate a prompt whose ``[img-N]`` tags place images (reference §1.14) through the
+        """Evaluate a prompt whose ``[img-N]`` tags place images (Ollama's server/routes.go GenerateHandler) through the
         projector; returns the prompt as the context now holds it (-1 at image positions), or
         None when no tag names an image (the images are then unused, as in Ollama)."""
         import base64

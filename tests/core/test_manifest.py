@@ -1,4 +1,4 @@
-"""Manifests and config blobs (reference §4.3)."""
+"""Manifests and config blobs (Ollama's server/manifest.go)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model names and digests (reference §4.1, §1.8), incl. upstream types/model/name_test.go."""
+"""Model names and digests (Ollama's types/model/name.go; server/routes.go CreateBlobHandler), incl. upstream types/model/name_test.go."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def test_tool_choice_invalid(value: object) -> None:
 
 
 def test_thinking_done_marks_where_a_format_grammar_starts() -> None:
-    """format + thinking (reference §1.12): the adapter cancels the free pass once the
+    """format + thinking (Ollama's api/types.go ThinkValue): the adapter cancels the free pass once the
     pipeline says the reasoning is over, and continues the prompt through the closing tag."""
     from pollama.core.thinking import through_closing_tag
 

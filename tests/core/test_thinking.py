@@ -344,7 +344,7 @@ def test_structured_response(thought: str, answer: str, pre: str, gap: str) -> N
 
 
 # ---------------------------------------------------------------------------------------------
-# resolve_think (reference §1.12)
+# resolve_think (Ollama's api/types.go ThinkValue)
 
 
 @pytest.mark.parametrize("requested, is_capable, want", [
@@ -415,7 +415,7 @@ def test_render_kwargs_reach_the_template() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# strip_previous_thinking (reference §1.2)
+# strip_previous_thinking (Ollama's server/routes.go ChatHandler)
 
 
 def _conversation() -> list[Message]:

@@ -257,7 +257,7 @@ def test_v2_serves_manifests_and_blobs_from_the_store(registry_a: Server, smollm
                          "digest": "sha256:" + SMOL_HEX, "size": SMOL_SIZE}
         h = c.head("/v2/library/smol/manifests/latest")
         assert h.status_code == 200 and int(h.headers["content-length"]) == len(r.content)
-        # ... by digest too, and case-insensitively by name (§4.1)
+        # ... by digest too, and case-insensitively by name (Ollama's types/model/name.go)
         by_digest = c.get("/v2/library/smol/manifests/" + r.headers["docker-content-digest"])
         assert by_digest.status_code == 200 and by_digest.content == r.content
         assert c.get("/v2/Library/SMOL/manifests/LATEST").content == r.content

@@ -147,7 +147,7 @@ CITY = {"type": "object", "required": ["city", "country_code"],
 def test_format_applies_after_thinking(server: Server, client: ollama.Client,
                                        stream: bool) -> None:
     """format + thinking: the reasoning is free text, the answer after it is constrained
-    (reference §1.12)."""
+    (Ollama's api/types.go ThinkValue)."""
     body = {"model": "smolthink", "messages": FEW_SHOT, "format": CITY, "stream": stream,
             "options": {"temperature": 0, "num_predict": 120}}
     with httpx.stream("POST", f"{server.url}/api/chat", json=body, timeout=120) as r:
