@@ -98,8 +98,8 @@ def start_server(tmp: str, extra_env: dict[str, str] | None = None) -> Server:
                   log_path=log_path)
 
 
-def child_pids(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc; zombies included)."""
+def child_pids(pid: int, *, zombies: bool = True) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc), zombies too unless ``zombies=False``."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -109,9 +109,18 @@ def child_pids(pid: int) -> list[int]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid:
+        if int(fields[1]) == pid and (zombies or fields[0] != "Z"):
             out.append(int(entry))
     return out
+
+
+def cmdline(pid: int) -> bytes:
+    """A process's command line (NUL-separated), or b"" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def wait_for(what: str, check: Any, deadline: float = 60.0) -> Any:

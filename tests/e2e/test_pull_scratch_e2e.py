@@ -25,7 +25,7 @@ import pytest
 
 from pollama.core.library import SMOLLM2_135M
 from tests import conftest
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, child_pids, cmdline, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -114,20 +114,7 @@ def index(smollm2_gguf: str) -> Iterator[Index]:
 
 
 def children(pid: int) -> list[tuple[int, bytes]]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append((int(entry), cmdline))
-    return out
+    return [(c, cmdline(c)) for c in child_pids(pid, zombies=False)]
 
 
 def alive(pid: int) -> bool:

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, child_pids, cmdline
 
 pytestmark = pytest.mark.e2e
 
@@ -73,20 +73,7 @@ def spawn(server: Server, *args: str, env: dict[str, str] | None = None,
 
 
 def runner_children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                runner = b"pollama.runners.llama_runner" in f.read()
-        except OSError:
-            continue
-        if ppid == pid and runner:
-            out.append(int(entry))
-    return out
+    return [c for c in child_pids(pid) if b"pollama.runners.llama_runner" in cmdline(c)]
 
 
 @pytest.fixture()
