@@ -43,6 +43,24 @@ Theory of operation (Ollama's ``server/sched.go``: ``processPending``, ``process
   message); a runner that exits unexpectedly is forgotten, its in-flight requests learn of it from
   the runner pipe, and the next request loads a fresh one.
 
+Nodes (a Ray cluster, ``Config.cluster``; adapters/ray_cluster.py). On one machine there is one
+implicit node, ``LOCAL``, whose budget is ``Config.memory_budget``: everything above holds per
+node. In a cluster the nodes come and go by ``NodeJoined``/``NodeLost`` and each has its own
+memory budget, its own ``max_loaded`` and its own single-flight load:
+
+* A request goes to a READY runner of its model and spec with a free slot, the least loaded
+  first (fewest in flight). When every such replica is busy and the model has fewer than
+  ``num_replicas`` (the request's hint, else ``Config.num_replicas``), one more is loaded on a
+  node that has none of it yet and room without evicting anything.
+* A new runner goes to a node where it fits now, preferring one that has the model's blobs
+  cached (a runner of it was READY there, or the node said so when it joined), then the most
+  free memory. If none fits, the least recently used idle runners of one node are stopped, a
+  node with the blobs first; a node with nothing loaded is the last resort (as on one machine,
+  it loads whatever the estimate says).
+* A node lost takes its runners with it (their in-flight requests learn of it from the runner
+  stream); requests that waited for a load there are placed again on the nodes left. With no
+  node at all, requests wait for one (within ``max_queue``).
+
 The code has two layers. The runner lifecycle is a table, ``LIFECYCLE``: ``(RunnerState,
 RunnerInput) -> (side effect, next state)``, as h2's ``stream.py`` has it. The decisions are
 small pure functions over ``State`` that return the new state and the commands: ``expire``
@@ -63,18 +81,21 @@ from typing import Union
 from .errors import RUNNER_TERMINATED, SchedulerError
 
 __all__ = [
-    "BUSY_MESSAGE", "FOREVER", "FOREVER_NS", "LIFECYCLE", "TERMINATED", "Command", "Config",
-    "Dispatch", "Event", "Kind", "LoadSpec", "Reject", "ReplyLoaded", "ReplyUnloaded", "Request",
+    "BUSY_MESSAGE", "FOREVER", "FOREVER_NS", "LIFECYCLE", "LOCAL", "NODE_LOST", "TERMINATED",
+    "Command", "Config", "Dispatch", "Event", "Kind", "LoadSpec", "Node", "NodeJoined",
+    "NodeLost", "Reject", "ReplyLoaded", "ReplyUnloaded", "Request",
     "RequestCancelled", "RequestFinished", "RequestQueued", "Runner", "RunnerExited",
     "RunnerFailed", "RunnerInput", "RunnerReady", "RunnerState", "SchedulerError", "SpawnRunner",
     "State", "StopRunner", "Tick", "admit", "apply_event", "by_expiry", "expire", "make_room",
-    "next_deadline", "pick_victim", "schedule", "settle", "slots", "step", "time_to_expiry",
-    "transition",
+    "next_deadline", "nodes", "pick_victim", "place", "replicas", "schedule", "settle", "slots",
+    "step", "time_to_expiry", "transition",
 ]
 
 FOREVER = -1
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 TERMINATED = RUNNER_TERMINATED  # a load that ended without a message
+LOCAL = ""  # the one node of a single machine
+NODE_LOST = "node lost"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,10 +136,12 @@ class Request:
     # Slots (requests decoded together) a runner loaded for this request gets, decided with
     # the memory estimate (core.memory.parallel_choices); 0 = Config.num_parallel.
     num_parallel: int = 0
+    replicas: int = 0  # runners of this model wanted when busy; 0 = Config.num_replicas
 
     def __post_init__(self) -> None:
-        if self.num_parallel < 0:
-            raise SchedulerError(f"bad request num_parallel {self.num_parallel}")
+        if self.num_parallel < 0 or self.replicas < 0:
+            raise SchedulerError(
+                f"bad request num_parallel/replicas {self.num_parallel}/{self.replicas}")
         if self.size < 0 or self.size_vram < 0 or self.size_vram > self.size:
             raise SchedulerError(f"bad request sizes {self.size}/{self.size_vram}")
 
@@ -147,6 +170,7 @@ class Runner:
     expires_at: int | None = None  # set only while READY and idle, unless kept forever
     draining: bool = False  # takes no new requests (reload, unload)
     num_parallel: int = 0  # requests in flight at once; 0 = Config.num_parallel
+    node: str = LOCAL  # where it runs
 
     @property
     def idle(self) -> bool:
@@ -160,10 +184,23 @@ class Config:
     max_queue: int = 512
     memory_budget: int = 0  # bytes available for models; 0 = unlimited
     default_keep_alive: int = 5 * 60 * 1_000_000_000
+    num_replicas: int = 1  # runners of one model (on distinct nodes) when it is busy
+    cluster: bool = False  # nodes come from NodeJoined/NodeLost; else the one LOCAL node
 
     def __post_init__(self) -> None:
-        if self.num_parallel < 1 or self.max_loaded < 1 or self.max_queue < 0:
+        if (self.num_parallel < 1 or self.max_loaded < 1 or self.max_queue < 0
+                or self.num_replicas < 1):
             raise SchedulerError(f"bad scheduler config {self!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    """A machine runners are placed on."""
+
+    id: str
+    memory: int = 0  # bytes available for models; 0 = unlimited
+    devices: tuple[str, ...] = ()  # what it has besides CPUs (e.g. "GPU:0"), as it said
+    blobs: frozenset[str] = frozenset()  # model digests it has in its store
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +209,7 @@ class State:
     runners: tuple[Runner, ...] = ()
     waiting: tuple[Request, ...] = ()
     next_runner_id: int = 1
+    nodes: tuple[Node, ...] = ()  # in a cluster; on one machine see ``nodes()``
 
     def runner(self, runner_id: int) -> Runner | None:
         for r in self.runners:
@@ -179,10 +217,10 @@ class State:
                 return r
         return None
 
-    @property
-    def loading(self) -> Runner | None:
+    def loading(self, node: str) -> Runner | None:
+        """The runner loading on ``node``: at most one at a time."""
         for r in self.runners:
-            if r.state is RunnerState.LOADING:
+            if r.state is RunnerState.LOADING and r.node == node:
                 return r
         return None
 
@@ -190,6 +228,18 @@ class State:
 def slots(runner: Runner, config: Config) -> int:
     """Requests ``runner`` serves at once: the slots it was loaded with."""
     return runner.num_parallel or config.num_parallel
+
+
+def replicas(request: Request, config: Config) -> int:
+    """Runners of ``request``'s model wanted when they are all busy."""
+    return request.replicas or config.num_replicas
+
+
+def nodes(state: State) -> tuple[Node, ...]:
+    """Where runners can go: the cluster's nodes, or the one LOCAL node of a machine."""
+    if state.config.cluster:
+        return state.nodes
+    return (Node(id=LOCAL, memory=state.config.memory_budget),)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,8 +283,24 @@ class Tick:
     pass
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeJoined:
+    """A node is up (or said again what it has): its budget, devices and cached models."""
+
+    node_id: str
+    memory: int = 0  # bytes for models; 0 = unlimited
+    devices: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # digests of the models whose blobs it has
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeLost:
+    node_id: str
+    message: str = NODE_LOST
+
+
 Event = Union[RequestQueued, RequestFinished, RequestCancelled, RunnerReady, RunnerFailed,
-              RunnerExited, Tick]
+              RunnerExited, Tick, NodeJoined, NodeLost]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +314,7 @@ class SpawnRunner:
     spec: LoadSpec
     gpu_layers: int = -1
     num_parallel: int = 0  # sequences the runner decodes together; 0 = Config.num_parallel
+    node: str = LOCAL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -290,20 +357,20 @@ def _put(state: State, runner: Runner) -> State:
     """``state`` with ``runner`` in place of the runner that has its id."""
     runners = tuple([runner if r.id == runner.id else r for r in state.runners])
     return State(config=state.config, runners=runners, waiting=state.waiting,
-                 next_runner_id=state.next_runner_id)
+                 next_runner_id=state.next_runner_id, nodes=state.nodes)
 
 
 def _drop(state: State, runner: Runner) -> State:
     """``state`` without ``runner``."""
     runners = tuple([r for r in state.runners if r.id != runner.id])
     return State(config=state.config, runners=runners, waiting=state.waiting,
-                 next_runner_id=state.next_runner_id)
+                 next_runner_id=state.next_runner_id, nodes=state.nodes)
 
 
 def _queue(state: State, waiting: tuple[Request, ...]) -> State:
     """``state`` with ``waiting`` as its queue."""
     return State(config=state.config, runners=state.runners, waiting=waiting,
-                 next_runner_id=state.next_runner_id)
+                 next_runner_id=state.next_runner_id, nodes=state.nodes)
 
 
 def _serving(runner: Runner, in_flight: tuple[int, ...], keep_alive: int, last_used: int,
@@ -320,7 +387,7 @@ def _serving(runner: Runner, in_flight: tuple[int, ...], keep_alive: int, last_u
                   state=runner_state or runner.state, size=runner.size,
                   size_vram=runner.size_vram, keep_alive=keep_alive, in_flight=in_flight,
                   last_used=last_used, expires_at=expires_at, draining=runner.draining,
-                  num_parallel=runner.num_parallel)
+                  num_parallel=runner.num_parallel, node=runner.node)
 
 
 def _expires_at(keep_alive: int, draining: bool, now: int) -> int | None:
@@ -342,7 +409,8 @@ def _wanted(state: State, runner: Runner) -> bool:
 #
 #   (new) --admit: SpawnRunner--> LOADING --READY--> READY --STOP: StopRunner--> STOPPING
 #   LOADING --FAILED/EXITED: fail its waiting requests--> (gone)
-#   READY --FAILED/EXITED--> (gone)                       STOPPING --FAILED/EXITED--> (gone)
+#   LOADING --LOST--> (gone; its waiting requests are placed again)
+#   READY --FAILED/EXITED/LOST--> (gone)              STOPPING --FAILED/EXITED/LOST--> (gone)
 #
 # A late or repeated RunnerReady changes nothing. A runner is stopped only when it is READY and
 # idle (expired, evicted, drained, unloaded): STOP in another state is a bug in the policies
@@ -355,6 +423,7 @@ class RunnerInput(enum.Enum):
     FAILED = "failed"  # RunnerFailed: the runner reported an error
     EXITED = "exited"  # RunnerExited: the process is gone
     STOP = "stop"  # a policy decided to stop it
+    LOST = "lost"  # NodeLost: its node is gone, and the runner with it
 
 
 # A side effect gets the state (without the runner when it is gone), the runner as it was, its
@@ -406,11 +475,15 @@ LIFECYCLE: dict[tuple[RunnerState, RunnerInput], tuple[Effect, RunnerState | Non
         (_fail_waiting, None),
     (RunnerState.LOADING, RunnerInput.EXITED):
         (_fail_waiting, None),
+    (RunnerState.LOADING, RunnerInput.LOST):
+        (_nothing, None),
     (RunnerState.READY, RunnerInput.READY):
         (_nothing, RunnerState.READY),
     (RunnerState.READY, RunnerInput.FAILED):
         (_nothing, None),  # in-flight requests hear it from the pipe
     (RunnerState.READY, RunnerInput.EXITED):
+        (_nothing, None),
+    (RunnerState.READY, RunnerInput.LOST):
         (_nothing, None),
     (RunnerState.READY, RunnerInput.STOP):
         (_send_stop, RunnerState.STOPPING),
@@ -419,6 +492,8 @@ LIFECYCLE: dict[tuple[RunnerState, RunnerInput], tuple[Effect, RunnerState | Non
     (RunnerState.STOPPING, RunnerInput.FAILED):
         (_nothing, None),
     (RunnerState.STOPPING, RunnerInput.EXITED):
+        (_nothing, None),
+    (RunnerState.STOPPING, RunnerInput.LOST):
         (_nothing, None),
 }
 
@@ -457,42 +532,52 @@ def expire(state: State, now: int) -> tuple[State, tuple[Command, ...]]:
     return state, tuple(commands)
 
 
-def pick_victim(state: State) -> Runner | None:
-    """The runner to stop to make room: the least recently used idle one.
+def pick_victim(state: State, node: str = LOCAL) -> Runner | None:
+    """The runner of ``node`` to stop to make room: the least recently used idle one.
 
     An idle runner that a waiting request can use is not a candidate: that request is served
     by it in this pass, and evicting it would only reload it (a livelock when the two loads
     cannot fit together).
     """
-    idle = [r for r in state.runners if r.state is RunnerState.READY and r.idle
-            and (r.draining or not _wanted(state, r))]
+    idle = [r for r in state.runners if r.node == node and r.state is RunnerState.READY
+            and r.idle and (r.draining or not _wanted(state, r))]
     return min(idle, key=lambda r: (r.last_used, r.id), default=None)
 
 
-def _fits(runners: Iterable[Runner], request: Request, config: Config) -> bool:
-    """There is a place among ``max_loaded`` and the memory budget for ``request``'s runner."""
+def _on(state: State, node: Node) -> tuple[Runner, ...]:
+    return tuple([r for r in state.runners if r.node == node.id])
+
+
+def _fits(runners: Iterable[Runner], request: Request, node: Node, config: Config) -> bool:
+    """There is a place among ``max_loaded`` and ``node``'s memory for ``request``'s runner
+    beside ``runners``."""
     runners = tuple(runners)
     return len(runners) < config.max_loaded and (
-        config.memory_budget == 0
-        or sum(r.size for r in runners) + request.size <= config.memory_budget)
+        node.memory == 0 or sum(r.size for r in runners) + request.size <= node.memory)
 
 
-def make_room(state: State, request: Request,
-              now: int) -> tuple[State, tuple[Command, ...], bool]:
-    """Stop idle runners (``pick_victim``) until a runner for ``request`` fits; True when it
-    fits now.
+def _room_coming(state: State, request: Request, node: Node) -> bool:
+    """Runners are stopping on ``node``, and once they have exited ``request`` fits."""
+    runners = _on(state, node)
+    live = [r for r in runners if r.state is not RunnerState.STOPPING]
+    return len(live) < len(runners) and _fits(live, request, node, state.config)
+
+
+def make_room(state: State, request: Request, now: int,
+              node: Node | None = None) -> tuple[State, tuple[Command, ...], bool]:
+    """Stop idle runners of ``node`` (``pick_victim``) until a runner for ``request`` fits
+    there; True when it fits now. ``node``: the LOCAL one by default.
 
     A stopping runner still holds its place and memory, so it counts for "fits now"; but once
     the runners that are not stopping leave room, no more are stopped: the load waits for the
     exits. With no runner at all it fits, whatever the estimate says.
     """
-    config = state.config
+    node = node or nodes(state)[0]
     commands: tuple[Command, ...] = ()
-    while state.runners and not _fits(state.runners, request, config):
-        if _fits((r for r in state.runners if r.state is not RunnerState.STOPPING),
-                 request, config):
+    while _on(state, node) and not _fits(_on(state, node), request, node, state.config):
+        if _room_coming(state, request, node):
             return state, commands, False  # enough is stopping already: wait for the exits
-        victim = pick_victim(state)
+        victim = pick_victim(state, node.id)
         if victim is None:
             return state, commands, False  # wait for in-flight work or a stopping runner
         state, stopped = transition(state, victim, RunnerInput.STOP, now)
@@ -500,12 +585,52 @@ def make_room(state: State, request: Request,
     return state, commands, True
 
 
+def _free(state: State, node: Node) -> float:
+    if node.memory == 0:
+        return float("inf")
+    return node.memory - sum(r.size for r in _on(state, node))
+
+
+def place(state: State, request: Request, now: int, scale_out: bool = False
+          ) -> tuple[State, tuple[Command, ...], Node | None]:
+    """The node for a new runner of ``request``, after making room there; None when it waits.
+
+    Candidates: nodes not loading anything now (a load is single-flight per node) and, for an
+    extra replica (``scale_out``), without a runner of the model. First a node where it fits
+    now (its blobs cached first, then the most free memory); an extra replica goes only there.
+    Else room is made on one node: a node already freeing enough is waited for; else the first
+    where idle runners can be stopped, a node with the blobs first; a node with nothing loaded
+    comes last, taking the load whatever the estimate says.
+    """
+    config = state.config
+    has_model = {r.node for r in state.runners if r.model == request.model}
+    candidates = [n for n in nodes(state) if state.loading(n.id) is None
+                  and not (scale_out and n.id in has_model)]
+    fitting = [n for n in candidates if _fits(_on(state, n), request, n, config)]
+    if fitting:
+        return state, (), min(fitting, key=lambda n: (request.model not in n.blobs,
+                                                      -_free(state, n), n.id))
+    if scale_out:
+        return state, (), None
+    if any(_room_coming(state, request, n) for n in candidates):
+        return state, (), None
+    for n in sorted(candidates, key=lambda n: (not _on(state, n), request.model not in n.blobs,
+                                               n.id)):
+        after, stopped, fits = make_room(state, request, now, n)
+        if fits:
+            return after, stopped, n
+        if stopped:
+            return after, stopped, None
+    return state, (), None
+
+
 def admit(state: State, request: Request, now: int) -> tuple[State, tuple[Command, ...], bool]:
     """Serve ``request`` now (True), or arrange what it waits for (False): drain a runner of
-    its model with other load options, make room, spawn its runner."""
+    its model with other load options, make room, spawn its runner (or one more replica)."""
     if request.kind is Kind.UNLOAD:
         return _unload(state, request, now)
     commands: tuple[Command, ...] = ()
+    ready: list[Runner] = []
     for r in state.runners:  # as they were: a drain below changes only ``r``
         if r.model != request.model:
             continue
@@ -514,18 +639,29 @@ def admit(state: State, request: Request, now: int) -> tuple[State, tuple[Comman
                 return state, commands, False  # single flight: it waits for this load
         elif r.state is RunnerState.READY and not r.draining:
             if r.spec == request.spec:
-                state, used, served = _use(state, r, request, now)
-                return state, commands + used, served
-            # A reload: drain the old runner, stop it once idle.
-            state, stopped = _drain(state, replace(r, draining=True), now)
-            commands += stopped
-    if state.loading is not None:
-        return state, commands, False  # single flight: it waits for the other load
-    state, stopped, fits = make_room(state, request, now)
+                ready.append(r)
+            else:  # a reload: drain the old runner, stop it once idle
+                state, stopped = _drain(state, replace(r, draining=True), now)
+                commands += stopped
+    if ready:
+        if request.kind is Kind.GENERATE:
+            ready = [r for r in ready if len(r.in_flight) < slots(r, state.config)]
+        if ready:
+            state, used, served = _use(state, min(ready, key=lambda r: (len(r.in_flight), r.id)),
+                                       request, now)
+            return state, commands + used, served
+        count = sum(1 for r in state.runners if r.model == request.model
+                    and r.spec == request.spec and r.state is RunnerState.READY
+                    and not r.draining)
+        if count >= replicas(request, state.config):
+            return state, commands, False  # every replica is busy: wait for a slot
+        state, stopped, node = place(state, request, now, scale_out=True)
+    else:
+        state, stopped, node = place(state, request, now)
     commands += stopped
-    if not fits:
+    if node is None:
         return state, commands, False
-    return _spawn(state, request, now, commands)
+    return _spawn(state, request, now, commands, node.id)
 
 
 def _drain(state: State, runner: Runner, now: int) -> tuple[State, tuple[Command, ...]]:
@@ -562,19 +698,21 @@ def _use(state: State, runner: Runner, request: Request,
     return _put(state, runner), (command,), True
 
 
-def _spawn(state: State, request: Request, now: int,
-           commands: tuple[Command, ...]) -> tuple[State, tuple[Command, ...], bool]:
-    """Load a runner for ``request``, which waits for RunnerReady."""
+def _spawn(state: State, request: Request, now: int, commands: tuple[Command, ...],
+           node: str) -> tuple[State, tuple[Command, ...], bool]:
+    """Load a runner for ``request`` on ``node``; the request waits for RunnerReady."""
     config = state.config
-    rid = state.next_runner_id
+    runner_id = state.next_runner_id
     keep = config.default_keep_alive if request.keep_alive is None else request.keep_alive
-    runner = Runner(id=rid, model=request.model, name=request.name, spec=request.spec,
+    runner = Runner(id=runner_id, model=request.model, name=request.name, spec=request.spec,
                     state=RunnerState.LOADING, size=request.size, size_vram=request.size_vram,
-                    keep_alive=keep, last_used=now, num_parallel=request.num_parallel)
-    spawn = SpawnRunner(runner_id=rid, model=request.model, spec=request.spec,
-                        gpu_layers=request.gpu_layers, num_parallel=request.num_parallel)
+                    keep_alive=keep, last_used=now, num_parallel=request.num_parallel,
+                    node=node)
+    spawn = SpawnRunner(runner_id=runner_id, model=request.model, spec=request.spec,
+                        gpu_layers=request.gpu_layers, num_parallel=request.num_parallel,
+                        node=node)
     return State(config=config, runners=state.runners + (runner,), waiting=state.waiting,
-                 next_runner_id=rid + 1), commands + (spawn,), False
+                 next_runner_id=runner_id + 1, nodes=state.nodes), commands + (spawn,), False
 
 
 def schedule(state: State, now: int, arrival: bool = False,
@@ -652,16 +790,20 @@ def apply_event(state: State, event: Event,
     match event:
         case RequestQueued(request=request):
             return _enqueue(state, request), (), frozenset()  # ``settle`` decides it
-        case RequestFinished(request_id=rid) | RequestCancelled(request_id=rid):
-            return _finish(state, rid, now)
-        case RunnerReady(runner_id=rid):
-            return _report(state, rid, RunnerInput.READY, now, "")
-        case RunnerFailed(runner_id=rid, message=message):
-            return _report(state, rid, RunnerInput.FAILED, now, message)
-        case RunnerExited(runner_id=rid, message=message):
-            return _report(state, rid, RunnerInput.EXITED, now, message or TERMINATED)
+        case RequestFinished(request_id=request_id) | RequestCancelled(request_id=request_id):
+            return _finish(state, request_id, now)
+        case RunnerReady(runner_id=runner_id):
+            return _report(state, runner_id, RunnerInput.READY, now, "")
+        case RunnerFailed(runner_id=runner_id, message=message):
+            return _report(state, runner_id, RunnerInput.FAILED, now, message)
+        case RunnerExited(runner_id=runner_id, message=message):
+            return _report(state, runner_id, RunnerInput.EXITED, now, message or TERMINATED)
         case Tick():
             return state, (), frozenset()  # only time passed: ``expire`` in ``settle``
+        case NodeJoined():
+            return _join(state, event), (), None
+        case NodeLost(node_id=node_id, message=message):
+            return _lose(state, node_id, now, message)
         case _:
             raise SchedulerError(f"unknown event {event!r}")
 
@@ -688,9 +830,10 @@ def settle(state: State, now: int, arrival: bool = False,
 
 
 def _enqueue(state: State, request: Request) -> State:
-    rid = request.id
-    if rid in [q.id for q in state.waiting] or any(rid in r.in_flight for r in state.runners):
-        raise SchedulerError(f"duplicate request id {rid}")
+    request_id = request.id
+    if (request_id in [q.id for q in state.waiting]
+            or any(request_id in r.in_flight for r in state.runners)):
+        raise SchedulerError(f"duplicate request id {request_id}")
     return _queue(state, state.waiting + (request,))
 
 
@@ -716,7 +859,37 @@ def _report(state: State, runner_id: int, input: RunnerInput, now: int,
     if runner is None:
         return state, (), None
     state, commands = transition(state, runner, input, now, message)
+    if input is RunnerInput.READY and state.config.cluster:
+        state = _with_nodes(state, tuple([
+            replace(n, blobs=n.blobs | {runner.model}) if n.id == runner.node else n
+            for n in state.nodes]))
     return state, commands, None
+
+
+def _with_nodes(state: State, nodes: tuple[Node, ...]) -> State:
+    return State(config=state.config, runners=state.runners, waiting=state.waiting,
+                 next_runner_id=state.next_runner_id, nodes=nodes)
+
+
+def _join(state: State, event: NodeJoined) -> State:
+    """A node is up: add it, or update what it said before (its cached models add up)."""
+    if not state.config.cluster:
+        raise SchedulerError(f"node {event.node_id!r} joined, but this is not a cluster")
+    old = [n for n in state.nodes if n.id == event.node_id]
+    node = Node(id=event.node_id, memory=event.memory, devices=tuple(event.devices),
+                blobs=frozenset(event.models).union(*[n.blobs for n in old]))
+    others = tuple([n for n in state.nodes if n.id != event.node_id])
+    return _with_nodes(state, tuple(sorted(others + (node,), key=lambda n: n.id)))
+
+
+def _lose(state: State, node_id: str, now: int,
+          message: str) -> tuple[State, tuple[Command, ...], None]:
+    """A node is gone and its runners with it; whoever waited for them is placed again."""
+    commands: tuple[Command, ...] = ()
+    for runner in [r for r in state.runners if r.node == node_id]:
+        state, lost = transition(state, runner, RunnerInput.LOST, now, message)
+        commands += lost
+    return _with_nodes(state, tuple([n for n in state.nodes if n.id != node_id])), commands, None
 
 
 def next_deadline(state: State) -> int | None:

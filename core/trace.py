@@ -28,7 +28,7 @@ VERSION = 1
 
 _EVENTS: dict[str, type[Any]] = {c.__name__: c for c in (
     s.RequestQueued, s.RequestFinished, s.RequestCancelled, s.RunnerReady, s.RunnerFailed,
-    s.RunnerExited, s.Tick)}
+    s.RunnerExited, s.Tick, s.NodeJoined, s.NodeLost)}
 _COMMANDS: dict[str, type[Any]] = {c.__name__: c for c in (
     s.SpawnRunner, s.StopRunner, s.Dispatch, s.Reject, s.ReplyLoaded, s.ReplyUnloaded)}
 
@@ -61,6 +61,10 @@ def _build(cls: type[Any], data: Any) -> Any:
             value = _build(s.Request, value)
         elif f.name == "kind":
             value = s.Kind(value)
+        elif isinstance(value, list):  # a tuple field (a node's devices and models)
+            if not all(isinstance(x, str) for x in value):
+                raise TraceError(f"{cls.__name__}.{f.name} must be a list of strings")
+            value = tuple(value)
         kwargs[f.name] = value
     return cls(**kwargs)
 

@@ -397,7 +397,7 @@ def test_lru_eviction_when_max_loaded_reached() -> None:
     sim.finish(1, at=2 * S)  # a idle since 2 s: b is the least recently used
     # only b is stopped, and its place counts until it has exited (Ollama waits too)
     assert sim.queue(3, "c") == [StopRunner(runner_id=2)]
-    assert sim.state.loading is None
+    assert sim.state.loading(sc.LOCAL) is None
     assert sim(RunnerExited(runner_id=2)) == [spawn(3, "c")]
     assert sim.runner(1).state is RunnerState.READY
 
@@ -420,7 +420,7 @@ def test_lru_eviction_waits_for_exit_when_memory_requires_it() -> None:
     sim.finish(1, at=S)
     sim.finish(2, at=2 * S)
     assert sim.queue(3, "c", size=4) == [StopRunner(runner_id=1)]
-    assert sim.state.loading is None  # a still holds its memory
+    assert sim.state.loading(sc.LOCAL) is None  # a still holds its memory
     assert sim(RunnerExited(runner_id=1)) == [spawn(3, "c")]
 
 
@@ -973,10 +973,12 @@ def test_runner_lifecycle(runner_state: RunnerState, runner_input: sc.RunnerInpu
     new, commands = sc.transition(state, runner, runner_input, now, "boom")
     after = new.runner(1)
     assert (after.state if after is not None else None) is target
-    # the side effects: only a failed load answers its waiting requests, only a stop says so
+    # the side effects: only a failed load answers its waiting requests (a load lost with its
+    # node does not: they are placed again), only a stop says so
     if target is runner_state:
         assert (new, commands) == (state, ())  # a late or repeated report changes nothing
-    elif target is None and runner_state is RunnerState.LOADING:
+    elif (target is None and runner_state is RunnerState.LOADING
+          and runner_input is not sc.RunnerInput.LOST):
         assert commands == (Reject(request_id=2, status=500, message="boom"),)
         assert new.waiting == (_OTHER,)
     elif target is RunnerState.STOPPING:

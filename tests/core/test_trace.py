@@ -32,11 +32,17 @@ EVENTS: list[sc.Event] = [
     sc.RunnerExited(runner_id=2),
     sc.RunnerExited(runner_id=2, message="exit status 2"),
     sc.Tick(),
+    sc.NodeJoined(node_id="n1", memory=8 << 30, devices=("GPU:0",), models=("sha-a", "sha-b")),
+    sc.NodeJoined(node_id="n2"),
+    sc.NodeLost(node_id="n1"),
+    sc.NodeLost(node_id="n2", message="actor died"),
+    sc.RequestQueued(request=sc.Request(id=4, model="sha-a", replicas=2)),
 ]
 
 COMMANDS: list[sc.Command] = [
     sc.SpawnRunner(runner_id=1, model="sha-a", spec=sc.LoadSpec()),
     sc.SpawnRunner(runner_id=2, model="sha-b", spec=SPEC2, gpu_layers=7),
+    sc.SpawnRunner(runner_id=3, model="sha-b", spec=SPEC2, num_parallel=4, node="n1"),
     sc.StopRunner(runner_id=1),
     sc.Dispatch(request_id=1, runner_id=1),
     sc.Reject(request_id=1, status=503, message=sc.BUSY_MESSAGE),
