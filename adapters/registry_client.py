@@ -227,6 +227,19 @@ async def pull(store: Store, name: Name, *, scheme: str | None = None,
     yield reg.success().to_dict()
 
 
+async def fetch_blob(store: Store, endpoint: reg.Endpoint, layer: Layer,
+                     api_key: str | None = None) -> str:
+    """Make sure ``store`` has ``layer``'s blob, pulled from ``endpoint`` (``pull``'s path:
+    parts, resume, digest verified before it becomes visible); its path. A cluster node's
+    agent fetches model files from the API server with it (adapters/ray_cluster.py)."""
+    async with _Registry(endpoint) as registry:
+        if api_key:
+            registry.http.headers["Authorization"] = f"Bearer {api_key}"
+        async for _ in _pull_blob(registry, store, layer):
+            pass
+    return store.blob_path(layer.hex)
+
+
 async def _get_manifest(registry: _Registry, tag: str) -> Manifest:
     url = registry.endpoint.manifest_url(tag)
     response = await registry.request("pull model manifest", "GET", url,

@@ -1,11 +1,16 @@
-"""A runner subprocess and the requests in flight on it.
+"""A runner and the requests in flight on it.
 
 Moves bytes only: commands are framed by ``core.runner_protocol``; events coming back are routed
-by request id to the waiting handler. When the process exits, every request still in flight gets
+by request id to the waiting handler. When the runner exits, every request still in flight gets
 ``Failed("llama runner process has terminated: ...")``, which the handler reports like Ollama.
 
+The bytes travel over a ``RunnerPipe``: ``LocalPipe`` is a subprocess of this server; on a Ray
+cluster ``adapters.ray_cluster.RayPipe`` relays them to a runner subprocess on another node.
+``RunnerProcess`` is the same over either, so the service, the generation core and the protocol
+do not know where a runner is.
+
 The pipe is this edge's foreign ground: a write to a runner that has gone (anyio's or the OS's
-exceptions) becomes ``RunnerTerminated`` with the exit reason, here and nowhere else.
+exceptions, Ray's) becomes ``RunnerTerminated`` with the exit reason, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import Process, TaskGroup
@@ -55,10 +60,109 @@ def with_parent_death(argv: list[str]) -> list[str]:
     return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *argv]
 
 
-class RunnerProcess:
-    def __init__(self, proc: Process, load: rp.Load,
-                 on_exit: Callable[[str], None] | None = None) -> None:
+RUNNER_ARGV = ("-m", "pollama.runners.llama_runner")  # after sys.executable
+
+
+def runner_environ() -> dict[str, str]:
+    """The environment of a runner started by this process."""
+    return {**decoding.runner_env(os.environ), PARENT_PID_ENV: str(os.getpid())}
+
+
+class RunnerPipe(Protocol):
+    """Bytes to and from one runner, wherever it runs."""
+
+    where: str  # for logs: "pid 123", "node abc… pid 123"
+
+    async def send(self, data: bytes) -> None:
+        """Write to the runner's stdin; raises one of ``CLOSED`` once it has gone."""
+
+    def output(self) -> AsyncIterator[bytes]:
+        """The runner's stdout until it closes; ``CLOSED`` or ``RunnerTerminated`` may end
+        it early (the runner is gone)."""
+
+    async def wait(self) -> str:
+        """Wait for the exit; why it exited (``exit status N: last stderr lines``)."""
+
+    def kill(self) -> None:
+        """End it now (after a Shutdown that was not obeyed)."""
+
+
+class LocalPipe:
+    """A runner subprocess of this server."""
+
+    def __init__(self, proc: Process, tg: TaskGroup) -> None:
         self.proc = proc
+        self.where = f"pid {proc.pid}"
+        self._stderr = StderrTail(proc.pid)
+        tg.start_soon(self._read_stderr)
+
+    @classmethod
+    async def start(cls, tg: TaskGroup) -> LocalPipe:
+        proc = await anyio.open_process([sys.executable, *RUNNER_ARGV], stdin=-1, stdout=-1,
+                                        stderr=-1, env=runner_environ())
+        return cls(proc, tg)
+
+    async def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        await self.proc.stdin.send(data)
+
+    async def output(self) -> AsyncIterator[bytes]:
+        assert self.proc.stdout is not None
+        async for data in self.proc.stdout:
+            yield data
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        try:
+            async for data in self.proc.stderr:
+                self._stderr.feed(data)
+        except CLOSED:
+            pass
+
+    async def wait(self) -> str:
+        code = await self.proc.wait()
+        return exit_reason(code, self._stderr.lines)
+
+    def kill(self) -> None:
+        try:
+            if self.proc.returncode is None:
+                self.proc.kill()
+        except ProcessLookupError:
+            pass
+
+
+class StderrTail:
+    """A runner's stderr: logged line by line, the last lines kept for its exit reason.
+
+    A Python traceback is an error worth the log at any level (from its first line to the
+    exception line); llama.cpp's load chatter is debug."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.lines: list[str] = []
+        self._in_traceback = False
+
+    def feed(self, data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            if not line.strip():
+                continue
+            self._in_traceback = self._in_traceback or line.startswith("Traceback (")
+            log.log(logging.ERROR if self._in_traceback else logging.DEBUG,
+                    "runner[%s]: %s", self.pid, line)
+            if self._in_traceback and not line.startswith((" ", "Traceback (")):
+                self._in_traceback = False  # the exception line ends it
+            self.lines = (self.lines + [line])[-5:]
+
+
+def exit_reason(code: int | None, tail: list[str]) -> str:
+    detail = "; ".join(tail[-2:])
+    return f"{RUNNER_TERMINATED}: exit status {code}" + (f": {detail}" if detail else "")
+
+
+class RunnerProcess:
+    def __init__(self, pipe: RunnerPipe, load: rp.Load,
+                 on_exit: Callable[[str], None] | None = None) -> None:
+        self.pipe = pipe
         self.on_exit = on_exit
         self.load_spec = load
         self.loaded: rp.Loaded | None = None
@@ -67,20 +171,16 @@ class RunnerProcess:
         self._ids = itertools.count(1)
         self._pending: dict[int, MemoryObjectSendStream[rp.RunnerMessage]] = {}
         self._write_lock = anyio.Lock()
-        self._stderr_tail: list[str] = []
+        self._gone = anyio.Event()
 
     @classmethod
     async def start(cls, tg: TaskGroup, load: rp.Load,
-                    on_exit: Callable[[str], None] | None = None) -> RunnerProcess:
-        """Spawn a runner and load the model; ``on_exit(reason)`` is called once it exits."""
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "pollama.runners.llama_runner"],
-            stdin=-1, stdout=-1, stderr=-1,
-            env={**decoding.runner_env(os.environ), PARENT_PID_ENV: str(os.getpid())},
-        )
-        runner = cls(proc, load, on_exit)
+                    on_exit: Callable[[str], None] | None = None,
+                    pipe: RunnerPipe | None = None) -> RunnerProcess:
+        """Start a runner (a local subprocess unless a ``pipe`` to one is given) and load the
+        model; ``on_exit(reason)`` is called once it exits."""
+        runner = cls(pipe or await LocalPipe.start(tg), load, on_exit)
         tg.start_soon(runner._read_stdout)
-        tg.start_soon(runner._read_stderr)
         events = await runner._open(load.id)
         try:
             await runner._write(load)
@@ -101,22 +201,20 @@ class RunnerProcess:
         """The error for work on a runner that has gone: its exit reason once it is known."""
         return RunnerTerminated(self.exit_reason)
 
-    async def _open(self, rid: int) -> MemoryObjectReceiveStream[rp.RunnerMessage]:
+    async def _open(self, request_id: int) -> MemoryObjectReceiveStream[rp.RunnerMessage]:
         send, recv = anyio.create_memory_object_stream[rp.RunnerMessage](math.inf)
-        self._pending[rid] = send
+        self._pending[request_id] = send
         return recv
 
     async def _write(self, msg: rp.ServerMessage) -> None:
-        assert self.proc.stdin is not None
         async with self._write_lock:
             with map_exceptions({CLOSED: lambda _: self.terminated()}):
-                await self.proc.stdin.send(rp.RunnerCodec.send(msg))
+                await self.pipe.send(rp.RunnerCodec.send(msg))
 
     async def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
         codec = rp.RunnerCodec(accept=rp.RUNNER_KINDS)
         try:
-            async for data in self.proc.stdout:
+            async for data in self.pipe.output():
                 codec.receive_data(data)
                 while True:
                     msg = codec.next_event()
@@ -133,38 +231,19 @@ class RunnerProcess:
         except RunnerProtocolError as exc:
             log.error("runner protocol error: %s", exc)
             await self.stop()
-        except CLOSED:
+        except (*CLOSED, RunnerTerminated):
             pass
         finally:
             await self._exited()
 
-    async def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        try:
-            in_traceback = False
-            async for data in self.proc.stderr:
-                for line in data.decode("utf-8", "replace").splitlines():
-                    if line.strip():
-                        # A runner's Python traceback is an error worth the log at any level;
-                        # llama.cpp's load chatter is debug.
-                        in_traceback = in_traceback or line.startswith("Traceback (")
-                        level = logging.ERROR if in_traceback else logging.DEBUG
-                        log.log(level, "runner[%s]: %s", self.proc.pid, line)
-                        if in_traceback and not line.startswith((" ", "Traceback (")):
-                            in_traceback = False  # the exception line ends it
-                        self._stderr_tail = (self._stderr_tail + [line])[-5:]
-        except CLOSED:
-            pass
-
     async def _exited(self) -> None:
-        code = await self.proc.wait()
+        with anyio.CancelScope(shield=True):
+            self.exit_reason = await self.pipe.wait()
         self.alive = False
-        detail = "; ".join(self._stderr_tail[-2:])
-        self.exit_reason = f"{RUNNER_TERMINATED}: exit status {code}" + (
-            f": {detail}" if detail else "")
-        for rid, stream in list(self._pending.items()):
+        self._gone.set()
+        for request_id, stream in list(self._pending.items()):
             try:
-                stream.send_nowait(rp.Failed(id=rid, message=self.exit_reason))
+                stream.send_nowait(rp.Failed(id=request_id, message=self.exit_reason))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
             stream.close()
@@ -182,8 +261,8 @@ class RunnerProcess:
         """Start a completion; yields its event stream. Leaving early cancels it on the runner."""
         if not self.alive:
             raise self.terminated()
-        rid = next(self._ids)
-        events = await self._open(rid)
+        request_id = next(self._ids)
+        events = await self._open(request_id)
         finished = False
 
         async def stream() -> AsyncIterator[rp.RunnerMessage]:
@@ -194,10 +273,10 @@ class RunnerProcess:
                 yield msg
             if not finished:
                 finished = True
-                yield rp.Failed(id=rid, message=self.exit_reason or "runner stream ended")
+                yield rp.Failed(id=request_id, message=self.exit_reason or "runner stream ended")
 
         try:
-            await self._write(rp.Complete(id=rid, prompt=prompt, context=context, options=options,
+            await self._write(rp.Complete(id=request_id, prompt=prompt, context=context, options=options,
                                           format=fmt, logprobs=logprobs or top_logprobs > 0,
                                           top_logprobs=top_logprobs, shift=shift,
                                           tools=tools, tool_format=tool_format,
@@ -208,7 +287,7 @@ class RunnerProcess:
             if not finished and self.alive:
                 with anyio.CancelScope(shield=True):
                     try:
-                        await self._write(rp.Cancel(id=next(self._ids), target=rid))
+                        await self._write(rp.Cancel(id=next(self._ids), target=request_id))
                     except RunnerError:
                         pass
 
@@ -217,10 +296,10 @@ class RunnerProcess:
         would see them."""
         if not self.alive:
             raise self.terminated()
-        rid = next(self._ids)
-        events = await self._open(rid)
+        request_id = next(self._ids)
+        events = await self._open(request_id)
         try:
-            await self._write(rp.Tokenize(id=rid, text=text))
+            await self._write(rp.Tokenize(id=request_id, text=text))
             async for msg in events:
                 if isinstance(msg, rp.Tokens):
                     return msg.tokens
@@ -228,7 +307,7 @@ class RunnerProcess:
                     raise PollamaError(msg.message, status_hint=msg.status)
             raise self.terminated()
         finally:
-            self._pending.pop(rid, None)
+            self._pending.pop(request_id, None)
 
     async def embed(self, inputs: list[str], truncate: bool, *,
                     num_ctx: int | None = 0) -> rp.Embeddings:
@@ -237,10 +316,10 @@ class RunnerProcess:
         /api/embeddings (no limit but the runner's own; see core.embed)."""
         if not self.alive:
             raise self.terminated()
-        rid = next(self._ids)
-        events = await self._open(rid)
+        request_id = next(self._ids)
+        events = await self._open(request_id)
         try:
-            await self._write(rp.Embed(id=rid, inputs=inputs, truncate=truncate,
+            await self._write(rp.Embed(id=request_id, inputs=inputs, truncate=truncate,
                                        num_ctx=num_ctx))
             async for msg in events:
                 if isinstance(msg, rp.Embeddings):
@@ -249,20 +328,18 @@ class RunnerProcess:
                     raise PollamaError(msg.message, status_hint=msg.status)
             raise self.terminated()
         finally:
-            self._pending.pop(rid, None)
+            self._pending.pop(request_id, None)
 
     async def stop(self) -> None:
-        if self.proc.returncode is None:
+        """Ask it to shut down; kill it if it has not exited 5 seconds later."""
+        if not self.alive:
+            return
+        with anyio.CancelScope(shield=True):
             try:
-                with anyio.CancelScope(shield=True):
-                    if self.proc.stdin is not None:
-                        try:
-                            await self._write(rp.Shutdown(id=0))
-                        except RunnerError:
-                            pass
-                    with anyio.move_on_after(5):
-                        await self.proc.wait()
-                        return
-                    self.proc.kill()
-            except ProcessLookupError:
+                await self._write(rp.Shutdown(id=0))
+            except RunnerError:
                 pass
+            with anyio.move_on_after(5):
+                await self._gone.wait()
+                return
+            self.pipe.kill()

@@ -11,6 +11,7 @@ server's ``Metrics`` (adapters/metrics.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pollama.core import trace
 from pollama.core.errors import PollamaError, RunnerTerminated
 
 from .metrics import Metrics
-from .runner_process import RunnerProcess
+from .runner_process import RunnerPipe, RunnerProcess
 
 log = logging.getLogger("pollama.sched")
 
@@ -52,8 +53,9 @@ class RunnerInfo:
 class SchedulerDriver:
     def __init__(self, tg: TaskGroup, config: sched.Config, *, trace_path: str | None = None,
                  clock: Callable[[], int] = time.monotonic_ns,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, cluster: Any = None) -> None:
         self._tg = tg
+        self.cluster = cluster  # adapters.ray_cluster.RayCluster when on a Ray cluster
         self.metrics = metrics or Metrics()
         self.metrics.watch(lambda: self.state)
         self._stopping: set[int] = set()  # runners told to stop: their exit is no crash
@@ -104,34 +106,51 @@ class SchedulerDriver:
     async def _spawn(self, command: sched.SpawnRunner) -> None:
         info = self._info[command.model]
         spec = command.spec
-        load = rp.Load(id=0, model_path=info.model_path, num_ctx=spec.num_ctx,
+        runner_id = command.runner_id
+        paths = [info.model_path, *info.adapters, *info.projectors]
+        pipe: RunnerPipe | None = None
+        log.info("loading %s (runner %d) with %s", info.name, runner_id, spec)
+        if self.cluster is not None:  # on the node the scheduler named, with its own copies
+            runner = self.state.runner(runner_id)
+            try:
+                pipe, node_paths = await self.cluster.spawn(
+                    command.node, runner.size if runner else 0, [_blob(p) for p in paths])
+            except Exception as exc:  # Ray's, the agent's, a timeout: the load failed
+                message = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+                self.feed(sched.RunnerFailed(runner_id=runner_id,
+                                             message=f"failed to start runner: {message}"))
+                return
+            paths = [node_paths[_blob(p)[0]] for p in paths]
+        model_path, rest = paths[0], paths[1:]
+        adapters, projectors = rest[:len(info.adapters)], rest[len(info.adapters):]
+        load = rp.Load(id=0, model_path=model_path, num_ctx=spec.num_ctx,
                        num_batch=spec.num_batch,
                        num_gpu=spec.num_gpu if spec.num_gpu >= 0 else command.gpu_layers,
                        num_thread=spec.num_thread, use_mmap=spec.use_mmap,
-                       adapters=list(info.adapters), projectors=list(info.projectors),
+                       adapters=adapters, projectors=projectors,
                        flash_attention=info.flash_attention,
                        num_parallel=command.num_parallel or self.state.config.num_parallel)
-        rid = command.runner_id
 
         def exited(reason: str) -> None:
             # Only a runner that had loaded counts; a failed load is a RunnerFailed event.
-            if self._procs.pop(rid, None) is not None:
-                self.metrics.runner_exited(info.name, crashed=rid not in self._stopping)
-            self._stopping.discard(rid)
-            self.feed(sched.RunnerExited(runner_id=rid, message=reason))
+            if self._procs.pop(runner_id, None) is not None:
+                self.metrics.runner_exited(info.name, crashed=runner_id not in self._stopping)
+            self._stopping.discard(runner_id)
+            self.feed(sched.RunnerExited(runner_id=runner_id, message=reason))
 
-        log.info("loading %s (runner %d) with %s", info.name, rid, spec)
         try:
-            proc = await RunnerProcess.start(self._tg, load, on_exit=exited)
+            proc = await RunnerProcess.start(self._tg, load, on_exit=exited, pipe=pipe)
         except PollamaError as exc:
-            self.feed(sched.RunnerFailed(runner_id=rid, message=exc.message))
+            self.feed(sched.RunnerFailed(runner_id=runner_id, message=exc.message))
             return
         except OSError as exc:
-            self.feed(sched.RunnerFailed(runner_id=rid, message=f"failed to start runner: {exc}"))
+            self.feed(sched.RunnerFailed(runner_id=runner_id,
+                                         message=f"failed to start runner: {exc}"))
             return
-        self._procs[rid] = proc
+        log.info("runner %d ready: %s", runner_id, proc.pipe.where)
+        self._procs[runner_id] = proc
         self.metrics.runner_started(info.name)
-        self.feed(sched.RunnerReady(runner_id=rid))
+        self.feed(sched.RunnerReady(runner_id=runner_id))
 
     async def _timer(self) -> None:
         while True:
@@ -147,9 +166,9 @@ class SchedulerDriver:
 
     # -- what handlers call ---------------------------------------------------------------------
     def new_request_id(self) -> int:
-        rid = self._next_request_id
+        request_id = self._next_request_id
         self._next_request_id += 1
-        return rid
+        return request_id
 
     async def acquire(self, request: sched.Request, info: RunnerInfo) -> RunnerProcess | None:
         """Queue a request and wait for the scheduler's answer.
@@ -196,5 +215,12 @@ class SchedulerDriver:
         self._stopping.update(self._procs)
         for proc in list(self._procs.values()):
             await proc.stop()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self._trace is not None:
             self._trace.close()
+
+
+def _blob(path: str) -> tuple[str, int]:
+    """A store blob's (hex digest, size), from its path (``.../sha256-<hex>``)."""
+    return os.path.basename(path).removeprefix("sha256-"), os.path.getsize(path)
