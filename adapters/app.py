@@ -214,14 +214,17 @@ class App:
         now_wall = time.time_ns()
         offset = local_offset()
         models_out = []
+        cluster = self.driver.cluster
         for r, remaining in sched.by_expiry(self.driver.state.runners, now_mono):
             info = self.driver.info(r.model)
             if info is None:
                 continue
+            node = None if cluster is None else {"id": r.node,
+                                                 "address": cluster.address_of(r.node)}
             models_out.append(responses.ps_entry(
                 info.name, size=r.size, digest=info.digest, details=info.details,
                 expires_at=rfc3339(now_wall + remaining, offset), size_vram=r.size_vram,
-                context_length=r.spec.num_ctx))
+                context_length=r.spec.num_ctx, node=node))
         return json_response(200, {"models": models_out})
 
     # -- show / copy / delete -----------------------------------------------------------------

@@ -254,7 +254,7 @@ class GenerationService:
         req = sched.Request(id=self.driver.new_request_id(), model=local.runner_key, name=name,
                             spec=spec, kind=kind, keep_alive=keep_alive, size=placement.size,
                             size_vram=placement.size_vram, gpu_layers=placement.gpu_layers,
-                            num_parallel=parallel)
+                            num_parallel=parallel, replicas=opts.replicas(load))
         info = RunnerInfo(name=name, digest=local.stored.manifest_digest,
                           details=models.details(local.config), model_path=local.model_path,
                           adapters=local.adapter_paths, projectors=local.projector_paths,

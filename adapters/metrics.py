@@ -146,9 +146,31 @@ class _SchedulerState(Collector):
             memory.add_metric([name, "total"], total)
             memory.add_metric([name, "vram"], vram)
         yield memory
+        if state.config.cluster:
+            yield from _nodes(state)
 
     def describe(self) -> Iterable[Metric]:
         return ()
+
+
+def _nodes(state: sched.State) -> Iterator[Metric]:
+    """Per cluster node: its budget, the memory its runners hold, its runners and requests."""
+    budget = GaugeMetricFamily("pollama_node_memory_budget_bytes",
+                               "Memory a cluster node offers for models (0: unlimited)",
+                               labels=["node"])
+    used = GaugeMetricFamily("pollama_node_memory_used_bytes",
+                             "Memory estimate of the runners on a cluster node", labels=["node"])
+    runners = GaugeMetricFamily("pollama_node_runners", "Runners on a cluster node",
+                                labels=["node"])
+    running = GaugeMetricFamily("pollama_node_requests_running",
+                                "Requests running on a cluster node", labels=["node"])
+    for node in state.nodes:
+        mine = [r for r in state.runners if r.node == node.id]
+        budget.add_metric([node.id], node.memory)
+        used.add_metric([node.id], sum(r.size for r in mine))
+        runners.add_metric([node.id], len(mine))
+        running.add_metric([node.id], sum(len(r.in_flight) for r in mine))
+    yield from (budget, used, runners, running)
 
 
 class Metrics:

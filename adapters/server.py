@@ -66,12 +66,26 @@ async def stack(config: Config) -> AsyncIterator[tuple[App, SchedulerDriver, Tas
         log.info("no compatible GPUs were discovered")
     budget = sum(d.free for d in inventory.devices)
     metrics = Metrics()
+    cluster = None
+    if config.ray_address:  # only then is Ray imported (the pollama[ray] extra)
+        try:
+            from .ray_cluster import RayCluster
+        except ImportError as exc:
+            raise SystemExit(f"Error: POLLAMA_RAY_ADDRESS needs Ray: pip install "
+                             f"'pollama[ray]' ({exc})") from None
+        cluster = RayCluster(config.ray_address, api_key=security.api_key(config),
+                             max_loaded=config.max_loaded_models,
+                             stream_timeout=config.ray_stream_timeout)
+        await cluster.connect()
     async with anyio.create_task_group() as tg:
         driver = SchedulerDriver(tg, sched.Config(
             num_parallel=config.num_parallel or 1, max_loaded=config.max_loaded_models,
             max_queue=config.max_queue, memory_budget=budget,
-            default_keep_alive=config.keep_alive_ns), trace_path=config.trace_path,
-            metrics=metrics)
+            default_keep_alive=config.keep_alive_ns, num_replicas=config.replicas,
+            cluster=cluster is not None), trace_path=config.trace_path,
+            metrics=metrics, cluster=cluster)
+        if cluster is not None:
+            tg.start_soon(cluster.watch, driver.feed)
         try:
             yield App(config, store, driver, inventory, policy, metrics), driver, tg
         finally:
@@ -87,6 +101,8 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
             port = await tg.start(serve, app, config.host.host, config.host.port, config.limits)
         except OSError as exc:
             raise SystemExit(f"Error: listen tcp {config.host.host}:{config.host.port}: {exc.strerror}")
+        if driver.cluster is not None:
+            driver.cluster.set_origin(config.host.host, port)
         host = f"[{config.host.host}]" if ":" in config.host.host else config.host.host
         log.info("Listening on %s:%d (version pollama %s, Ollama API %s)", host, port,
                  pollama_version(), OLLAMA_COMPAT_VERSION)

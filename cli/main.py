@@ -88,6 +88,10 @@ Environment variables (OLLAMA_* spellings are accepted too; README has the full 
   POLLAMA_IDLE_TIMEOUT       seconds an idle keep-alive connection stays open (default 300)
   POLLAMA_NOPRUNE            do not remove unused blobs and debris at startup
   POLLAMA_NOHISTORY          pollama run records no prompt history
+  POLLAMA_RAY_ADDRESS        run models on this Ray cluster (pip install 'pollama[ray]')
+  POLLAMA_REPLICAS           runners of one busy model, on distinct cluster nodes (default 1)
+  POLLAMA_RAY_STREAM_TIMEOUT seconds a cluster node may stay silent before its runner counts
+                             as lost (default 30)
 """
 
 
@@ -95,11 +99,18 @@ Environment variables (OLLAMA_* spellings are accepted too; README has the full 
 @click.option("--port-file", hidden=True, help="write the bound port here (tests)")
 @click.option("--log-file", type=click.Path(dir_okay=False),
               help="log to this file, rotated at 10 MiB with 3 old files kept (default: stderr)")
-def serve(port_file: str | None, log_file: str | None) -> None:
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="run models on the Ray cluster at ADDRESS (as POLLAMA_RAY_ADDRESS)")
+def serve(port_file: str | None, log_file: str | None, ray_address: str | None) -> None:
     """Start the pollama server."""
+    import dataclasses
+
     from pollama.adapters import server
 
-    server.main(config(), port_file=port_file, log_file=log_file)
+    cfg = config()
+    if ray_address:
+        cfg = dataclasses.replace(cfg, ray_address=ray_address)
+    server.main(cfg, port_file=port_file, log_file=log_file)
 
 
 @cli.command(epilog=ENV_HELP)
@@ -154,13 +165,20 @@ def ps() -> None:
     client = Client()
     now = time.time_ns()
     rows = []
-    for m in client.get("/api/ps").get("models") or []:
+    loaded = client.get("/api/ps").get("models") or []
+    on_cluster = any(isinstance(m.get("node"), dict) for m in loaded)
+    for m in loaded:
         until = parse_rfc3339(m["expires_at"]) if m.get("expires_at") else 0
         until_text = "Stopping..." if until and until < now else human_time(until, now)
-        rows.append([m["name"], m["digest"][:12], human_bytes(int(m["size"])),
-                     processor_label(int(m["size"]), int(m.get("size_vram", 0))),
-                     str(m.get("context_length", "")), until_text])
-    click.echo(table(["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], rows), nl=False)
+        row = [m["name"], m["digest"][:12], human_bytes(int(m["size"])),
+               processor_label(int(m["size"]), int(m.get("size_vram", 0))),
+               str(m.get("context_length", "")), until_text]
+        if on_cluster:  # where it runs: the node's address and the start of its Ray id
+            node = m.get("node") or {}
+            row.append(f"{node.get('address', '')} {str(node.get('id', ''))[:8]}".strip())
+        rows.append(row)
+    headers = ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
+    click.echo(table(headers + ["NODE"] if on_cluster else headers, rows), nl=False)
 
 
 @cli.command()

@@ -113,6 +113,10 @@ class Config:
     log_format: str = "text"  # POLLAMA_LOG_FORMAT: "text" (key=value) or "json" (JSON lines)
     noprune: bool = False  # POLLAMA_NOPRUNE (the store's startup cleanup reads it itself)
     nohistory: bool = False  # POLLAMA_NOHISTORY: the REPL records no ~/.pollama/history
+    # POLLAMA_RAY_ADDRESS: run runners on this Ray cluster (adapters/ray_cluster.py).
+    ray_address: str | None = None
+    replicas: int = 1  # POLLAMA_REPLICAS: runners of a busy model, on distinct nodes
+    ray_stream_timeout: float = 30.0  # POLLAMA_RAY_STREAM_TIMEOUT: seconds a node may be silent
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -168,7 +172,18 @@ def load(env: Mapping[str, str], home: str) -> Config:
         log_format=parse_log_format(_get(env, "LOG_FORMAT")),
         noprune=env_flag(_get(env, "NOPRUNE")),
         nohistory=env_flag(_get(env, "NOHISTORY")),
+        ray_address=_get(env, "RAY_ADDRESS") or None,
+        replicas=max(1, _int(env, "REPLICAS", 1)),
+        ray_stream_timeout=_positive(_get(env, "RAY_STREAM_TIMEOUT"), 30.0),
     )
+
+
+def _positive(text: str, default: float) -> float:
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def parse_log_format(text: str) -> str:
@@ -221,6 +236,12 @@ VARIABLES: tuple[Variable, ...] = (
              meaning="keep unused blobs and debris at startup"),
     Variable(name="NOHISTORY", default="off",
              meaning="pollama run records no prompt history"),
+    Variable(name="RAY_ADDRESS", default="unset",
+             meaning="run models on this Ray cluster (pollama[ray])"),
+    Variable(name="REPLICAS", default="1",
+             meaning="runners of one busy model, on distinct cluster nodes"),
+    Variable(name="RAY_STREAM_TIMEOUT", default="30",
+             meaning="seconds a cluster node may stay silent before its runner counts as lost"),
 )
 
 
@@ -275,5 +296,8 @@ def effective(cfg: Config) -> dict[str, str | list[str]]:
         "IDLE_TIMEOUT": _number_text(cfg.limits.idle_timeout),
         "NOPRUNE": "true" if cfg.noprune else "false",
         "NOHISTORY": "true" if cfg.nohistory else "false",
+        "RAY_ADDRESS": cfg.ray_address or "",
+        "REPLICAS": str(cfg.replicas),
+        "RAY_STREAM_TIMEOUT": _number_text(cfg.ray_stream_timeout),
     }
     return {f"POLLAMA_{v.name}": values[v.name] for v in VARIABLES}

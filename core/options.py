@@ -18,9 +18,9 @@ from typing import Any
 from .errors import BadRequest
 
 __all__ = [
-    "DEFAULTS", "DEPRECATED", "INT32_MAX", "LOAD_KEYS", "MAX_THREADS", "SPECS", "Kind",
-    "OptionSpec", "Phase", "coerce", "fits_float64", "go_int64", "json_kind", "load_spec", "merge",
-    "number_error", "parse_parameter", "split", "unknown_keys", "validate"
+    "DEFAULTS", "DEPRECATED", "INT32_MAX", "LOAD_KEYS", "MAX_REPLICAS", "MAX_THREADS", "SPECS",
+    "Kind", "OptionSpec", "Phase", "coerce", "fits_float64", "go_int64", "json_kind", "load_spec",
+    "merge", "number_error", "parse_parameter", "replicas", "split", "unknown_keys", "validate"
 ]
 
 
@@ -51,6 +51,8 @@ _SPECS = (
     OptionSpec("use_mmap", Kind.BOOL, Phase.LOAD),
     OptionSpec("num_thread", Kind.INT, Phase.LOAD),
     OptionSpec("draft_num_predict", Kind.INT, Phase.LOAD),
+    # pollama's own: on a cluster, runners of this model (on distinct nodes) when it is busy
+    OptionSpec("num_replicas", Kind.INT, Phase.LOAD),
     OptionSpec("num_keep", Kind.INT, Phase.RUNTIME),
     OptionSpec("seed", Kind.INT, Phase.RUNTIME),
     OptionSpec("num_predict", Kind.INT, Phase.RUNTIME),
@@ -265,6 +267,14 @@ def split(merged: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     load = {k: v for k, v in merged.items() if k in LOAD_KEYS}
     runtime = {k: v for k, v in merged.items() if k not in LOAD_KEYS}
     return load, runtime
+
+
+MAX_REPLICAS = 64
+
+
+def replicas(load: Mapping[str, Any]) -> int:
+    """The request's ``num_replicas`` hint (0: the server's ``POLLAMA_REPLICAS``)."""
+    return max(0, min(int(load.get("num_replicas") or 0), MAX_REPLICAS))
 
 
 def load_spec(load: Mapping[str, Any], *, default_num_ctx: int, ctx_train: int | None,

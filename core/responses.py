@@ -152,9 +152,14 @@ def tag_entry(name: str, *, modified_at: str, size: int, digest: str,
 
 
 def ps_entry(name: str, *, size: int, digest: str, details: Mapping[str, Any],
-             expires_at: str, size_vram: int, context_length: int) -> dict[str, Any]:
-    """One loaded model of /api/ps."""
-    return {"name": name, "model": name, "size": size, "digest": digest,
-            "details": dict(details), "expires_at": expires_at, "size_vram": size_vram,
-            "context_length": context_length}
+             expires_at: str, size_vram: int, context_length: int,
+             node: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One loaded model of /api/ps. On a cluster, ``node`` (pollama's own field, which Ollama
+    clients ignore) says where it runs: ``{"id": ray node id, "address": its IP}``."""
+    entry = {"name": name, "model": name, "size": size, "digest": digest,
+             "details": dict(details), "expires_at": expires_at, "size_vram": size_vram,
+             "context_length": context_length}
+    if node is not None:
+        entry["node"] = dict(node)
+    return entry
 

@@ -24,6 +24,7 @@ SAMPLES = {
     "ORIGINS": "https://a.example", "API_KEY": "sekrit", "API_KEY_FILE": "/k",
     "MAX_BODY_MB": "2", "MAX_CONNECTIONS": "9", "HEADER_TIMEOUT": "5", "BODY_TIMEOUT": "6",
     "IDLE_TIMEOUT": "7", "NOPRUNE": "1", "NOHISTORY": "1",
+    "RAY_ADDRESS": "127.0.0.2:6379", "REPLICAS": "2", "RAY_STREAM_TIMEOUT": "5",
 }
 
 
