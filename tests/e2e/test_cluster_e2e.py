@@ -1,0 +1,206 @@
+"""pollama serve on a real two-node Ray cluster (loopback only), with real runners.
+
+The API server has its own store; each Ray node has another (``POLLAMA_MODELS`` in the node's
+environment). Each node's memory budget holds one runner of the test model and not two, so the
+placement is visible. The tests run in order on one cluster; the last one kills a node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server, start_server, stop_server, upload_and_create, wait_for
+
+ray = pytest.importorskip("ray", reason="the cluster tests need Ray: pip install 'pollama[ray]'")
+
+from tests.raycluster import RayCluster  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.ray]
+
+RUNNER = 247_391_296  # the test model's runner estimate at num_ctx 2048, one slot
+NODE_MEMORY = RUNNER * 3 // 2  # one runner fits, two do not
+
+
+@dataclass
+class Setup:
+    cluster: RayCluster
+    server: Server
+    trace: str
+    names: dict[str, str]  # node id -> node name
+
+
+@pytest.fixture(scope="module")
+def setup(smollm2_gguf: str) -> Iterator[Setup]:
+    tmp = tempfile.mkdtemp(prefix="pollama-cluster-")
+    try:
+        with RayCluster(tmp, [{"name": "head", "memory": NODE_MEMORY, "num_cpus": 2},
+                              {"name": "n1", "memory": NODE_MEMORY, "num_cpus": 2}]) as cluster:
+            trace = os.path.join(tmp, "trace.jsonl")
+            srv = start_server(os.path.join(tmp, "api"), {
+                **cluster.env, "POLLAMA_RAY_ADDRESS": cluster.address,
+                "POLLAMA_NUM_PARALLEL": "1", "POLLAMA_TRACE": trace,
+                "POLLAMA_RAY_STREAM_TIMEOUT": "20"})
+            try:
+                names = {n.node_id: n.name for n in cluster.nodes.values()}
+                wait_for("both nodes to join", lambda: srv.log().count("node joined") >= 2, 120)
+                upload_and_create(srv.url, smollm2_gguf, "smol")
+                # A second model: the same weights with other bytes (its own digest).
+                other = os.path.join(tmp, "other.gguf")
+                shutil.copyfile(smollm2_gguf, other)
+                with open(other, "ab") as f:
+                    f.write(b"\0" * 64)
+                upload_and_create(srv.url, other, "other")
+                yield Setup(cluster=cluster, server=srv, trace=trace, names=names)
+            finally:
+                stop_server(srv)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _generate(url: str, model: str, num_predict: int = 8, **options: Any) -> dict[str, Any]:
+    r = httpx.post(f"{url}/api/generate", json={
+        "model": model, "prompt": "Count to ten.", "stream": False,
+        "options": {"temperature": 0, "num_predict": num_predict, **options}}, timeout=300)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _ps(url: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{url}/api/ps", timeout=30).json()["models"]
+
+
+def _unload_all(url: str) -> None:
+    for m in _ps(url):
+        httpx.post(f"{url}/api/generate", json={"model": m["name"], "keep_alive": 0},
+                   timeout=60)
+    wait_for("every runner to stop", lambda: not _ps(url), 60)
+
+
+def _commands(path: str, kind: str) -> list[dict[str, Any]]:
+    out = []
+    with open(path) as f:
+        for line in f.readlines()[1:]:
+            out += [c for c in json.loads(line)["commands"] if c["type"] == kind]
+    return out
+
+
+def test_a_chat_runs_on_a_node_and_streams_back(setup: Setup) -> None:
+    url = setup.server.url
+    with httpx.stream("POST", f"{url}/api/chat", timeout=300, json={
+            "model": "smol", "messages": [{"role": "user", "content": "Say hello."}],
+            "options": {"temperature": 0, "num_predict": 16}}) as r:
+        assert r.status_code == 200
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert len(lines) > 2 and lines[-1]["done"] is True
+    assert "".join(line["message"]["content"] for line in lines[:-1]).strip()
+    (loaded,) = _ps(url)
+    node = loaded["node"]
+    assert node["id"] in setup.names and node["address"].startswith("127.")
+    # the runner is a process of that node, reading that node's own copy of the model
+    store = setup.cluster.nodes[setup.names[node["id"]]].models_dir
+    digest = loaded["digest"]
+    blobs = os.listdir(os.path.join(store, "blobs"))
+    assert any(b.startswith("sha256-") for b in blobs), blobs
+    assert digest  # the API server's store still has its manifest (nothing moved)
+    assert "node " + node["address"] in setup.server.log()
+
+
+def test_the_blob_is_fetched_once_then_reused(setup: Setup) -> None:
+    url = setup.server.url
+    _unload_all(url)
+    fetches = setup.server.log().count("path=/v2/pollama/blobs/blobs/")
+    _generate(url, "smol")  # placed where its blob is cached
+    assert setup.server.log().count("path=/v2/pollama/blobs/blobs/") == fetches
+    spawns = _commands(setup.trace, "SpawnRunner")
+    assert spawns[-1]["node"] == spawns[0]["node"]
+
+
+def test_two_models_go_to_two_nodes(setup: Setup) -> None:
+    url = setup.server.url
+    _generate(url, "smol")
+    _generate(url, "other")
+    nodes = {m["name"]: m["node"]["id"] for m in _ps(url)}
+    assert set(nodes) == {"smol:latest", "other:latest"}
+    assert nodes["smol:latest"] != nodes["other:latest"]  # one node's budget holds one
+
+
+def test_a_loaded_model_is_served_by_its_node(setup: Setup) -> None:
+    url = setup.server.url
+    before = len(_commands(setup.trace, "SpawnRunner"))
+    runners = {m["name"]: m["node"]["id"] for m in _ps(url)}
+    _generate(url, "smol")
+    _generate(url, "other")
+    assert len(_commands(setup.trace, "SpawnRunner")) == before  # nothing loaded again
+    assert {m["name"]: m["node"]["id"] for m in _ps(url)} == runners
+
+
+def test_replicas_share_the_load(setup: Setup) -> None:
+    url = setup.server.url
+    _unload_all(url)
+    spawned = len(_commands(setup.trace, "SpawnRunner"))
+    results: list[dict[str, Any]] = []
+
+    def one() -> None:
+        results.append(_generate(url, "smol", num_predict=48, num_replicas=2))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(r["eval_count"] > 0 for r in results)
+    spawns = _commands(setup.trace, "SpawnRunner")[spawned:]
+    assert len({s["node"] for s in spawns}) == 2, spawns  # a replica on each node
+    runner_ids = {s["runner_id"] for s in spawns}
+    used = {d["runner_id"] for d in _commands(setup.trace, "Dispatch")} & runner_ids
+    assert used == runner_ids  # both replicas served requests
+    assert len({m["node"]["id"] for m in _ps(url)}) == 2
+
+
+def test_the_trace_replays(setup: Setup) -> None:
+    out = subprocess.run([sys.executable, "-m", "pollama.cli.main", "trace", "replay",
+                          setup.trace], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with open(setup.trace) as f:
+        kinds = {json.loads(line)["event"]["type"] for line in f.readlines()[1:]}
+    assert "NodeJoined" in kinds
+
+
+def test_a_node_lost_mid_stream_ends_the_stream_and_the_next_request_goes_elsewhere(
+        setup: Setup) -> None:
+    url = setup.server.url
+    _unload_all(url)
+    lines: list[dict[str, Any]] = []
+    with httpx.stream("POST", f"{url}/api/generate", timeout=300, json={
+            "model": "smol", "prompt": "Write a long story about a dragon.",
+            "options": {"num_predict": 4000}}) as r:
+        it = r.iter_lines()
+        for line in it:
+            lines.append(json.loads(line))
+            if len(lines) == 3:
+                (loaded,) = _ps(url)
+                victim = loaded["node"]["id"]
+                setup.cluster.kill(setup.names[victim])
+        lines += [json.loads(line) for line in it if line]
+    assert "error" in lines[-1], lines[-1]
+    assert "terminated" in lines[-1]["error"]
+    assert not any(line.get("done") for line in lines)
+    reply = _generate(url, "smol")
+    assert reply["done"] is True
+    (loaded,) = _ps(url)
+    assert loaded["node"]["id"] != victim
+    with open(setup.trace) as f:
+        kinds = [json.loads(line)["event"]["type"] for line in f.readlines()[1:]]
+    assert "NodeLost" in kinds
