@@ -19,12 +19,13 @@ from anyio.abc import SocketStream
 from pollama.core import (access, anthropic_api, gguf_details, jsonwire, library, memory, ndjson,
                           openai_api, responses, routes)
 from pollama.core import embed as embed_core
-from pollama.core import requests as rq
 from pollama.core import scheduler as sched
 from pollama.core import show as show_core
 from pollama.core.config import Config
 from pollama.core.errors import BadRequest, ClientDisconnected, NotFound, PollamaError
 from pollama.core.names import Name, parse_digest, parse_name_with_scheme
+from pollama.core.requests import (parse_chat, parse_copy, parse_create, parse_delete,
+                                   parse_generate, parse_pull, parse_show)
 from pollama.core.timefmt import rfc3339
 
 from . import creator, gguf_file, models, registry_client, webui, ws_transport
@@ -226,7 +227,7 @@ class App:
 
     # -- show / copy / delete -----------------------------------------------------------------
     async def show(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_show(await request.json())
+        req = parse_show(await request.json())
         local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
 
         def facts(path: str) -> show_core.HeaderFacts:
@@ -249,7 +250,7 @@ class App:
             modified_at=rfc3339(local.stored.modified_ns, local_offset())))
 
     async def copy(self, request: Request, params: dict[str, str]) -> Response:
-        source, destination = rq.parse_copy(await request.json())
+        source, destination = parse_copy(await request.json())
         try:
             src = models.parse_model_name(source)
         except BadRequest:
@@ -265,7 +266,7 @@ class App:
         return Response(status=200, body=b"", content_type=None)
 
     async def delete(self, request: Request, params: dict[str, str]) -> Response:
-        model = rq.parse_delete(await request.json())
+        model = parse_delete(await request.json())
         try:
             name = models.parse_model_name(model)
         except BadRequest:
@@ -300,14 +301,14 @@ class App:
 
     # -- create / pull: progress streams ------------------------------------------------------
     async def create(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_create(await request.json())
+        req = parse_create(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         name = models.parse_model_name(req.model)
         return await self._progress(creator.create(self.store, name, req), req.stream)
 
     async def pull(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_pull(await request.json())
+        req = parse_pull(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         scheme, name = _registry_name(req.model)
@@ -318,7 +319,7 @@ class App:
 
     async def push(self, request: Request, params: dict[str, str]) -> Response:
         # PushRequest has PullRequest's fields (model/name, insecure, stream; Ollama's server/images.go PushModel).
-        req = rq.parse_pull(await request.json())
+        req = parse_pull(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         scheme, name = _registry_name(req.model)
@@ -339,11 +340,11 @@ class App:
 
     # -- inference: the generation service, encoded as NDJSON ------------------------------
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_generate(await request.json())
+        req = parse_generate(await request.json())
         return await native_stream(await self.service.generate(req), req.stream)
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_chat(await request.json())
+        req = parse_chat(await request.json())
         return await native_stream(await self.service.chat(req), req.stream)
 
     async def embed(self, request: Request, params: dict[str, str]) -> Response:

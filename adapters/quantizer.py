@@ -18,10 +18,10 @@ from typing import Any
 
 import anyio
 
-from pollama.core import manifest as mf
 from pollama.core import quantize as q
 from pollama.core.errors import BadRequest, PollamaError
 from pollama.core.gguf_details import ModelFacts
+from pollama.core.manifest import MEDIA_TYPE_MODEL, Layer
 from pollama.core.names import digest_str
 from pollama.core.ndjson import NEED_DATA, NDJSONReader
 
@@ -48,7 +48,7 @@ class Quantization:
         self.store = store
         self.source_hex = source_hex
         self.target = target
-        self.layer: mf.Layer | None = None
+        self.layer: Layer | None = None
 
     async def run(self) -> AsyncIterator[dict[str, Any]]:
         store = self.store
@@ -95,8 +95,8 @@ class Quantization:
                 raise PollamaError(failure)
             yield {"status": "verifying conversion"}
             hex_digest = await anyio.to_thread.run_sync(self._commit, tmp)
-            self.layer = mf.Layer(media_type=mf.MEDIA_TYPE_MODEL, digest=digest_str(hex_digest),
-                                  size=store.blob_size(hex_digest))
+            self.layer = Layer(media_type=MEDIA_TYPE_MODEL, digest=digest_str(hex_digest),
+                               size=store.blob_size(hex_digest))
         finally:
             with anyio.CancelScope(shield=True):
                 if proc is not None and proc.returncode is None:
