@@ -12,17 +12,9 @@ import ollama
 import pytest
 
 from tests.conftest import Server
+from tests.schemas import PERSON
 
 pytestmark = pytest.mark.e2e
-
-PERSON = {
-    "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 24},
-                   "age": {"type": "integer", "minimum": 0, "maximum": 120},
-                   "hobbies": {"type": "array", "maxItems": 3,
-                               "items": {"type": "string", "maxLength": 24}}},
-    "required": ["name", "age", "hobbies"],
-}
 
 
 @pytest.fixture(scope="module")

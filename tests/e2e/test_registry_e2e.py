@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests.conftest import Server, running_server, sha256_file, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -39,24 +39,15 @@ SMOL_SIZE = 98_362_432
 
 @pytest.fixture(scope="module")
 def registry_a(smollm2_gguf: str) -> Iterator[Server]:
-    with tempfile.TemporaryDirectory(prefix="pollama-reg-a-") as tmp:
-        srv = start_server(tmp)
-        try:
-            upload_and_create(srv.url, smollm2_gguf, "smol")
-            yield srv
-        finally:
-            stop_server(srv)
+    with running_server("pollama-reg-a-", smollm2_gguf) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def puller_b(registry_a: Server) -> Iterator[Server]:
     """B: pulls ``smol`` from A in the first test that needs it, then keeps it."""
-    with tempfile.TemporaryDirectory(prefix="pollama-reg-b-") as tmp:
-        srv = start_server(tmp)
-        try:
-            yield srv
-        finally:
-            stop_server(srv)
+    with running_server("pollama-reg-b-") as srv:
+        yield srv
 
 
 class Fresh:
@@ -103,14 +94,6 @@ def stream_post(url: str, path: str, body: dict[str, Any]) -> list[dict[str, Any
 
 def tags(url: str) -> set[str]:
     return {m["name"] for m in httpx.get(url + "/api/tags", timeout=30).json()["models"]}
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def blob_files(models_dir: str) -> list[str]:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pollama.core import trace
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests.conftest import Server, runner_pids, start_server, stop_server, upload_and_create
 
 pytestmark = pytest.mark.e2e
 
@@ -250,12 +250,10 @@ def test_num_parallel_shares_one_runner(smollm2_gguf: str, tmp_path: object) -> 
 def test_runner_crash_is_reported_and_replaced(smollm2_gguf: str, tmp_path: object) -> None:
     import signal
 
-    from tests.e2e.test_robustness import _runner_pids
-
     srv = _server(str(tmp_path), smollm2_gguf, {}, {"smol": smollm2_gguf})
     try:
         assert gen(srv, "smol").status_code == 200
-        (pid,) = _runner_pids(srv)
+        (pid,) = runner_pids(srv.proc.pid)
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: ps(srv) == [])  # the scheduler learned of the exit
         assert gen(srv, "smol").status_code == 200  # and a fresh runner serves the next request

@@ -19,7 +19,7 @@ import ollama
 import pytest
 
 from tests import tinymmproj
-from tests.conftest import Server, _sha256
+from tests.conftest import Server, sha256_file
 from tests.e2e.test_cli import pollama
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ OPTS = {"temperature": 0, "num_predict": 8}
 
 
 def _upload(c: httpx.Client, path: str) -> str:
-    digest = "sha256:" + _sha256(path)
+    digest = "sha256:" + sha256_file(path)
     if c.head(f"/api/blobs/{digest}").status_code != 200:
         with open(path, "rb") as f:
             assert c.post(f"/api/blobs/{digest}", content=f.read()).status_code == 201
