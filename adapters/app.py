@@ -1,8 +1,10 @@
-"""The native API handlers: parse with core, execute against the store and runners, shape with core.
+"""The native API handlers: parse with core, execute against the store and runners, shape with
+core.
 
-Error rule (Ollama's api/types.go): before the first byte of a response, a PollamaError becomes its status
-and ``{"error": ...}``; once an NDJSON stream has started, it becomes a final ``{"error": ...}``
-line. Anything else is a pollama bug: logged with its traceback, reported as a 500.
+Error rule (Ollama's api/types.go): before the first byte of a response, a PollamaError becomes its
+status and ``{"error": ...}``; once an NDJSON stream has started, it becomes a final
+``{"error": ...}`` line. Anything else is a pollama bug: logged with its traceback, reported as a
+500.
 """
 
 from __future__ import annotations
@@ -156,7 +158,8 @@ class App:
 
     # -- simple routes -------------------------------------------------------------------------
     async def root(self, request: Request, params: dict[str, str]) -> Response:
-        return Response(status=200, body=b"Ollama is running", content_type="text/plain; charset=utf-8")
+        return Response(status=200, body=b"Ollama is running",
+                        content_type="text/plain; charset=utf-8")
 
     async def ui(self, request: Request, params: dict[str, str]) -> Response:
         """The web chat page: one self-contained file that speaks JSON-RPC over /api/ws."""
@@ -210,7 +213,8 @@ class App:
         return json_response(200, {"models": out})
 
     async def ps(self, request: Request, params: dict[str, str]) -> Response:
-        """Loaded models (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler), newest expiry first."""
+        """Loaded models (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler), newest
+        expiry first."""
         now_mono = self.driver.now()
         now_wall = time.time_ns()
         offset = local_offset()
@@ -318,7 +322,8 @@ class App:
             self.store, name, scheme=scheme, insecure=req.insecure), req.stream)
 
     async def push(self, request: Request, params: dict[str, str]) -> Response:
-        # PushRequest has PullRequest's fields (model/name, insecure, stream; Ollama's server/images.go PushModel).
+        # PushRequest has PullRequest's fields (model/name, insecure, stream; Ollama's
+        # server/images.go PushModel).
         req = parse_pull(await request.json())
         if not req.model:
             raise BadRequest("model is required")

@@ -1,7 +1,8 @@
 """Executing /api/create and library pulls against the store. Yields progress dicts.
 
 The decisions (layer merge, config fields) come from ``core.create``; this module writes blobs
-and manifests. Every status line matches what Ollama streams (Ollama's server/images.go PullModel; server/create.go CreateHandler).
+and manifests. Every status line matches what Ollama streams (Ollama's server/images.go PullModel;
+server/create.go CreateHandler).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     base_params: dict[str, Any] = {}
     new_layers: list[Layer] = []
     model_hex: str | None = None
-    # quantize (Ollama's server/create.go CreateHandler): a bad type or source is a 400 before any status line.
+    # quantize (Ollama's server/create.go CreateHandler): a bad type or source is a 400 before any
+    # status line.
     target = quantize.parse_type(req.quantize) if req.quantize else None
 
     if req.from_:

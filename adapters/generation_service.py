@@ -358,7 +358,8 @@ async def _drive(machine: gen.Generation, runner: RunnerProcess, meter: Generati
         while True:
             if not pending:
                 if events is None:
-                    raise gen.GenerationError("the generation waits for a runner that is not running")
+                    raise gen.GenerationError(
+                        "the generation waits for a runner that is not running")
                 try:
                     msg = await events.__anext__()
                 except StopAsyncIteration:

@@ -82,8 +82,9 @@ def load(store: Store, stored: StoredModel) -> LocalModel:
     raw_messages = text(MEDIA_TYPE_MESSAGES)
     if raw_messages:
         try:
-            messages = tuple(Message(role=str(x.get("role", "")), content=str(x.get("content", "")))
-                             for x in json.loads(raw_messages) if isinstance(x, dict))
+            messages = tuple(
+                Message(role=str(x.get("role", "")), content=str(x.get("content", "")))
+                for x in json.loads(raw_messages) if isinstance(x, dict))
         except (ValueError, TypeError):
             raise StoreError("invalid messages layer") from None
     return LocalModel(
@@ -104,7 +105,8 @@ def load(store: Store, stored: StoredModel) -> LocalModel:
 
 
 def details(config: ConfigV2) -> dict[str, Any]:
-    """The ``details`` object of /api/tags and /api/show (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler)."""
+    """The ``details`` object of /api/tags and /api/show (Ollama's server/routes.go ListHandler,
+    PsHandler, ShowHandler)."""
     out: dict[str, Any] = {
         "parent_model": "",
         "format": config.model_format or "gguf",

@@ -61,7 +61,8 @@ class Quantization:
         progress = q.Progress(source_file_type=facts.file_type, target=self.target, total=size,
                               weights=q.tensor_bytes(header, size))
         os.makedirs(store.blobs_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=store.blobs_dir, prefix=f".tmp-quantize-{self.target.name}-")
+        fd, tmp = tempfile.mkstemp(dir=store.blobs_dir,
+                                   prefix=f".tmp-quantize-{self.target.name}-")
         os.close(fd)
         errlog = tempfile.TemporaryFile()
         proc = None
@@ -118,7 +119,8 @@ class Quantization:
         try:
             gguf_file.read_header(tmp, ())
         except BadRequest as exc:  # llama.cpp wrote something we cannot read: our problem
-            raise PollamaError(f"quantization produced an unreadable file: {exc.message}") from None
+            raise PollamaError(
+                f"quantization produced an unreadable file: {exc.message}") from None
         hex_digest = h.hexdigest()
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.store.blob_path(hex_digest))

@@ -1,4 +1,5 @@
-"""The content-addressed model store on disk (Ollama's server/modelpath.go), under ``POLLAMA_MODELS``.
+"""The content-addressed model store on disk (Ollama's server/modelpath.go), under
+``POLLAMA_MODELS``.
 
     blobs/sha256-<hex>                          content-addressed, written once, verified
     manifests/<host>/<namespace>/<model>/<tag>  JSON manifest
@@ -146,7 +147,8 @@ class Store:
         return os.path.join(self.manifests_dir, *name.manifest_parts())
 
     def find(self, name: Name) -> Name | None:
-        """The stored spelling of ``name`` (names match case-insensitively, Ollama's types/model/name.go)."""
+        """The stored spelling of ``name`` (names match case-insensitively, Ollama's
+        types/model/name.go)."""
         for stored in self._names():
             if stored.equal_fold(name):
                 return stored

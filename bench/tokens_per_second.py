@@ -73,8 +73,9 @@ def through_server(gguf: str, tokens: int, repeats: int, num_ctx: int) -> list[f
                             n += 1
                 assert start is not None
                 rates.append((n - 1) / (time.perf_counter() - start))
-            cli = subprocess.run([sys.executable, "-m", "pollama.cli.main", "run", "bench", PROMPT],
-                                 env=srv.env, capture_output=True, text=True, timeout=600)
+            cli = subprocess.run(
+                [sys.executable, "-m", "pollama.cli.main", "run", "bench", PROMPT],
+                env=srv.env, capture_output=True, text=True, timeout=600)
             assert cli.returncode == 0, cli.stderr
             return rates[1:]
         finally:

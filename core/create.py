@@ -1,4 +1,5 @@
-"""How /api/create assembles a model's layers (Ollama's server/create.go CreateHandler), as pure decisions.
+"""How /api/create assembles a model's layers (Ollama's server/create.go CreateHandler), as pure
+decisions.
 
 From an existing model the base layers are inherited; a new ``template``/``system`` replaces the
 old layer; ``parameters`` merge over the base's (request keys win); ``messages`` replace only when

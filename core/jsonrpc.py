@@ -37,8 +37,8 @@ Decisions where the spec leaves room:
 - JSON is decoded by ``jsonwire.loads_request``: strict (no NaN/Infinity, UTF-8 only, Go's
   error wording, lone surrogates become U+FFFD), so a call's params are exactly what the REST
   route would have read; a number too large for a float (``1e400``) is a parse error too, as
-  in Go, so params always encode again. Size is bound by the transport (WebSocket message size, the LSP
-  reader's ``max_message``); a batch holds at most ``MAX_BATCH`` calls.
+  in Go, so params always encode again. Size is bound by the transport (WebSocket message size, the
+  LSP reader's ``max_message``); a batch holds at most ``MAX_BATCH`` calls.
 """
 
 from __future__ import annotations

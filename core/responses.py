@@ -1,4 +1,5 @@
-"""Shaping /api/generate and /api/chat responses, in Ollama's wire order (Ollama's server/routes.go GenerateHandler and ChatHandler).
+"""Shaping /api/generate and /api/chat responses, in Ollama's wire order (Ollama's server/routes.go
+GenerateHandler and ChatHandler).
 
 Metric fields are Go ``omitempty``: absent when zero. Durations are integer nanoseconds.
 """

@@ -980,9 +980,10 @@ class Runner:
         ))
 
     def _eval_with_images(self, llm: Any, msg: Complete) -> list[int] | None:
-        """Evaluate a prompt whose ``[img-N]`` tags place images (Ollama's server/routes.go GenerateHandler) through the
-        projector; returns the prompt as the context now holds it (-1 at image positions), or
-        None when no tag names an image (the images are then unused, as in Ollama)."""
+        """Evaluate a prompt whose ``[img-N]`` tags place images (Ollama's server/routes.go
+        GenerateHandler) through the projector; returns the prompt as the context now holds it (-1
+        at image positions), or None when no tag names an image (the images are then unused, as in
+        Ollama)."""
         import base64
 
         from pollama.core import prompt as prompt_core
@@ -996,7 +997,8 @@ class Runner:
             return None
         order = [base64.b64decode(msg.images[n]) for n in indexes]
         if msg.context:
-            text = llm.detokenize(list(msg.context), special=True).decode("utf-8", "replace") + text
+            text = (llm.detokenize(list(msg.context), special=True).decode("utf-8", "replace")
+                    + text)
         try:
             return list(self._projector.eval_prompt(llm, text, order, add_bos=not msg.context))
         except ValueError as exc:

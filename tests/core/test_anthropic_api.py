@@ -1,4 +1,5 @@
-"""core/anthropic_api.py: Anthropic Messages API ⇄ native /api/chat (Ollama's anthropic/anthropic.go).
+"""core/anthropic_api.py: Anthropic Messages API ⇄ native /api/chat (Ollama's
+anthropic/anthropic.go).
 
 Expected values follow Ollama's anthropic/anthropic.go and middleware/anthropic.go; shapes are
 checked against the ``anthropic`` SDK's own types and stream accumulator when it is installed.

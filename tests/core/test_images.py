@@ -1,5 +1,6 @@
-"""Images in requests and prompts (Ollama's server/routes.go GenerateHandler): Go's base64 for ``[]byte``, the
-``[img-N]`` tags of Ollama's chatPrompt and generate, projector GGUFs, the vision capability."""
+"""Images in requests and prompts (Ollama's server/routes.go GenerateHandler): Go's base64 for
+``[]byte``, the ``[img-N]`` tags of Ollama's chatPrompt and generate, projector GGUFs, the vision
+capability."""
 
 from __future__ import annotations
 
