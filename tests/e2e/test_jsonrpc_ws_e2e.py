@@ -138,7 +138,8 @@ def test_handshake_guards(server: Server) -> None:
     r = httpx.get(f"{server.url}/api/ws")
     assert r.status_code == 400 and "websocket" in r.json()["error"]
     with pytest.raises(Exception):
-        connect(ws_url(server), origin="https://evil.example", open_timeout=30)  # type: ignore[arg-type]
+        connect(ws_url(server), origin="https://evil.example",  # type: ignore[arg-type]
+                open_timeout=30)
 
 
 def test_ping_is_answered(ws: ClientConnection) -> None:

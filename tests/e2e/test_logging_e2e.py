@@ -122,8 +122,8 @@ def test_debug_lines_are_there(jsrv: Server) -> None:
 
 @pytest.fixture(scope="module")
 def tsrv() -> Iterator[Server]:
-    with running_server("pollama-logs-text-",
-                        env={"POLLAMA_API_KEY": "not-in-the-log", "POLLAMA_KEEP_ALIVE": "1h"}) as s:
+    with running_server("pollama-logs-text-", env={"POLLAMA_API_KEY": "not-in-the-log",
+                                                   "POLLAMA_KEEP_ALIVE": "1h"}) as s:
         yield s
 
 

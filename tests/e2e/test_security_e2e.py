@@ -201,7 +201,8 @@ def test_openai_and_anthropic_sdks_send_the_key(keyed: Server) -> None:
     assert denied.value.code == "invalid_api_key"
     # Anthropic's SDK sends its key as x-api-key
     an = anthropic.Anthropic(base_url=keyed.url, api_key="k3y-from-file", max_retries=0)
-    assert an.messages.create(model="smol", max_tokens=2, messages=ask).content  # type: ignore[arg-type]
+    assert an.messages.create(model="smol", max_tokens=2,
+                              messages=ask).content  # type: ignore[arg-type]
     with pytest.raises(anthropic.AuthenticationError) as refused:
         anthropic.Anthropic(base_url=keyed.url, api_key="nope", max_retries=0).messages.create(
             model="smol", max_tokens=2, messages=ask)  # type: ignore[arg-type]
