@@ -36,6 +36,16 @@ from .runner_process import with_parent_death
 from .store import Store
 
 
+def _uploaded(store: Store, what: str, digest: str) -> str:
+    """The hex digest of a blob the request names; a 400 naming ``what`` when the store does
+    not hold it."""
+    hex_digest = parse_digest(digest)
+    if not store.has_blob(hex_digest):
+        raise BadRequest(f"{what}: blob {digest} not found; upload it with "
+                         "POST /api/blobs/:digest first")
+    return hex_digest
+
+
 def _layer_for(store: Store, media_type: str, hex_digest: str) -> Layer:
     return Layer(media_type=media_type, digest=digest_str(hex_digest),
                  size=store.blob_size(hex_digest))
@@ -67,10 +77,7 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
         raise BadRequest("neither 'from' or 'files' was specified")
 
     for filename, digest in req.files.items():
-        hex_digest = parse_digest(digest)
-        if not store.has_blob(hex_digest):
-            raise BadRequest(f"file {filename!r}: blob {digest} not found; upload it with "
-                             "POST /api/blobs/:digest first")
+        hex_digest = _uploaded(store, f"file {filename!r}", digest)
         if not filename.lower().endswith(".gguf") and len(req.files) > 1:
             continue
         header = await anyio.to_thread.run_sync(gguf_file.read_header, store.blob_path(hex_digest))
@@ -98,10 +105,7 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     if len(req.adapters) > 1:
         raise BadRequest("only one adapter is currently supported")
     for filename, digest in req.adapters.items():
-        hex_digest = parse_digest(digest)
-        if not store.has_blob(hex_digest):
-            raise BadRequest(f"adapter {filename!r}: blob {digest} not found; upload it with "
-                             "POST /api/blobs/:digest first")
+        hex_digest = _uploaded(store, f"adapter {filename!r}", digest)
         header = await anyio.to_thread.run_sync(gguf_file.read_header, store.blob_path(hex_digest))
         if header.kv.get("general.type") != "adapter":
             raise BadRequest(f"adapter {filename!r} is not a GGUF LoRA adapter")
