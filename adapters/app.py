@@ -1,8 +1,10 @@
-"""The native API handlers: parse with core, execute against the store and runners, shape with core.
+"""The native API handlers: parse with core, execute against the store and runners, shape with
+core.
 
-Error rule (Ollama's api/types.go): before the first byte of a response, a PollamaError becomes its status
-and ``{"error": ...}``; once an NDJSON stream has started, it becomes a final ``{"error": ...}``
-line. Anything else is a pollama bug: logged with its traceback, reported as a 500.
+Error rule (Ollama's api/types.go): before the first byte of a response, a PollamaError becomes its
+status and ``{"error": ...}``; once an NDJSON stream has started, it becomes a final
+``{"error": ...}`` line. Anything else is a pollama bug: logged with its traceback, reported as a
+500.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from anyio.abc import SocketStream
 from pollama.core import (access, anthropic_api, gguf_details, jsonwire, library, memory, ndjson,
                           openai_api, responses, routes)
 from pollama.core import embed as embed_core
-from pollama.core import requests as rq
 from pollama.core import scheduler as sched
 from pollama.core import show as show_core
 from pollama.core.config import Config
 from pollama.core.errors import BadRequest, ClientDisconnected, NotFound, PollamaError
 from pollama.core.names import Name, parse_digest, parse_name_with_scheme
+from pollama.core.requests import (parse_chat, parse_copy, parse_create, parse_delete,
+                                   parse_generate, parse_pull, parse_show)
 from pollama.core.timefmt import rfc3339
 
 from . import creator, gguf_file, models, registry_client, webui, ws_transport
@@ -155,7 +158,8 @@ class App:
 
     # -- simple routes -------------------------------------------------------------------------
     async def root(self, request: Request, params: dict[str, str]) -> Response:
-        return Response(status=200, body=b"Ollama is running", content_type="text/plain; charset=utf-8")
+        return Response(status=200, body=b"Ollama is running",
+                        content_type="text/plain; charset=utf-8")
 
     async def ui(self, request: Request, params: dict[str, str]) -> Response:
         """The web chat page: one self-contained file that speaks JSON-RPC over /api/ws."""
@@ -209,7 +213,8 @@ class App:
         return json_response(200, {"models": out})
 
     async def ps(self, request: Request, params: dict[str, str]) -> Response:
-        """Loaded models (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler), newest expiry first."""
+        """Loaded models (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler), newest
+        expiry first."""
         now_mono = self.driver.now()
         now_wall = time.time_ns()
         offset = local_offset()
@@ -229,7 +234,7 @@ class App:
 
     # -- show / copy / delete -----------------------------------------------------------------
     async def show(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_show(await request.json())
+        req = parse_show(await request.json())
         local = await anyio.to_thread.run_sync(lambda: models.resolve(self.store, req.model))
 
         def facts(path: str) -> show_core.HeaderFacts:
@@ -252,7 +257,7 @@ class App:
             modified_at=rfc3339(local.stored.modified_ns, local_offset())))
 
     async def copy(self, request: Request, params: dict[str, str]) -> Response:
-        source, destination = rq.parse_copy(await request.json())
+        source, destination = parse_copy(await request.json())
         try:
             src = models.parse_model_name(source)
         except BadRequest:
@@ -268,7 +273,7 @@ class App:
         return Response(status=200, body=b"", content_type=None)
 
     async def delete(self, request: Request, params: dict[str, str]) -> Response:
-        model = rq.parse_delete(await request.json())
+        model = parse_delete(await request.json())
         try:
             name = models.parse_model_name(model)
         except BadRequest:
@@ -303,14 +308,14 @@ class App:
 
     # -- create / pull: progress streams ------------------------------------------------------
     async def create(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_create(await request.json())
+        req = parse_create(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         name = models.parse_model_name(req.model)
         return await self._progress(creator.create(self.store, name, req), req.stream)
 
     async def pull(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_pull(await request.json())
+        req = parse_pull(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         scheme, name = _registry_name(req.model)
@@ -320,8 +325,9 @@ class App:
             self.store, name, scheme=scheme, insecure=req.insecure), req.stream)
 
     async def push(self, request: Request, params: dict[str, str]) -> Response:
-        # PushRequest has PullRequest's fields (model/name, insecure, stream; Ollama's server/images.go PushModel).
-        req = rq.parse_pull(await request.json())
+        # PushRequest has PullRequest's fields (model/name, insecure, stream; Ollama's
+        # server/images.go PushModel).
+        req = parse_pull(await request.json())
         if not req.model:
             raise BadRequest("model is required")
         scheme, name = _registry_name(req.model)
@@ -342,11 +348,11 @@ class App:
 
     # -- inference: the generation service, encoded as NDJSON ------------------------------
     async def generate(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_generate(await request.json())
+        req = parse_generate(await request.json())
         return await native_stream(await self.service.generate(req), req.stream)
 
     async def chat(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_chat(await request.json())
+        req = parse_chat(await request.json())
         return await native_stream(await self.service.chat(req), req.stream)
 
     async def embed(self, request: Request, params: dict[str, str]) -> Response:

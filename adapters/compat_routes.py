@@ -20,8 +20,8 @@ from pollama.core import embed as embed_core
 from pollama.core import jsonwire, sse
 from pollama.core import openai_api as oa
 from pollama.core import openai_responses as orsp
-from pollama.core import requests as rq
 from pollama.core.errors import PollamaError
+from pollama.core.requests import parse_chat, parse_generate
 
 from . import models
 from .generation_service import GenerationService, Objects
@@ -88,7 +88,7 @@ class CompatRoutes:
     async def chat_completions(self, request: Request, params: dict[str, str]) -> Response:
         body = await request.json()
         native = oa.chat_request(body)
-        req = rq.parse_chat(native)
+        req = parse_chat(native)
         objects = await self.service.chat(req)
         cid, created = f"chatcmpl-{secrets.randbelow(999)}", int(time.time())
         first = await objects.first()
@@ -103,7 +103,7 @@ class CompatRoutes:
 
     async def completions(self, request: Request, params: dict[str, str]) -> Response:
         body = await request.json()
-        req = rq.parse_generate(oa.completion_request(body))
+        req = parse_generate(oa.completion_request(body))
         objects = await self.service.generate(req)
         cid, created = f"cmpl-{secrets.randbelow(999)}", int(time.time())
         first = await objects.first()
@@ -137,15 +137,15 @@ class CompatRoutes:
 
     async def responses(self, request: Request, params: dict[str, str]) -> Response:
         body = await request.json()
-        req = rq.parse_chat(orsp.responses_request(body))
+        req = parse_chat(orsp.responses_request(body))
         objects = await self.service.chat(req)
-        rid, created = f"resp_{secrets.token_hex(12)}", int(time.time())
+        response_id, created = f"resp_{secrets.token_hex(12)}", int(time.time())
         first = await objects.first()
         if not req.stream:
             await objects.aclose()
-            return _json(200, orsp.responses_object(first, id=rid, created=created,
+            return _json(200, orsp.responses_object(first, id=response_id, created=created,
                                                     request=body, completed_at=int(time.time())))
-        stream = orsp.ResponsesStream(rid, created, req.model, request=body)
+        stream = orsp.ResponsesStream(response_id, created, req.model, request=body)
         return sse_response(first, objects,
                             lambda obj: [_data(d, event=t) for t, d in
                                          stream.events(obj, now=int(time.time()))],
@@ -154,7 +154,7 @@ class CompatRoutes:
     # -- Anthropic ---------------------------------------------------------------------------
     async def messages(self, request: Request, params: dict[str, str]) -> Response:
         body = await request.json()
-        req = rq.parse_chat(an.messages_request(body))
+        req = parse_chat(an.messages_request(body))
         # As Ollama's /v1/messages: a model that cannot think ignores ``thinking``.
         objects = await self.service.chat(req, relax_thinking=True)
         mid = f"msg_{secrets.token_hex(12)}"
@@ -171,7 +171,7 @@ class CompatRoutes:
                             lambda exc: encode({"error": exc.message}))
 
     async def count_tokens(self, request: Request, params: dict[str, str]) -> Response:
-        req = rq.parse_chat(an.count_tokens_request(await request.json()))
+        req = parse_chat(an.count_tokens_request(await request.json()))
         count = await self.service.count_tokens(req, relax_thinking=True)
         return _json(200, an.count_tokens_response(count))
 

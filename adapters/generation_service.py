@@ -26,14 +26,14 @@ import anyio
 from pollama.core import embed as embed_core
 from pollama.core import generation as gen
 from pollama.core import gguf_details, memory, prompt, responses, thinking
-from pollama.core import manifest as mf
 from pollama.core import options as opts
-from pollama.core import requests as rq
-from pollama.core import runner_protocol as rp
 from pollama.core import scheduler as sched
 from pollama.core import show as show_core
 from pollama.core.config import Config
 from pollama.core.errors import BadRequest, PollamaError
+from pollama.core.manifest import MEDIA_TYPE_PROJECTOR
+from pollama.core.requests import ChatRequest, GenerateRequest, check_format
+from pollama.core.runner_protocol import Done, Embeddings, Failed, RunnerMessage, Token
 from pollama.core.timefmt import rfc3339
 
 from . import gguf_file, models
@@ -75,26 +75,26 @@ class GenerationService:
         self.metrics = metrics or Metrics()
 
     # -- generate / chat ---------------------------------------------------------------------
-    async def generate(self, req: rq.GenerateRequest) -> Objects:
+    async def generate(self, req: GenerateRequest) -> Objects:
         """Native /api/generate objects: chunks then the final one (streaming), or the one
         final object. Checks that need no runner happen before the first ``__anext__``
         returns, so their errors keep their status."""
         started = time.monotonic_ns()
         if not req.model:
             raise PollamaError("model '' not found", status_hint=404)
-        rq.check_format(req.format)
+        check_format(req.format)
         local = await self._resolve(req.model)
         gen.check_generate(req)
         self._check_images(local, bool(req.images))
         return await self._generation(local, req, started)
 
-    async def chat(self, req: rq.ChatRequest, *, relax_thinking: bool = False) -> Objects:
+    async def chat(self, req: ChatRequest, *, relax_thinking: bool = False) -> Objects:
         """Native /api/chat objects, as ``generate`` does. With ``relax_thinking`` a model that
         cannot think ignores ``think`` instead of refusing it (Ollama's /v1/messages)."""
         started = time.monotonic_ns()
         if not req.model:
             raise BadRequest("model is required")
-        rq.check_format(req.format)
+        check_format(req.format)
         local = await self._resolve(req.model)
         self._check_images(local, any(m.images for m in req.messages))
         if req.messages and req.tools:
@@ -102,22 +102,22 @@ class GenerationService:
             show_core.require_tools(text, go=is_go, full_name=local.stored.name.display_full())
         return await self._generation(local, req, started, relax_thinking)
 
-    async def count_tokens(self, req: rq.ChatRequest, *, relax_thinking: bool = False) -> int:
+    async def count_tokens(self, req: ChatRequest, *, relax_thinking: bool = False) -> int:
         """Tokens of the prompt a chat request renders (its whole history, no truncation)."""
         started = time.monotonic_ns()
         local = await self._resolve(req.model)
         setting, _ = await self._think(local, req.think, req.model, relax_thinking)
-        runner, rid, _, _, prompting = await self._start(local, req.options, req.keep_alive,
-                                                         started)
+        runner, request_id, _, _, prompting = await self._start(
+            local, req.options, req.keep_alive, started)
         try:
             text = gen.chat_prompt(req, prompting, today=today(), think=setting,
                                    family=local.config.model_family)
             return len(await runner.tokenize(text))
         finally:
-            self.driver.finished(rid)
+            self.driver.finished(request_id)
 
     async def _generation(self, local: models.LocalModel,
-                          req: rq.ChatRequest | rq.GenerateRequest, started: int,
+                          req: ChatRequest | GenerateRequest, started: int,
                           relax_thinking: bool = False) -> Objects:
         kind = gen.load_only_kind(req)
         if kind is not None:
@@ -125,7 +125,7 @@ class GenerationService:
         setting, tags = await self._think(local, req.think, req.model, relax_thinking)
         for key in req.unknown_options:
             log.warning("invalid option provided option=%s", key)
-        runner, rid, load_ns, runtime, prompting = await self._start(
+        runner, request_id, load_ns, runtime, prompting = await self._start(
             local, req.options, req.keep_alive, started)
         job = gen.Job(request=req, prompting=prompting, think=setting, tags=tags,
                       n_ctx=runner.loaded.n_ctx if runner.loaded else 0, today=today(),
@@ -133,16 +133,16 @@ class GenerationService:
                       family=local.config.model_family, new_call_id=call_id)
         meter = self.metrics.generation(local.stored.name.display_shortest(), started)
         return Objects(_drive(gen.Generation(job), runner, meter),
-                       lambda: self.driver.finished(rid), single=gen.single_object(req))
+                       lambda: self.driver.finished(request_id), single=gen.single_object(req))
 
-    async def _load_only(self, local: models.LocalModel, req: rq.ChatRequest | rq.GenerateRequest,
+    async def _load_only(self, local: models.LocalModel, req: ChatRequest | GenerateRequest,
                          kind: str) -> dict[str, Any]:
         sched_kind = sched.Kind.UNLOAD if kind == "unload" else sched.Kind.LOAD
         request, info = await self._request(local, opts.merge(local.parameters, req.options),
                                             req.keep_alive, sched_kind)
         await self.driver.acquire(request, info)
         return responses.load_response(req.model, now_utc(),
-                                       chat=isinstance(req, rq.ChatRequest), reason=kind)
+                                       chat=isinstance(req, ChatRequest), reason=kind)
 
     # -- embeddings --------------------------------------------------------------------------
     async def embed(self, req: embed_core.EmbedRequest) -> dict[str, Any]:
@@ -175,7 +175,7 @@ class GenerationService:
     async def _embed_on_runner(self, model: str, options: Mapping[str, Any],
                                keep_alive: int | None, inputs: list[str],
                                truncate: bool, *, legacy: bool = False
-                               ) -> tuple[rp.Embeddings, int]:
+                               ) -> tuple[Embeddings, int]:
         """Embed on a runner. /api/embed's limit uses the request's num_ctx (core.embed.fit);
         the legacy /api/embeddings has none but the runner's own context (num_ctx None)."""
         local = await self._resolve(model, NOT_FOUND_PULL)
@@ -204,7 +204,7 @@ class GenerationService:
     def _check_images(local: models.LocalModel, has_images: bool) -> None:
         if has_images:
             show_core.require_vision(
-                has_projector=bool(local.stored.manifest.layers_of(mf.MEDIA_TYPE_PROJECTOR)),
+                has_projector=bool(local.stored.manifest.layers_of(MEDIA_TYPE_PROJECTOR)),
                 full_name=local.stored.name.display_full())
 
     async def _facts(self, local: models.LocalModel) -> gguf_details.ModelFacts:
@@ -324,16 +324,16 @@ async def _one(obj: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     yield obj
 
 
-def _event(msg: rp.RunnerMessage) -> gen.Event:
-    if isinstance(msg, rp.Token):
+def _event(msg: RunnerMessage) -> gen.Event:
+    if isinstance(msg, Token):
         return gen.RunnerToken(msg.text, tuple(msg.logprobs or ()))
-    if isinstance(msg, rp.Done):
+    if isinstance(msg, Done):
         return gen.RunnerDone(done_reason=msg.done_reason,
                               prompt_eval_count=msg.prompt_eval_count,
                               prompt_eval_duration=msg.prompt_eval_duration,
                               eval_count=msg.eval_count, eval_duration=msg.eval_duration,
                               context=tuple(msg.context))
-    if isinstance(msg, rp.Failed):
+    if isinstance(msg, Failed):
         return gen.RunnerFailed(msg.message, msg.status)
     return gen.RunnerFailed(f"unexpected runner message {type(msg).__name__}")
 
@@ -343,8 +343,8 @@ async def _drive(machine: gen.Generation, runner: RunnerProcess, meter: Generati
     """Execute the machine's commands against ``runner``; yield what it emits. ``meter``
     hears of the first token and of the final object."""
     pending: deque[gen.Command] = deque()
-    run: AbstractAsyncContextManager[AsyncIterator[rp.RunnerMessage]] | None = None
-    events: AsyncIterator[rp.RunnerMessage] | None = None
+    run: AbstractAsyncContextManager[AsyncIterator[RunnerMessage]] | None = None
+    events: AsyncIterator[RunnerMessage] | None = None
 
     async def stop() -> None:
         nonlocal run, events
@@ -358,14 +358,15 @@ async def _drive(machine: gen.Generation, runner: RunnerProcess, meter: Generati
         while True:
             if not pending:
                 if events is None:
-                    raise gen.GenerationError("the generation waits for a runner that is not running")
+                    raise gen.GenerationError(
+                        "the generation waits for a runner that is not running")
                 try:
                     msg = await events.__anext__()
                 except StopAsyncIteration:
-                    msg = rp.Failed(id=0, message="runner stream ended unexpectedly")
-                if isinstance(msg, rp.Token):
+                    msg = Failed(id=0, message="runner stream ended unexpectedly")
+                if isinstance(msg, Token):
                     meter.token()
-                elif isinstance(msg, rp.Done):
+                elif isinstance(msg, Done):
                     meter.prompt_cached(msg.prompt_cached)
                 pending.extend(machine.receive(_event(msg), clock()))
                 continue

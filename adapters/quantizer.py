@@ -18,10 +18,10 @@ from typing import Any
 
 import anyio
 
-from pollama.core import manifest as mf
 from pollama.core import quantize as q
 from pollama.core.errors import BadRequest, PollamaError
 from pollama.core.gguf_details import ModelFacts
+from pollama.core.manifest import MEDIA_TYPE_MODEL, Layer
 from pollama.core.names import digest_str
 from pollama.core.ndjson import NEED_DATA, NDJSONReader
 
@@ -48,7 +48,7 @@ class Quantization:
         self.store = store
         self.source_hex = source_hex
         self.target = target
-        self.layer: mf.Layer | None = None
+        self.layer: Layer | None = None
 
     async def run(self) -> AsyncIterator[dict[str, Any]]:
         store = self.store
@@ -61,7 +61,8 @@ class Quantization:
         progress = q.Progress(source_file_type=facts.file_type, target=self.target, total=size,
                               weights=q.tensor_bytes(header, size))
         os.makedirs(store.blobs_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=store.blobs_dir, prefix=f".tmp-quantize-{self.target.name}-")
+        fd, tmp = tempfile.mkstemp(dir=store.blobs_dir,
+                                   prefix=f".tmp-quantize-{self.target.name}-")
         os.close(fd)
         errlog = tempfile.TemporaryFile()
         proc = None
@@ -95,8 +96,8 @@ class Quantization:
                 raise PollamaError(failure)
             yield {"status": "verifying conversion"}
             hex_digest = await anyio.to_thread.run_sync(self._commit, tmp)
-            self.layer = mf.Layer(media_type=mf.MEDIA_TYPE_MODEL, digest=digest_str(hex_digest),
-                                  size=store.blob_size(hex_digest))
+            self.layer = Layer(media_type=MEDIA_TYPE_MODEL, digest=digest_str(hex_digest),
+                               size=store.blob_size(hex_digest))
         finally:
             with anyio.CancelScope(shield=True):
                 if proc is not None and proc.returncode is None:
@@ -118,7 +119,8 @@ class Quantization:
         try:
             gguf_file.read_header(tmp, ())
         except BadRequest as exc:  # llama.cpp wrote something we cannot read: our problem
-            raise PollamaError(f"quantization produced an unreadable file: {exc.message}") from None
+            raise PollamaError(
+                f"quantization produced an unreadable file: {exc.message}") from None
         hex_digest = h.hexdigest()
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.store.blob_path(hex_digest))

@@ -1,4 +1,5 @@
-"""Pull and push over the registry protocol (Ollama's server/images.go PullModel and PushModel; server/download.go, server/upload.go), with httpx.
+"""Pull and push over the registry protocol (Ollama's server/images.go PullModel and PushModel;
+server/download.go, server/upload.go), with httpx.
 
 Pull: ``GET /v2/<ns>/<model>/manifests/<tag>``, then every layer and the config blob the store
 lacks, each as up to ``core.registry.MAX_PARTS`` parallel ``Range`` requests appending to

@@ -17,8 +17,8 @@ from this one and ``push`` to it (Ollama's server/download.go, server/upload.go)
 
 Which local model a repository is: ``core.registry.served_name`` (the local name
 ``<ns>/<model>:<tag>``, whatever Host header the client used). Every path segment is validated by
-``core.registry`` before it is used, and blobs are written through ``Store.blob_writer`` (temp file,
-sha256 checked, fsync, rename): a pushed blob whose digest does not match is discarded and
+``core.registry`` before it is used, and blobs are written through ``Store.blob_writer`` (temp
+file, sha256 checked, fsync, rename): a pushed blob whose digest does not match is discarded and
 nothing becomes visible. Failures are OCI-shaped: ``{"errors":[{"code","message"}]}``.
 
 Blobs are content-addressed and shared by every model in the store, so any blob is served under

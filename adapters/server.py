@@ -100,7 +100,8 @@ async def run(config: Config, *, port_file: str | None = None) -> None:
         try:
             port = await tg.start(serve, app, config.host.host, config.host.port, config.limits)
         except OSError as exc:
-            raise SystemExit(f"Error: listen tcp {config.host.host}:{config.host.port}: {exc.strerror}")
+            raise SystemExit(
+                f"Error: listen tcp {config.host.host}:{config.host.port}: {exc.strerror}")
         if driver.cluster is not None:
             driver.cluster.set_origin(config.host.host, port)
         host = f"[{config.host.host}]" if ":" in config.host.host else config.host.host

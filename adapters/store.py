@@ -1,4 +1,5 @@
-"""The content-addressed model store on disk (Ollama's server/modelpath.go), under ``POLLAMA_MODELS``.
+"""The content-addressed model store on disk (Ollama's server/modelpath.go), under
+``POLLAMA_MODELS``.
 
     blobs/sha256-<hex>                          content-addressed, written once, verified
     manifests/<host>/<namespace>/<model>/<tag>  JSON manifest
@@ -21,11 +22,11 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from pollama.core import manifest as mf
 from pollama.core import store_check as sc
 from pollama.core.errors import BadRequest, NotFound, PollamaError
-from pollama.core.registry import unused_after_pull as unused_after_replace
+from pollama.core.manifest import Layer, Manifest, parse_manifest
 from pollama.core.names import Name, blob_filename, digest_str
+from pollama.core.registry import unused_after_pull as unused_after_replace
 
 from .files import atomic_write, fsync_dir
 
@@ -33,7 +34,7 @@ from .files import atomic_write, fsync_dir
 @dataclass(frozen=True, slots=True)
 class StoredModel:
     name: Name  # as spelled on disk
-    manifest: mf.Manifest
+    manifest: Manifest
     manifest_digest: str  # sha256 hex of the manifest bytes
     modified_ns: int
 
@@ -137,16 +138,17 @@ class Store:
             atomic_write(self.blob_path(hex_digest), data)
         return hex_digest, len(data)
 
-    def put_layer(self, media_type: str, data: bytes) -> mf.Layer:
+    def put_layer(self, media_type: str, data: bytes) -> Layer:
         hex_digest, size = self.put_bytes(data)
-        return mf.Layer(media_type=media_type, digest=digest_str(hex_digest), size=size)
+        return Layer(media_type=media_type, digest=digest_str(hex_digest), size=size)
 
     # -- manifests ----------------------------------------------------------------------------
     def _manifest_path(self, name: Name) -> str:
         return os.path.join(self.manifests_dir, *name.manifest_parts())
 
     def find(self, name: Name) -> Name | None:
-        """The stored spelling of ``name`` (names match case-insensitively, Ollama's types/model/name.go)."""
+        """The stored spelling of ``name`` (names match case-insensitively, Ollama's
+        types/model/name.go)."""
         for stored in self._names():
             if stored.equal_fold(name):
                 return stored
@@ -181,7 +183,7 @@ class Store:
         st = os.stat(path)
         return StoredModel(
             name=stored,
-            manifest=mf.parse_manifest(data),
+            manifest=parse_manifest(data),
             manifest_digest=hashlib.sha256(data).hexdigest(),
             modified_ns=st.st_mtime_ns,
         )
@@ -196,7 +198,7 @@ class Store:
         out.sort(key=lambda m: m.modified_ns, reverse=True)
         return out
 
-    def write_manifest(self, name: Name, manifest: mf.Manifest) -> Name:
+    def write_manifest(self, name: Name, manifest: Manifest) -> Name:
         """Write (or replace) the manifest; an existing differently-cased name keeps its case."""
         with self.mutation:
             for layer in (manifest.config, *manifest.layers):
@@ -206,7 +208,7 @@ class Store:
             atomic_write(self._manifest_path(target), manifest.to_json())
             return target
 
-    def replace_manifest(self, name: Name, manifest: mf.Manifest) -> frozenset[str]:
+    def replace_manifest(self, name: Name, manifest: Manifest) -> frozenset[str]:
         """Write ``manifest`` under ``name``; then remove the blobs the old manifest of that name
         used that no manifest references any more (Ollama's "removing unused layers").
 
@@ -214,7 +216,7 @@ class Store:
         """
         with self.mutation:
             try:
-                old: mf.Manifest | None = self.get(name).manifest
+                old: Manifest | None = self.get(name).manifest
             except (PollamaError, OSError):
                 old = None
             self.write_manifest(name, manifest)

@@ -213,18 +213,9 @@ def in_process(gguf: str, tokens: int, repeats: int, num_ctx: int) -> tuple[floa
     toks = llm.tokenize(CHATML.format(PROMPT).encode(), special=True)
     next(iter(llm.generate(toks, temp=0)))
     cold = time.perf_counter() - t0
-    rates = []
-    for _ in range(repeats):
-        llm.reset()
-        n, first = 0, 0.0
-        for _tok in llm.generate(toks, temp=0, top_k=40, top_p=0.9, min_p=0.0,
-                                 repeat_penalty=1.0):
-            if n == 0:
-                first = time.perf_counter()
-            n += 1
-            if n >= tokens:
-                break
-        rates.append((n - 1) / (time.perf_counter() - first))
+    from tokens_per_second import in_process_rate  # bench/ is this script's folder
+
+    rates = [in_process_rate(llm, toks, tokens) for _ in range(repeats)]
     del llm
     return statistics.median(rates), cold
 

@@ -13,7 +13,6 @@ for comparison the rate of one plain streaming GET of the same blob from A's ``/
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import statistics
@@ -37,25 +36,17 @@ def _gguf(path: str | None) -> str:
     return str(fetch())
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gguf", help="GGUF to share (default: the SmolLM2 test model)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from tests.conftest import start_server, stop_server, upload_and_create
+    from tests.conftest import sha256_file, start_server, stop_server, upload_and_create
 
     gguf = _gguf(args.gguf)
     size = os.path.getsize(gguf)
-    hex_digest = _sha256(gguf)
+    hex_digest = sha256_file(gguf)
     mb = size / 1e6
     with tempfile.TemporaryDirectory() as ta, tempfile.TemporaryDirectory() as tb:
         a = start_server(ta)

@@ -16,12 +16,28 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import httpx
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 PROMPT = "Write a short story about a robot who learns to paint."
+
+
+def in_process_rate(llm: Any, toks: list[int], tokens: int) -> float:
+    """Decode tokens/s of llama-cpp-python's ``llm`` generating ``tokens`` tokens after the
+    prompt ``toks``, from a reset context, with the settings pollama's runner uses at
+    temperature 0; timed from the first token on."""
+    llm.reset()
+    n, first = 0, 0.0
+    for _tok in llm.generate(toks, temp=0, top_k=40, top_p=0.9, min_p=0.0, repeat_penalty=1.0):
+        if n == 0:
+            first = time.perf_counter()
+        n += 1
+        if n >= tokens:
+            break
+    return (n - 1) / (time.perf_counter() - first)
 
 
 def in_process(gguf: str, tokens: int, repeats: int, num_ctx: int,
@@ -34,19 +50,8 @@ def in_process(gguf: str, tokens: int, repeats: int, num_ctx: int,
                           flash_attn=flash_attn, verbose=False)
     text = llm.metadata.get("tokenizer.chat_template")
     prompt = (f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n" if text else PROMPT)
-    rates = []
-    for _ in range(repeats + 1):
-        llm.reset()
-        toks = llm.tokenize(prompt.encode(), special=True)
-        n = 0
-        first = 0.0
-        for _tok in llm.generate(toks, temp=0, top_k=40, top_p=0.9, min_p=0.0, repeat_penalty=1.0):
-            if n == 0:
-                first = time.perf_counter()
-            n += 1
-            if n >= tokens:
-                break
-        rates.append((n - 1) / (time.perf_counter() - first))
+    toks = llm.tokenize(prompt.encode(), special=True)
+    rates = [in_process_rate(llm, toks, tokens) for _ in range(repeats + 1)]
     return rates[1:]  # first run is warm-up
 
 
@@ -73,8 +78,9 @@ def through_server(gguf: str, tokens: int, repeats: int, num_ctx: int) -> list[f
                             n += 1
                 assert start is not None
                 rates.append((n - 1) / (time.perf_counter() - start))
-            cli = subprocess.run([sys.executable, "-m", "pollama.cli.main", "run", "bench", PROMPT],
-                                 env=srv.env, capture_output=True, text=True, timeout=600)
+            cli = subprocess.run(
+                [sys.executable, "-m", "pollama.cli.main", "run", "bench", PROMPT],
+                env=srv.env, capture_output=True, text=True, timeout=600)
             assert cli.returncode == 0, cli.stderr
             return rates[1:]
         finally:

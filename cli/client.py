@@ -71,7 +71,8 @@ class Client:
             return
         if not self.cfg.host.is_loopback and self.cfg.host.host not in ("0.0.0.0", "::"):
             raise click.ClickException(
-                f"could not connect to a pollama server at {self.url}; is 'pollama serve' running?")
+                f"could not connect to a pollama server at {self.url}; "
+                "is 'pollama serve' running?")
         logs = os.path.join(self.cfg.home_dir, "logs")
         os.makedirs(logs, exist_ok=True)
         log_path = os.path.join(logs, "server.log")

@@ -1,7 +1,8 @@
 """Who may talk to the server: the Host guard, CORS and the optional API key, as pure decisions.
 
 A local model server is reachable from every web page its user opens. Three checks run before any
-route, in this order (Ollama's ``allowedHostsMiddleware`` and its gin CORS config, server/routes.go):
+route, in this order (Ollama's ``allowedHostsMiddleware`` and its gin CORS config,
+server/routes.go):
 
 1. Host (DNS rebinding). Only while the server listens on a loopback address: a ``Host`` that is
    not a loopback, private, unspecified or local-interface IP, nor ``localhost``, the machine's

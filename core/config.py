@@ -1,4 +1,5 @@
-"""Server and client configuration from environment variables (Ollama's envconfig/config.go), as pure functions.
+"""Server and client configuration from environment variables (Ollama's envconfig/config.go), as
+pure functions.
 
 The adapter passes ``os.environ`` (and the home directory) in; nothing here reads them itself.
 Every variable is ``POLLAMA_*``; Ollama's ``OLLAMA_*`` spelling is accepted as a fallback so an
@@ -159,7 +160,8 @@ def load(env: Mapping[str, str], home: str) -> Config:
         home_dir=pollama_home,
         keep_alive_ns=parse_keep_alive_env(_get(env, "KEEP_ALIVE")),
         context_length=_int(env, "CONTEXT_LENGTH", 4096),
-        num_parallel=max(0, _int(env, "NUM_PARALLEL", 0)),  # 0: auto (core.memory.parallel_choices)
+        # NUM_PARALLEL 0: auto (core.memory.parallel_choices)
+        num_parallel=max(0, _int(env, "NUM_PARALLEL", 0)),
         max_loaded_models=_int(env, "MAX_LOADED_MODELS", 3),
         max_queue=_int(env, "MAX_QUEUE", 512),
         debug=debug_text not in ("", "0", "false", "info"),

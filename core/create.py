@@ -1,4 +1,5 @@
-"""How /api/create assembles a model's layers (Ollama's server/create.go CreateHandler), as pure decisions.
+"""How /api/create assembles a model's layers (Ollama's server/create.go CreateHandler), as pure
+decisions.
 
 From an existing model the base layers are inherited; a new ``template``/``system`` replaces the
 old layer; ``parameters`` merge over the base's (request keys win); ``messages`` replace only when
@@ -10,24 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import manifest as mf
 from .gguf_details import ModelFacts
+from .manifest import (MEDIA_TYPE_ADAPTER, MEDIA_TYPE_MESSAGES, MEDIA_TYPE_MODEL,
+                       MEDIA_TYPE_PARAMS, MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_PROMPT,
+                       MEDIA_TYPE_SYSTEM, MEDIA_TYPE_TEMPLATE, ConfigV2, Layer)
 
 __all__ = ["config_for", "is_projector", "merge_layers", "merge_params"]
 
-_REPLACED_BY_NEW = (mf.MEDIA_TYPE_MODEL, mf.MEDIA_TYPE_TEMPLATE, mf.MEDIA_TYPE_PROMPT,
-                    mf.MEDIA_TYPE_SYSTEM, mf.MEDIA_TYPE_PARAMS, mf.MEDIA_TYPE_MESSAGES,
-                    mf.MEDIA_TYPE_ADAPTER, mf.MEDIA_TYPE_PROJECTOR)
+_REPLACED_BY_NEW = (MEDIA_TYPE_MODEL, MEDIA_TYPE_TEMPLATE, MEDIA_TYPE_PROMPT,
+                    MEDIA_TYPE_SYSTEM, MEDIA_TYPE_PARAMS, MEDIA_TYPE_MESSAGES,
+                    MEDIA_TYPE_ADAPTER, MEDIA_TYPE_PROJECTOR)
 
 
-def merge_layers(base: Sequence[mf.Layer], new: Sequence[mf.Layer]) -> tuple[mf.Layer, ...]:
+def merge_layers(base: Sequence[Layer], new: Sequence[Layer]) -> tuple[Layer, ...]:
     """Base layers, minus those a new layer of the same kind replaces, then the new ones."""
     kinds = {layer.media_type for layer in new}
-    if mf.MEDIA_TYPE_TEMPLATE in kinds:
-        kinds.add(mf.MEDIA_TYPE_PROMPT)
+    if MEDIA_TYPE_TEMPLATE in kinds:
+        kinds.add(MEDIA_TYPE_PROMPT)
     kept = [layer for layer in base
             if not (layer.media_type in _REPLACED_BY_NEW and layer.media_type in kinds)]
-    out: list[mf.Layer] = []
+    out: list[Layer] = []
     seen: set[tuple[str, str]] = set()
     for layer in [*kept, *new]:
         key = (layer.media_type, layer.digest)
@@ -35,7 +38,7 @@ def merge_layers(base: Sequence[mf.Layer], new: Sequence[mf.Layer]) -> tuple[mf.
             seen.add(key)
             out.append(layer)
     # The model weights first, as Ollama writes them.
-    out.sort(key=lambda layer: 0 if layer.media_type == mf.MEDIA_TYPE_MODEL else 1)
+    out.sort(key=lambda layer: 0 if layer.media_type == MEDIA_TYPE_MODEL else 1)
     return tuple(out)
 
 
@@ -45,8 +48,8 @@ def merge_params(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def config_for(facts: ModelFacts, diff_ids: Sequence[str]) -> mf.ConfigV2:
-    return mf.ConfigV2(
+def config_for(facts: ModelFacts, diff_ids: Sequence[str]) -> ConfigV2:
+    return ConfigV2(
         model_format="gguf",
         model_family=facts.architecture,
         model_families=(facts.architecture,) if facts.architecture else (),

@@ -22,7 +22,8 @@ Commands (machine → adapter)::
     Fail(error)         the generation is over with this error (its status before the first
                         Emit; an error line after)
 
-Theory of operation (Ollama's server/routes.go GenerateHandler and ChatHandler; api/types.go ThinkValue):
+Theory of operation (Ollama's server/routes.go GenerateHandler and ChatHandler; api/types.go
+ThinkValue):
 
 * Prompt. Generate renders once (``prompt.generate_prompt``). Chat renders the longest history
   that fits ``num_ctx``: ``prompt.truncation_candidates`` longest first; a candidate whose UTF-8
@@ -323,7 +324,8 @@ class Generation:
         if not self.job.request.truncate:
             raise BadRequest(CONTEXT_EXCEEDED)
         if not self._candidates:
-            return self._begin(now)  # even the shortest history is too long: the runner keeps its tail
+            # even the shortest history is too long: the runner keeps its tail
+            return self._begin(now)
         return self._try_next(now)
 
     # -- running -----------------------------------------------------------------------------

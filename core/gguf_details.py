@@ -1,7 +1,8 @@
 """What pollama reports about a GGUF file, computed from its metadata (passed in as data).
 
 The adapter reads key/values and tensor element counts with the ``gguf`` package; this module
-turns them into Ollama's ``details`` (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler) and the config blob fields.
+turns them into Ollama's ``details`` (Ollama's server/routes.go ListHandler, PsHandler,
+ShowHandler) and the config blob fields.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class ModelFacts:
         return human_number(self.parameter_count)
 
 
-def facts(kv: Mapping[str, Any], parameter_count: int, tokens: list[str] | None = None) -> ModelFacts:
+def facts(kv: Mapping[str, Any], parameter_count: int,
+          tokens: list[str] | None = None) -> ModelFacts:
     """Model facts from GGUF key/values. ``tokens`` (the vocabulary) names BOS/EOS."""
     arch = str(kv.get("general.architecture") or "")
 

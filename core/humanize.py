@@ -1,4 +1,5 @@
-"""Human-readable sizes and times for CLI tables, as Ollama's format package (format/format.go) prints them."""
+"""Human-readable sizes and times for CLI tables, as Ollama's format package (format/format.go)
+prints them."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def _duration(seconds: float) -> str:
 
 
 def human_time(then_ns: int, now_ns: int) -> str:
-    """``3 weeks ago`` / ``4 minutes from now``; zero ⇒ ``Never``; > 20 years ahead ⇒ ``Forever``."""
+    """``3 weeks ago`` / ``4 minutes from now``; zero ⇒ ``Never``; > 20 years ahead ⇒
+    ``Forever``."""
     if then_ns == 0:
         return "Never"
     delta = (then_ns - now_ns) / 1e9

@@ -37,8 +37,8 @@ Decisions where the spec leaves room:
 - JSON is decoded by ``jsonwire.loads_request``: strict (no NaN/Infinity, UTF-8 only, Go's
   error wording, lone surrogates become U+FFFD), so a call's params are exactly what the REST
   route would have read; a number too large for a float (``1e400``) is a parse error too, as
-  in Go, so params always encode again. Size is bound by the transport (WebSocket message size, the LSP
-  reader's ``max_message``); a batch holds at most ``MAX_BATCH`` calls.
+  in Go, so params always encode again. Size is bound by the transport (WebSocket message size, the
+  LSP reader's ``max_message``); a batch holds at most ``MAX_BATCH`` calls.
 """
 
 from __future__ import annotations
@@ -444,25 +444,25 @@ def _item(value: Any) -> Item:
         return _invalid(None, "expected an object")
     has_id = "id" in value
     id_ok = has_id and valid_id(value["id"])
-    rid: Id | None = value["id"] if id_ok else None
+    rpc_id: Id | None = value["id"] if id_ok else None
     if "method" not in value:
         if has_id and ("result" in value or "error" in value):
             return Ignore(reason="a response: the server sends no requests")
-        return _invalid(rid, 'no "method"')
+        return _invalid(rpc_id, 'no "method"')
     if value.get("jsonrpc") != "2.0":
-        return _invalid(rid, '"jsonrpc" must be "2.0"')
+        return _invalid(rpc_id, '"jsonrpc" must be "2.0"')
     method = value["method"]
     if not isinstance(method, str):
-        return _invalid(rid, '"method" must be a string')
+        return _invalid(rpc_id, '"method" must be a string')
     if has_id and not id_ok:
         return _invalid(None, '"id" must be an integer or a string')
     params = value.get("params")
     if params is None:
         params = {}
     elif not isinstance(params, (dict, list)):
-        return _invalid(rid, '"params" must be an object or an array')
+        return _invalid(rpc_id, '"params" must be an object or an array')
 
-    if rid is None:  # a notification: never answered
+    if rpc_id is None:  # a notification: never answered
         if method == CANCEL_METHOD:
             if isinstance(params, dict) and valid_id(params.get("id")):
                 return Cancel(id=params["id"])
@@ -474,10 +474,10 @@ def _item(value: Any) -> Item:
         return Call(id=None, method=method, params=params, notification=True)
 
     if method not in METHODS:
-        return Reply(obj=error(rid, METHOD_NOT_FOUND, f"Method not found: {_name(method)}"))
+        return Reply(obj=error(rpc_id, METHOD_NOT_FOUND, f"Method not found: {_name(method)}"))
     if not isinstance(params, dict):
-        return Reply(obj=error(rid, INVALID_PARAMS,
+        return Reply(obj=error(rpc_id, INVALID_PARAMS,
                                f"Invalid params: {method} takes an object "
                                f"(the body of {METHODS[method].http_method} "
                                f"{METHODS[method].path})"))
-    return Call(id=rid, method=method, params=params, notification=False)
+    return Call(id=rpc_id, method=method, params=params, notification=False)

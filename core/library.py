@@ -34,8 +34,8 @@ class LibraryEntry:
     model: str  # library model name, e.g. "smollm2"
     tags: tuple[str, ...]  # tags that resolve to this entry
     source: PyPIWheelSource
-    # The layers Ollama's library manifest has beside the model (Ollama's server/manifest.go): TEMPLATE,
-    # LICENSE (one text per layer), params, SYSTEM.
+    # The layers Ollama's library manifest has beside the model (Ollama's server/manifest.go):
+    # TEMPLATE, LICENSE (one text per layer), params, SYSTEM.
     template: str | None = None
     license: tuple[str, ...] = ()
     parameters: Mapping[str, Any] = field(default_factory=dict)
@@ -48,14 +48,17 @@ class LibraryEntry:
 # page drops some whitespace: this text is 1827 bytes, so its digest is not the registry's.
 SMOLLM2_TEMPLATE = """{{- if .Messages }}
 {{- if .Tools }}<|im_start|>system
-You are an expert in composing functions. You are given a question and a set of possible functions.
-Based on the question, you will need to make one or more function/tool calls to achieve the purpose.
+You are an expert in composing functions. You are given a question and a set of possible \
+functions.
+Based on the question, you will need to make one or more function/tool calls to achieve the \
+purpose.
 If none of the functions can be used, point it out and refuse to answer.
 If the given question lacks the parameters required by the function, also point it out.
 You have access to the following tools:
 <tools>{{ .Tools }}</tools>
 The output MUST strictly adhere to the following format, and NO other text MUST be included.
-The example format is as follows. Please make sure the parameter type is correct. If no function call is needed, please make the tool calls an empty list '[]'.
+The example format is as follows. Please make sure the parameter type is correct. If no \
+function call is needed, please make the tool calls an empty list '[]'.
 <tool_call>[
 {"name": "func_name1", "arguments": {"argument1": "value1", "argument2": "value2"}},
 (more tool calls as required)
@@ -70,7 +73,8 @@ The example format is as follows. Please make sure the parameter type is correct
 {{ else if eq .Role "assistant" }}<|im_start|>assistant
 {{ if .Content }}{{ .Content }}
 {{- else if .ToolCalls }}<tool_call>[
-{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}{{ end }}
+{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", \
+"arguments": {{ .Function.Arguments }}}{{ end }}
 ]</tool_call>
 {{- end }}{{ if not $last }}<|im_end|>
 {{ end }}

@@ -1,4 +1,5 @@
-"""Image manifests (Docker schema v2 as Ollama writes them) and the config blob (Ollama's server/manifest.go).
+"""Image manifests (Docker schema v2 as Ollama writes them) and the config blob (Ollama's
+server/manifest.go).
 
 A manifest names a config blob and an ordered list of layers, each by ``sha256:<hex>`` digest,
 media type and size. Bytes in, values out: the store adapter reads the file and hands the bytes

@@ -3,8 +3,8 @@
 Pure functions over data: the adapter (``adapters/devices.py``) runs ``nvidia-smi``,
 ``rocm-smi``, ``sysctl`` and reads ``/proc/meminfo``, and hands their text to the parsers here;
 the scheduler asks :func:`estimate` and :func:`fit` before it spawns a runner and reports the
-result in ``/api/ps`` (``size``, ``size_vram``, Ollama's server/routes.go ListHandler, PsHandler, ShowHandler) and ``ollama ps``
-(:func:`processor_label`).
+result in ``/api/ps`` (``size``, ``size_vram``, Ollama's server/routes.go ListHandler, PsHandler,
+ShowHandler) and ``ollama ps`` (:func:`processor_label`).
 
 The model follows Ollama's ``llm/memory.go`` (``EstimateGPULayers``) and ``fs/ggml``
 ``GraphSize``, simplified to what a GGUF header tells us without reading tensors:
@@ -228,7 +228,8 @@ class Estimate:
         if self.total == -1:
             object.__setattr__(self, "total", want)
         elif self.total != want:
-            raise ValueError(f"total {self.total} != weights+kv_cache+compute_buffer+overhead {want}")
+            raise ValueError(
+                f"total {self.total} != weights+kv_cache+compute_buffer+overhead {want}")
 
 
 def kv_cache_bytes(shape: ModelShape, *, num_ctx: int, num_parallel: int = 1,
@@ -291,8 +292,8 @@ def plan(shape: ModelShape, inventory: Inventory, *, num_ctx: int, num_batch: in
          num_gpu: int = -1, projector_bytes: int = 0, configured_parallel: int = 0,
          embedding_only: bool = False, budget: int = 0) -> tuple[int, Placement]:
     """The slots and placement of a new runner: the first of ``parallel_choices`` whose
-    estimate (the KV cache of ``num_ctx`` × ``kv_streams``) fits free memory and ``budget`` (bytes for
-    all models, 0 = unlimited); the last choice when none does."""
+    estimate (the KV cache of ``num_ctx`` × ``kv_streams``) fits free memory and ``budget`` (bytes
+    for all models, 0 = unlimited); the last choice when none does."""
     choices = parallel_choices(configured_parallel, embedding_only=embedding_only)
     for parallel in choices:
         est = estimate(shape, num_ctx=num_ctx, num_parallel=kv_streams(parallel),
@@ -451,9 +452,9 @@ def fit(estimate: Estimate, shape: ModelShape, inventory: Inventory, *, num_gpu:
 
     VRAM of a GPU holding layers = reserve (457 MiB CUDA/ROCm) + graph (full when every layer is
     on one GPU, else partial; Metal always full) + its layers + projectors on the first GPU.
-    Auto placement keeps ``free − gpu_overhead`` ≥ that + the larger graph + one block as buffer.
-    CPU part: CPU-only ⇒ ``estimate.total``; otherwise the layers left on the CPU (Ollama does
-    not count a CPU graph for partial offload).
+    Auto placement keeps ``free − gpu_overhead`` ≥ that + the larger graph + one block as
+    buffer. CPU part: CPU-only ⇒ ``estimate.total``; otherwise the layers left on the CPU (Ollama
+    does not count a CPU graph for partial offload).
     """
     if gpu_overhead < 0:
         raise ValueError("gpu_overhead must not be negative")
@@ -534,8 +535,8 @@ def _go_round(x: float) -> int:
 
 def processor_label(size: int, size_vram: int) -> str:
     """The PROCESSOR column of ``ollama ps`` (cmd/cmd.go ListRunningHandler), case for case:
-    no VRAM ⇒ ``100% CPU``; all of it ⇒ ``100% GPU``; VRAM above size or size 0 ⇒ ``Unknown``;
-    else ``N%/M% CPU/GPU`` with N = round(cpu share × 100) and M = 100 − N."""
+    no VRAM ⇒ ``100% CPU``; all of it ⇒ ``100% GPU``; VRAM above size or size 0 ⇒
+    ``Unknown``; else ``N%/M% CPU/GPU`` with N = round(cpu share × 100) and M = 100 − N."""
     if size_vram == 0:
         return "100% CPU"
     if size_vram == size:

@@ -541,9 +541,10 @@ def is_representable(value: str) -> bool:
 
 
 def quote_value(value: str) -> str:
-    """Write a value as Ollama's ``quote`` (Ollama's parser/parser.go Modelfile.String): bare when safe, else ``\"\"\"…\"\"\"``
-    if it contains ``"``, else ``"…"``; the other quoting when the preferred one would not read
-    back. An unrepresentable value gets Ollama's own (lossy) choice."""
+    """Write a value as Ollama's ``quote`` (Ollama's parser/parser.go Modelfile.String): bare when
+    safe, else ``\"\"\"…\"\"\"`` if it contains ``"``, else ``"…"``; the other quoting when the
+    preferred one would not read back. An unrepresentable value gets Ollama's own (lossy)
+    choice."""
     if _is_bare(value):
         return value
     for quoted in _candidates(value):

@@ -1,4 +1,5 @@
-"""Ollama model names and blob digests (Ollama's types/model/name.go; server/modelpath.go; server/routes.go CreateBlobHandler).
+"""Ollama model names and blob digests (Ollama's types/model/name.go; server/modelpath.go;
+server/routes.go CreateBlobHandler).
 
 A model name is ``[scheme://][host/][namespace/]model[:tag]``, parsed right to left the way
 Ollama's ``types/model.ParseNameBare`` does:
@@ -96,7 +97,8 @@ class Name:
         return self.display_full()
 
     def manifest_parts(self) -> tuple[str, str, str, str]:
-        """Path components of the manifest file under ``manifests/`` (Ollama's server/modelpath.go), as spelled."""
+        """Path components of the manifest file under ``manifests/`` (Ollama's
+        server/modelpath.go), as spelled."""
         return (self.host, self.namespace, self.model, self.tag)
 
     @classmethod
@@ -163,8 +165,9 @@ def is_valid_name(s: str) -> bool:
 
 
 def parse_digest(s: str) -> str:
-    """Accept ``sha256:<hex>`` or ``sha256-<hex>`` (64 hex digits, either case; Ollama's server/routes.go CreateBlobHandler's
-    ``^sha256[:-][0-9a-fA-F]{64}$``) and return the lower-case hex alone."""
+    """Accept ``sha256:<hex>`` or ``sha256-<hex>`` (64 hex digits, either case; Ollama's
+    server/routes.go CreateBlobHandler's ``^sha256[:-][0-9a-fA-F]{64}$``) and return the
+    lower-case hex alone."""
     if isinstance(s, str):
         m = _DIGEST_RE.fullmatch(s)
         if m is not None:
@@ -179,8 +182,8 @@ def _check_hex(hex_digest: str) -> str:
 
 
 def blob_filename(hex_digest: str) -> str:
-    """File name of a blob under ``blobs/`` (Ollama's server/modelpath.go): ``sha256-<hex>``. Takes the lower-case hex
-    as returned by :func:`parse_digest`."""
+    """File name of a blob under ``blobs/`` (Ollama's server/modelpath.go): ``sha256-<hex>``. Takes
+    the lower-case hex as returned by :func:`parse_digest`."""
     return "sha256-" + _check_hex(hex_digest)
 
 

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible API as a translation to and from the native one (Ollama's openai/openai.go FromChatRequest and ToModel).
+"""The OpenAI-compatible API as a translation to and from the native one (Ollama's openai/openai.go
+FromChatRequest and ToModel).
 
 Ollama serves ``/v1/*`` as middleware around its native handlers (``middleware/openai.go``,
 ``openai/openai.go``): the OpenAI body is decoded into Go structs, rewritten as the native
@@ -730,9 +731,10 @@ def completion(native_final: Mapping[str, Any], *, id: str, created: int) -> JSO
 
 
 class CompletionStream:
-    """Native ``/api/generate`` stream lines → ``text_completion`` chunks (Ollama's openai/openai.go FromCompleteRequest):
-    one chunk per line, ``finish_reason`` on the final one; with ``include_usage`` every chunk
-    carries a zeroed ``usage`` and a last chunk has ``choices: []`` and the real usage."""
+    """Native ``/api/generate`` stream lines → ``text_completion`` chunks (Ollama's
+    openai/openai.go FromCompleteRequest): one chunk per line, ``finish_reason`` on the final one;
+    with ``include_usage`` every chunk carries a zeroed ``usage`` and a last chunk has
+    ``choices: []`` and the real usage."""
 
     def __init__(self, id: str, created: int, model: str, include_usage: bool = False) -> None:
         self.id = id

@@ -70,6 +70,7 @@ class OutputPipeline:
         if thought or content:
             out.append(Piece(content=content, thinking=thought))
         if calls:
-            # Tool calls arrive in a chunk of their own with empty content (Ollama's server/routes.go ChatHandler).
+            # Tool calls arrive in a chunk of their own with empty content (Ollama's
+            # server/routes.go ChatHandler).
             out.append(Piece(tool_calls=tuple(calls)))
         return out

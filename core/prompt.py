@@ -1,10 +1,10 @@
 """Assembling the prompt text a runner sees, from a request and the model's stored parts.
 
-Order follows Ollama (Ollama's server/routes.go GenerateHandler and ChatHandler): for chat, the Modelfile SYSTEM is prepended only
-when the first request message is not a system message, and Modelfile MESSAGEs come before the
-request's messages. For generate the messages are [system] + Modelfile MESSAGEs (only when no
-``context`` is given) + the user prompt; the request's ``system`` overrides the Modelfile's.
-``raw`` skips templating entirely.
+Order follows Ollama (Ollama's server/routes.go GenerateHandler and ChatHandler): for chat, the
+Modelfile SYSTEM is prepended only when the first request message is not a system message, and
+Modelfile MESSAGEs come before the request's messages. For generate the messages are [system] +
+Modelfile MESSAGEs (only when no ``context`` is given) + the user prompt; the request's ``system``
+overrides the Modelfile's. ``raw`` skips templating entirely.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Quantizing at create time (Ollama's server/create.go CreateHandler), as pure decisions and a progress tracker.
+"""Quantizing at create time (Ollama's server/create.go CreateHandler), as pure decisions and a
+progress tracker.
 
 ``/api/create`` with ``quantize`` rewrites the model layer with llama.cpp's quantizer, run by
 ``runners.quantize`` in its own process. This module decides everything around it: which target

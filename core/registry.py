@@ -1,4 +1,5 @@
-"""The registry protocol, both sides, as pure decisions (Ollama's server/images.go PullModel and PushModel; server/download.go, server/upload.go).
+"""The registry protocol, both sides, as pure decisions (Ollama's server/images.go PullModel and
+PushModel; server/download.go, server/upload.go).
 
 Ollama speaks the Docker/OCI distribution protocol to its registries, and pollama speaks it to
 them and *as* one, so two pollama servers can share models. This module decides; the adapters
@@ -25,8 +26,9 @@ Client side
 Server side
     * :func:`parse_repository`, :func:`parse_reference`, :func:`parse_blob_digest`,
       :func:`parse_upload_id` validate path segments (percent-decoded first, validated after),
-      so only names of Ollama's grammar (types/model/name.go), 64-hex digests and 32-hex upload ids ever reach a
-      filesystem path. Failures are :class:`RegistryError` with an OCI error code and status.
+      so only names of Ollama's grammar (types/model/name.go), 64-hex digests and 32-hex upload ids
+      ever reach a filesystem path. Failures are :class:`RegistryError` with an OCI error code and
+      status.
     * :func:`parse_range` (RFC 9110 single byte ranges) and :func:`content_range`.
     * :func:`served_name`: a repository ``<ns>/<model>:<tag>`` on this server *is* the local
       model ``<ns>/<model>:<tag>`` (host ``registry.ollama.ai``, shown without it), whatever
@@ -223,7 +225,8 @@ class BearerChallenge:
     scope: str = ""
 
 
-_CHALLENGE_PARAM_RE = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
+_CHALLENGE_PARAM_RE = re.compile(
+    r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 
 
 def parse_bearer_challenge(header: str) -> BearerChallenge | None:
@@ -443,7 +446,7 @@ def parse_content_range(value: str) -> tuple[int, int, int | None] | None:
     return first, last + 1, None if m.group(3) == "*" else int(m.group(3))
 
 
-# --- progress lines (Ollama's server/images.go PullModel and PushModel) ------------------------------------------------
+# --- progress lines (Ollama's server/images.go PullModel and PushModel) --------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -543,7 +546,8 @@ _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 def parse_repository(namespace: str, model: str) -> tuple[str, str]:
-    """Validated ``(namespace, model)`` from the path (Ollama's types/model/name.go grammar), else NAME_INVALID."""
+    """Validated ``(namespace, model)`` from the path (Ollama's types/model/name.go grammar), else
+    NAME_INVALID."""
     try:
         ns, m = unquote(namespace), unquote(model)
         Name(host=DEFAULT_HOST, namespace=ns, model=m, tag="latest")
@@ -564,8 +568,8 @@ class DigestRef:
 
 
 def parse_reference(reference: str) -> Tag | DigestRef:
-    """A manifest reference: a tag (Ollama's types/model/name.go tag grammar) or a ``sha256:<hex>`` digest (a tag
-    cannot hold ``:``, so ``sha256-...`` is a tag)."""
+    """A manifest reference: a tag (Ollama's types/model/name.go tag grammar) or a ``sha256:<hex>``
+    digest (a tag cannot hold ``:``, so ``sha256-...`` is a tag)."""
     try:
         ref = unquote(reference)
     except BadRequest:

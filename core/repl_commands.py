@@ -1,4 +1,5 @@
-"""What a line typed at ``pollama run``'s prompt means, as Ollama's ``cmd/interactive.go`` reads it.
+"""What a line typed at ``pollama run``'s prompt means, as Ollama's ``cmd/interactive.go`` reads
+it.
 
 Pure: the adapter (``cli/repl.py``) reads a line from the terminal and feeds it to a
 :class:`LineReader`; what comes back is a frozen command for the adapter to carry out, a

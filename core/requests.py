@@ -1,4 +1,5 @@
-"""Parsing and validating the native API's request bodies (Ollama's server/routes.go GenerateHandler and ChatHandler; server/create.go CreateHandler; api/types.go).
+"""Parsing and validating the native API's request bodies (Ollama's server/routes.go
+GenerateHandler and ChatHandler; server/create.go CreateHandler; api/types.go).
 
 Bodies are decoded by ``jsonwire.loads_request`` and checked field by field against the Go
 struct Ollama decodes them into, so a wrong type gets Go's message:
@@ -135,7 +136,8 @@ def _object(body: Any, struct: str) -> dict[str, Any]:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise BadRequest(f"json: cannot unmarshal {_kind(body)} into Go value of type api.{struct}")
+        raise BadRequest(
+            f"json: cannot unmarshal {_kind(body)} into Go value of type api.{struct}")
     for key, value in body.items():
         spec = _FIELD_TYPES.get(key)
         if spec is None or value is None:
@@ -147,7 +149,8 @@ def _object(body: Any, struct: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# keep_alive (Ollama's server/sched.go): number = seconds, negative = forever; string = Go duration.
+# keep_alive (Ollama's server/sched.go): number = seconds, negative = forever; string = Go
+# duration.
 
 _UNITS_NS = {
     "ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
@@ -479,8 +482,8 @@ def parse_chat(body: Any) -> ChatRequest:
     messages = tuple(_message(m, "ChatRequest") for m in obj.get("messages") or ())
     tools = obj.get("tools") or ()
     if not all(isinstance(t, dict) for t in tools):
-        raise BadRequest("json: cannot unmarshal non-object into Go struct field ChatRequest.tools "
-                         "of type api.Tool")
+        raise BadRequest("json: cannot unmarshal non-object into Go struct field "
+                         "ChatRequest.tools of type api.Tool")
     choice, tools = _tool_choice(obj.get("tool_choice"), tuple(tools))
     # Tool parameters become a grammar in the runner: refuse what would exhaust it now.
     schema_limits.check_tools(tools)
@@ -515,7 +518,8 @@ def _tool_choice(value: Any, tools: tuple[dict[str, Any], ...]
 
 
 def _model_field(obj: Mapping[str, Any]) -> str:
-    # Create/Delete/Show/Pull/Push accept the legacy ``name`` when ``model`` is empty (Ollama's api/types.go).
+    # Create/Delete/Show/Pull/Push accept the legacy ``name`` when ``model`` is empty (Ollama's
+    # api/types.go).
     return str(obj.get("model") or obj.get("name") or "")
 
 
@@ -557,8 +561,9 @@ def parse_pull(body: Any) -> PullRequest:
 
 
 def check_format(value: Any) -> Any:
-    """``format``: "json", a JSON-schema object, or ""/null (Ollama's server/routes.go GenerateHandler). A schema must
-    stay within core.schema_limits, since the runner turns it into a grammar."""
+    """``format``: "json", a JSON-schema object, or ""/null (Ollama's server/routes.go
+    GenerateHandler). A schema must stay within core.schema_limits, since the runner turns it into
+    a grammar."""
     if isinstance(value, dict):
         schema_limits.check_format(value)
     if value is None or value == "" or value == "json" or isinstance(value, dict):

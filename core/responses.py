@@ -1,4 +1,5 @@
-"""Shaping /api/generate and /api/chat responses, in Ollama's wire order (Ollama's server/routes.go GenerateHandler and ChatHandler).
+"""Shaping /api/generate and /api/chat responses, in Ollama's wire order (Ollama's server/routes.go
+GenerateHandler and ChatHandler).
 
 Metric fields are Go ``omitempty``: absent when zero. Durations are integer nanoseconds.
 """
@@ -53,13 +54,20 @@ def _message(text: str, thinking: str,
     return msg
 
 
-def generate_chunk(model: str, created_at: str, text: str,
-                   logprobs: list[dict[str, Any]] | None = None, *,
-                   thinking: str = "") -> dict[str, Any]:
+def _generate_head(model: str, created_at: str, text: str, thinking: str,
+                   done: bool) -> dict[str, Any]:
+    """The fields every /api/generate line starts with, in Ollama's order."""
     out: dict[str, Any] = {"model": model, "created_at": created_at, "response": text}
     if thinking:
         out["thinking"] = thinking
-    out["done"] = False
+    out["done"] = done
+    return out
+
+
+def generate_chunk(model: str, created_at: str, text: str,
+                   logprobs: list[dict[str, Any]] | None = None, *,
+                   thinking: str = "") -> dict[str, Any]:
+    out = _generate_head(model, created_at, text, thinking, done=False)
     if logprobs:
         out["logprobs"] = logprobs
     return out
@@ -68,10 +76,7 @@ def generate_chunk(model: str, created_at: str, text: str,
 def generate_final(model: str, created_at: str, final: Final, text: str = "",
                    logprobs: list[dict[str, Any]] | None = None, *,
                    thinking: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {"model": model, "created_at": created_at, "response": text}
-    if thinking:
-        out["thinking"] = thinking
-    out["done"] = True
+    out = _generate_head(model, created_at, text, thinking, done=True)
     out["done_reason"] = final.done_reason
     if final.context:
         out["context"] = list(final.context)

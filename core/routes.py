@@ -1,4 +1,5 @@
-"""The native API route table (Ollama's server/routes.go GenerateRoutes) and matching, like gin's router.
+"""The native API route table (Ollama's server/routes.go GenerateRoutes) and matching, like gin's
+router.
 
 Unknown path ⇒ 404 ``404 page not found`` (text/plain); known path, wrong method ⇒ 405
 ``405 method not allowed``. ``HEAD`` is allowed exactly where the table lists it.
@@ -34,7 +35,8 @@ ROUTES: tuple[tuple[str, frozenset[str], str], ...] = (
     ("/ui", frozenset({"GET", "HEAD"}), "ui"),
     # Prometheus text exposition (beyond Ollama), behind the same access rules as the API.
     ("/metrics", frozenset({"GET", "HEAD"}), "metrics"),
-    # OpenAI- and Anthropic-compatible front doors (Ollama's openai/openai.go), on the same generation core.
+    # OpenAI- and Anthropic-compatible front doors (Ollama's openai/openai.go), on the same
+    # generation core.
     ("/v1/chat/completions", frozenset({"POST"}), "openai_chat"),
     ("/v1/completions", frozenset({"POST"}), "openai_completions"),
     ("/v1/embeddings", frozenset({"POST"}), "openai_embeddings"),

@@ -1,10 +1,10 @@
 """The protocol between ``pollama serve`` and a runner process.
 
-Transport: the runner's stdin carries server→runner messages, its stdout runner→server messages,
-each one NDJSON line (``core.ndjson``); stderr is the runner's log. Every message names the
-request it belongs to by ``id`` (an int chosen by the server, unique per runner), so many
-requests can be in flight on one runner at once and each can be cancelled on its own. This is
-the shape continuous batching needs: the runner may interleave ``Token`` events of different ids.
+Transport: the runner's stdin carries server→runner messages, its stdout runner→server
+messages, each one NDJSON line (``core.ndjson``); stderr is the runner's log. Every message names
+the request it belongs to by ``id`` (an int chosen by the server, unique per runner), so many
+requests can be in flight on one runner at once and each can be cancelled on its own. This is the
+shape continuous batching needs: the runner may interleave ``Token`` events of different ids.
 
 Server → runner (commands)::
 
@@ -13,7 +13,8 @@ Server → runner (commands)::
         → Loaded(id, n_ctx, n_ctx_train, n_vocab, n_embd, chat_template, bos_token, eos_token)
           | Failed(id, message)
     Complete(id, prompt, context, options, format)
-                                → Token(id, text)* then Done(id, ...) | Failed(id, message, status)
+                                → Token(id, text)* then Done(id, ...)
+                                  | Failed(id, message, status)
     Cancel(id, target)          → the target ends with Done(done_reason="cancel")
     Embed(id, inputs, truncate, num_ctx)
                                 → Embeddings(id, embeddings, prompt_eval_count) | Failed
@@ -78,7 +79,8 @@ class Complete:
     tools: list[dict[str, Any]] | None = None
     tool_format: dict[str, Any] | None = None
     tools_required: bool = False  # the grammar admits only a call, no free text
-    # Base64 images; the prompt places image i where it says ``[img-i]`` (Ollama's server/routes.go GenerateHandler).
+    # Base64 images; the prompt places image i where it says ``[img-i]`` (Ollama's server/routes.go
+    # GenerateHandler).
     images: list[str] = field(default_factory=list)
 
 

@@ -1,4 +1,5 @@
-"""What /api/show and `pollama show` say about a model (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler; parser/parser.go Modelfile.String; server/routes.go ShowHandler).
+"""What /api/show and `pollama show` say about a model (Ollama's server/routes.go ListHandler,
+PsHandler, ShowHandler; parser/parser.go Modelfile.String; server/routes.go ShowHandler).
 
 Pure shaping: the adapter passes the stored parts (manifest layers' texts, params, GGUF
 key/values); this module formats them exactly as Ollama does.
@@ -61,7 +62,8 @@ class ModelParts:
 
 
 def modelfile_text(parts: ModelParts) -> str:
-    """``pollama show --modelfile``: a Modelfile that re-creates the model (Ollama's server/routes.go ShowHandler)."""
+    """``pollama show --modelfile``: a Modelfile that re-creates the model (Ollama's
+    server/routes.go ShowHandler)."""
     cmds: list[Command] = [Command(name="from", args=parts.model_path)]
     cmds += [Command(name="adapter", args=a) for a in parts.adapters]
     cmds += [Command(name="from", args=p) for p in parts.projectors]
@@ -104,9 +106,9 @@ def model_info(kv: Mapping[str, Any], parameter_count: int, *, verbose: bool) ->
 
 def capabilities(template: str | None, *, go: bool = False,
                  embedding_only: bool = False, vision: bool = False) -> list[str]:
-    """Capabilities inferred from the template in use (Ollama's template/template.go): a Go template that
-    uses ``.Tools`` ⇒ tools, ``.Suffix`` ⇒ insert; a projector layer ⇒ vision; thinking
-    tags ⇒ thinking (Ollama's order)."""
+    """Capabilities inferred from the template in use (Ollama's template/template.go): a Go
+    template that uses ``.Tools`` ⇒ tools, ``.Suffix`` ⇒ insert; a projector layer ⇒ vision;
+    thinking tags ⇒ thinking (Ollama's order)."""
     if embedding_only:
         return ["embedding"]
     caps = ["completion"]
@@ -130,7 +132,8 @@ def capabilities(template: str | None, *, go: bool = False,
 
 
 def require_tools(template: str | None, *, go: bool, full_name: str) -> None:
-    """A request with ``tools`` needs a template that renders them (Ollama's server/routes.go ChatHandler)."""
+    """A request with ``tools`` needs a template that renders them (Ollama's server/routes.go
+    ChatHandler)."""
     if "tools" not in capabilities(template, go=go):
         raise BadRequest(f"{full_name} does not support tools")
 
@@ -206,8 +209,9 @@ class HeaderFacts:
 def show_response(parts: ModelParts, *, request_system: str | None, details: Mapping[str, Any],
                   header: HeaderFacts, projector: HeaderFacts | None, verbose: bool,
                   modified_at: str) -> dict[str, Any]:
-    """/api/show (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler), in Ollama's field order. A request's non-empty ``system``
-    replaces the model's; the template shown is the Modelfile's, else the GGUF's jinja."""
+    """/api/show (Ollama's server/routes.go ListHandler, PsHandler, ShowHandler), in Ollama's field
+    order. A request's non-empty ``system`` replaces the model's; the template shown is the
+    Modelfile's, else the GGUF's jinja."""
     system = request_system if request_system is not None else parts.system
     gguf_template = header.kv.get("tokenizer.chat_template")
     template = parts.template if parts.template is not None else (

@@ -1,8 +1,8 @@
 """Server-Sent Events framing, Sans-IO (shaped like ``ndjson.py``: receive_data/next_event).
 
-The OpenAI- and Anthropic-compatible endpoints stream ``text/event-stream`` (Ollama's openai/openai.go):
-``data: <json>\\n\\n`` per chunk, ``event: <type>\\n`` in front for the Responses and Messages
-APIs, and ``data: [DONE]\\n\\n`` at the end of a chat or completions stream.
+The OpenAI- and Anthropic-compatible endpoints stream ``text/event-stream`` (Ollama's
+openai/openai.go): ``data: <json>\\n\\n`` per chunk, ``event: <type>\\n`` in front for the
+Responses and Messages APIs, and ``data: [DONE]\\n\\n`` at the end of a chat or completions stream.
 
 The reader follows the WHATWG HTML "event stream interpretation" rules: lines end in CRLF, LF or
 a lone CR; a leading BOM is dropped; ``:`` lines are comments; ``field:value`` drops one space

@@ -36,9 +36,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from . import manifest as mf
 from .errors import BadRequest, StoreError
 from .humanize import human_bytes
+from .manifest import MEDIA_TYPE_MODEL, Manifest, parse_config, parse_manifest
 from .names import Name
 
 __all__ = [
@@ -163,7 +163,7 @@ def referenced_digests(data: bytes) -> frozenset[str]:
     ``sha256:<hex>`` written in it: a damaged manifest is the user's to repair, not a reason to
     lose the blobs it names."""
     try:
-        return mf.parse_manifest(data).all_digests()
+        return parse_manifest(data).all_digests()
     except StoreError:
         return frozenset(m.group(1).decode().lower() for m in _DIGEST_TEXT_RE.finditer(data))
 
@@ -188,7 +188,7 @@ class Problem:
         return self.message
 
 
-def manifest_problems(manifest: mf.Manifest, blob_sizes: Mapping[str, int],
+def manifest_problems(manifest: Manifest, blob_sizes: Mapping[str, int],
                       config: bytes | None = None) -> tuple[Problem, ...]:
     """Why ``manifest`` cannot be used, given the sizes of the blobs present (hex -> bytes):
     a missing blob, a blob of another size than the manifest says, no model layer (nothing to
@@ -208,9 +208,9 @@ def manifest_problems(manifest: mf.Manifest, blob_sizes: Mapping[str, int],
             out.append(Problem(kind=ProblemKind.SIZE_MISMATCH, digest=layer.digest,
                                message=f"blob {layer.digest} has {size} bytes, the manifest "
                                        f"says {layer.size}"))
-    if not manifest.layers_of(mf.MEDIA_TYPE_MODEL):
+    if not manifest.layers_of(MEDIA_TYPE_MODEL):
         out.append(Problem(kind=ProblemKind.NO_MODEL_LAYER,
-                           message=f"no model layer ({mf.MEDIA_TYPE_MODEL})"))
+                           message=f"no model layer ({MEDIA_TYPE_MODEL})"))
     if config is not None and not out:
         if hashlib.sha256(config).hexdigest() != manifest.config.hex:
             out.append(Problem(kind=ProblemKind.BAD_CONFIG, digest=manifest.config.digest,
@@ -218,7 +218,7 @@ def manifest_problems(manifest: mf.Manifest, blob_sizes: Mapping[str, int],
                                        "its digest"))
         else:
             try:
-                mf.parse_config(config)
+                parse_config(config)
             except StoreError as exc:
                 out.append(Problem(kind=ProblemKind.BAD_CONFIG, digest=manifest.config.digest,
                                    message=exc.message))
@@ -290,7 +290,7 @@ def plan(listing: Listing, *, now_ns: int, partial_max_age_ns: int = PARTIAL_MAX
             continue
         referenced |= referenced_digests(file.data)
         try:
-            manifest = mf.parse_manifest(file.data)
+            manifest = parse_manifest(file.data)
         except StoreError as exc:
             broken.append(Broken(path=file.path, name=_display_name(file.path), problems=(
                 Problem(kind=ProblemKind.UNREADABLE, message=exc.message),)))

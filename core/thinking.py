@@ -1,5 +1,6 @@
 """Thinking (reasoning) output: which models can think, the ``think`` setting, and splitting
-streamed text into ``thinking`` and content (Ollama's api/types.go ThinkValue; server/routes.go ChatHandler; template/template.go).
+streamed text into ``thinking`` and content (Ollama's api/types.go ThinkValue; server/routes.go
+ChatHandler; template/template.go).
 
 Theory of operation. A model can think when its template shows the tags it wraps reasoning in.
 For a Go template this is Ollama's ``thinking.InferTags`` heuristic over the parse tree: find a
@@ -196,7 +197,8 @@ def infer_tags(template_text: str | None, *, is_go: bool) -> ThinkingTags | None
 
 
 def capable(template_text: str | None, is_go: bool) -> bool:
-    """Whether a model with this template has the ``thinking`` capability (Ollama's template/template.go)."""
+    """Whether a model with this template has the ``thinking`` capability (Ollama's
+    template/template.go)."""
     return infer_tags(template_text, is_go=is_go) is not None
 
 
@@ -243,7 +245,8 @@ def _go_quote(s: str) -> str:
 
 def resolve_think(requested: Any, capable: bool, model_name: str, *,
                   family: str = "", relax: bool = False) -> ThinkSetting:
-    """Apply Ollama's ``think`` rules (api/types.go ThinkValue) to the request's ``think`` (None when omitted).
+    """Apply Ollama's ``think`` rules (api/types.go ThinkValue) to the request's ``think`` (None
+    when omitted).
 
     A thinking model thinks unless told ``false``; ``true`` means level ``medium``. Ollama sets
     the omitted value to ``true`` *before* rendering, so ``.IsThinkSet`` is then true as well
@@ -416,8 +419,8 @@ def strips_previous_thinking(family: str, model_name: str = "") -> bool:
 def strip_previous_thinking(messages: Sequence[Message], family: str, *,
                             model_name: str = "") -> list[Message]:
     """Remove ``<think>…</think>`` from assistant turns before the last user message, for the
-    families of ``strips_previous_thinking`` (Ollama's server/routes.go ChatHandler); other models get the messages
-    back unchanged.
+    families of ``strips_previous_thinking`` (Ollama's server/routes.go ChatHandler); other models
+    get the messages back unchanged.
 
     Exactly Ollama's ``filterThinkTags``: each content goes once through a fresh parser with
     ``<think>``/``</think>`` and only the content part is kept, unflushed, so a turn that is

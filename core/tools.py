@@ -1,5 +1,6 @@
 """Tool calls: finding a model's tool-call format, parsing calls out of streamed output, and a
-grammar that keeps small models' calls valid (Ollama's server/routes.go ChatHandler; template/template.go).
+grammar that keeps small models' calls valid (Ollama's server/routes.go ChatHandler;
+template/template.go).
 
 Theory of operation.
 

@@ -1,4 +1,5 @@
-"""Fuzzing a live ``pollama serve`` over real sockets (shared by fuzz_http.py and fuzz_handlers.py).
+"""Fuzzing a live ``pollama serve`` over real sockets (shared by fuzz_http.py and
+fuzz_handlers.py).
 
 A raw HTTP/1.1 client that keeps the exact bytes it sent, the response invariant of issue 9,
 the server under test, and the case loop with its counts and reproductions.

@@ -27,11 +27,12 @@ Mutate = Callable[[random.Random, bytes], bytes]
 
 
 def byte_mutator(alphabet: bytes, tokens: Sequence[bytes] = (), *, max_edits: int = 4,
-                 repeat: bool = False) -> Mutate:
+                 repeat: bool = False, splice: Sequence[bytes] = ()) -> Mutate:
     """A mutation of 1 to ``max_edits`` edits: delete a byte, insert a random one, overwrite
     one with a byte of ``alphabet`` (the format's own punctuation); with ``tokens``, also insert
-    one of them whole; with ``repeat``, also repeat a span of up to 16 bytes 2 to 50 times."""
-    n_ops = 3 + bool(tokens) + repeat
+    one of them whole; with ``repeat``, also repeat a span of up to 16 bytes 2 to 50 times; with
+    ``splice`` (the seeds, say), also insert a piece of up to 40 bytes of one of them."""
+    n_ops = 3 + bool(tokens) + repeat + bool(splice)
 
     def mutate(rng: random.Random, data: bytes) -> bytes:
         buf = bytearray(data)
@@ -42,6 +43,10 @@ def byte_mutator(alphabet: bytes, tokens: Sequence[bytes] = (), *, max_edits: in
                 buf[pos:pos] = bytes([rng.randrange(256)])
             elif op == 3 and tokens:
                 buf[pos:pos] = rng.choice(tokens)
+            elif splice and op == n_ops - 1:
+                other = rng.choice(splice)
+                start = rng.randint(0, len(other))
+                buf[pos:pos] = other[start:start + rng.randint(1, 40)]
             elif not buf:
                 continue
             elif op == 0:

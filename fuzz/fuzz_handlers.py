@@ -146,8 +146,8 @@ def option_values(name: str) -> list[Any]:
 
 
 BOUNDS = [0, 1, 3, -1, 2**31, 10**6, 10**7, 2**63, Raw("9" * 400), Raw("1e308"), 0.5, "5", None]
-PATTERNS = ["^(a+)+$", "[", "\\", "(?=x)", "\\p{L}+", "^[a-z]{1000000}$", "a{2,1}", "(", "x" * 5000,
-            "^\\d{3}-\\d{4}$", "[^]", "\\u0000"]
+PATTERNS = ["^(a+)+$", "[", "\\", "(?=x)", "\\p{L}+", "^[a-z]{1000000}$", "a{2,1}", "(",
+            "x" * 5000, "^\\d{3}-\\d{4}$", "[^]", "\\u0000"]
 FORMATS = ["date-time", "date", "time", "uuid", "email", "uri", "bogus", "", 5]
 TYPES = ["object", "array", "string", "number", "integer", "boolean", "null", ["string", "null"],
          ["integer", "string", "array"], "bogus", 5, None, [], "Object"]
@@ -165,8 +165,8 @@ def schema(rng: random.Random, depth: int = 0) -> Any:
                        "chain", "enum"])
     s: dict[str, Any] = {}
     if kind == "object":
-        props = {rng.choice(["a", "b", "", "x" * 200, "$ref", "😀", "a\"b"]): schema(rng, depth + 1)
-                 for _ in range(rng.randint(0, 4))}
+        props = {rng.choice(["a", "b", "", "x" * 200, "$ref", "😀", "a\"b"]):
+                 schema(rng, depth + 1) for _ in range(rng.randint(0, 4))}
         s = {"type": "object", "properties": props}
         if rng.random() < 0.6:
             s["required"] = rng.choice([list(props), ["missing"], [5], "a", [], list(props) * 3])
@@ -300,10 +300,11 @@ def special(rng: random.Random, key: str) -> Any:
 
 
 def tool(rng: random.Random) -> Any:
-    fn: dict[str, Any] = {"name": rng.choice(["get_weather", "", "x" * 300, "a b", "😀", 5, None]),
-                          "description": rng.choice(["d", "", "x" * 10_000]),
-                          "parameters": rng.choice([schema(rng), bomb_schema(rng),
-                                                    {"type": "object", "properties": {}}])}
+    fn: dict[str, Any] = {
+        "name": rng.choice(["get_weather", "", "x" * 300, "a b", "😀", 5, None]),
+        "description": rng.choice(["d", "", "x" * 10_000]),
+        "parameters": rng.choice([schema(rng), bomb_schema(rng),
+                                  {"type": "object", "properties": {}}])}
     if rng.random() < 0.1:
         return rng.choice([{}, {"type": "function"}, {"function": 5}, [], "tool", None])
     return {"type": rng.choice(["function", "function", "", "bogus", 5]), "function": fn}
@@ -617,8 +618,8 @@ def simple_case(rng: random.Random, target: Target, route: str) -> Case:
             "openai_model": rng.choice([f"/v1/models/{M}", f"/v1/models/{M}:latest",
                                         "/v1/models/nope", "/v1/models/%00",
                                         "/v1/models/" + "a" * 300])}[route]
-    method = "GET" if route in ("ps", "openai_models", "openai_model", "websocket") else rng.choice(
-        ["GET", "GET", "HEAD"])
+    method = ("GET" if route in ("ps", "openai_models", "openai_model", "websocket")
+              else rng.choice(["GET", "GET", "HEAD"]))
     body = None
     if rng.random() < 0.2:  # a body on a GET is read and ignored
         body = dump(rng.choice(INTERESTING)).encode("utf-8", "surrogatepass")
@@ -720,7 +721,8 @@ def manifest_case(rng: random.Random, target: Target) -> Case:
 
 
 def upload_case(rng: random.Random, target: Target) -> Case:
-    """An upload session: start (or monolithic / mount), PATCH chunks, PUT ?digest=, GET, DELETE."""
+    """An upload session: start (or monolithic / mount), PATCH chunks, PUT ?digest=, GET,
+    DELETE."""
     f = facts(target)
     data = rng.randbytes(rng.choice([0, 10, 1000, 100_000]))
     good = "sha256:" + hashlib.sha256(data).hexdigest()

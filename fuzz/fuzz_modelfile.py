@@ -40,10 +40,13 @@ def one_input(data: bytes) -> None:
 
 
 SEEDS: tuple[bytes, ...] = (
-    b"FROM llama3.2\nPARAMETER temperature 0.7\nPARAMETER stop <|eot_id|>\nSYSTEM You are terse.\n",
+    b"FROM llama3.2\nPARAMETER temperature 0.7\nPARAMETER stop <|eot_id|>\n"
+    b"SYSTEM You are terse.\n",
     b'FROM ./model.gguf\nTEMPLATE """{{ if .System }}{{ .System }}{{ end }}\n{{ .Prompt }}"""\n',
-    b'# comment\nfrom x\nMESSAGE user "hi\nthere"\nMESSAGE assistant hello\nLICENSE """\nMIT\n"""\n',
-    b"FROM x\r\nADAPTER ~/lora.gguf\r\nDRAFT ./d.gguf\r\nREQUIRES 0.14.0\r\nRENDERER r\r\nPARSER p\r\n",
+    b'# comment\nfrom x\nMESSAGE user "hi\nthere"\nMESSAGE assistant hello\n'
+    b'LICENSE """\nMIT\n"""\n',
+    b"FROM x\r\nADAPTER ~/lora.gguf\r\nDRAFT ./d.gguf\r\nREQUIRES 0.14.0\r\n"
+    b"RENDERER r\r\nPARSER p\r\n",
     b"\xff\xfeF\x00R\x00O\x00M\x00 \x00x\x00\n\x00",
 )
 TOKENS: tuple[bytes, ...] = (

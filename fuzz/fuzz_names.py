@@ -8,7 +8,6 @@ session (atheris if installed, otherwise 10 s of mutated random input); the same
 from __future__ import annotations
 
 import os
-import random
 import re
 import sys
 
@@ -79,21 +78,8 @@ def one_input(data: bytes) -> None:
     _check_digest(text)
 
 
-def _mutate(rng: random.Random, seed: bytes) -> bytes:
-    buf = bytearray(seed)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(4)
-        pos = rng.randint(0, len(buf))
-        if op == 0:
-            buf[pos:pos] = bytes([rng.choice(b"/:.@\\-_aZ9\x00\xff")])
-        elif op == 1 and buf:
-            del buf[min(pos, len(buf) - 1)]
-        elif op == 2 and buf:
-            buf[min(pos, len(buf) - 1)] = rng.randrange(256)
-        else:
-            buf[pos:pos] = rng.choice(SEEDS)[: rng.randint(0, 12)]
-    return bytes(buf)
-
+# A name's separators and a few odd bytes; pieces of the seeds bring whole hosts and tags.
+_mutate = _loop.byte_mutator(b"/:.@\\-_aZ9\x00\xff", splice=SEEDS)
 
 HARNESS = _loop.Harness(one_input, _mutate, SEEDS, random_share=0.3, max_random=64)
 random_loop = HARNESS.random_loop

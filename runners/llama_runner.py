@@ -52,8 +52,10 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from pollama.core import decoding, embed, memory
-from pollama.core import runner_protocol as rp
 from pollama.core.errors import BadRequest, PollamaError, RunnerProtocolError
+from pollama.core.runner_protocol import (SERVER_KINDS, Cancel, Complete, Done, Embed, Embeddings,
+                                          Failed, Load, Loaded, RunnerCodec, RunnerMessage,
+                                          ServerMessage, Shutdown, Token, Tokenize, Tokens)
 from pollama.core.stops import StopMatcher
 from pollama.runners.batch import BatchDecoder
 
@@ -326,7 +328,7 @@ def tool_grammar(tools: list[dict[str, Any]] | None, fmt: dict[str, Any] | None,
 class _Stream:
     """A completion in the batch loop: what it asked for and what it produced so far."""
 
-    msg: rp.Complete
+    msg: Complete
     tokens: list[int]  # the prompt as first evaluated (after truncation)
     window: list[int]  # what its sequence holds: the prompt (shifted), then generated tokens
     sampling: dict[str, Any]  # _sampler_args
@@ -362,7 +364,7 @@ class Runner:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._out_lock = threading.Lock()
-        self._work: queue.Queue[rp.ServerMessage | None] = queue.Queue()
+        self._work: queue.Queue[ServerMessage | None] = queue.Queue()
         self._cancelled: set[int] = set()
         self._cancel_lock = threading.Lock()
         self._llm: Any = None
@@ -371,18 +373,18 @@ class Runner:
         self._decoder: BatchDecoder | None = None
         self._slot_ctx = 0  # positions per sequence: the num_ctx each request gets
         self._streams: dict[int, _Stream] = {}  # by decoder handle
-        self._waiting: collections.deque[rp.ServerMessage] = collections.deque()
+        self._waiting: collections.deque[ServerMessage] = collections.deque()
 
     # -- output -------------------------------------------------------------------------------
-    def send(self, msg: rp.RunnerMessage) -> None:
-        data = rp.RunnerCodec.send(msg)
+    def send(self, msg: RunnerMessage) -> None:
+        data = RunnerCodec.send(msg)
         with self._out_lock:
             self._out.write(data)
             self._out.flush()
 
     # -- input --------------------------------------------------------------------------------
     def read_loop(self, inp: BinaryIO) -> None:
-        codec = rp.RunnerCodec(accept=rp.SERVER_KINDS)
+        codec = RunnerCodec(accept=SERVER_KINDS)
         while True:
             data = inp.read1(65536) if hasattr(inp, "read1") else inp.read(65536)
             codec.receive_data(data)
@@ -396,31 +398,31 @@ class Runner:
                 if msg is None:  # server closed our stdin: exit
                     self._work.put(None)
                     return
-                if not isinstance(msg, rp.SERVER_KINDS):
+                if not isinstance(msg, SERVER_KINDS):
                     break
-                if isinstance(msg, rp.Cancel):
+                if isinstance(msg, Cancel):
                     with self._cancel_lock:
                         self._cancelled.add(msg.target)
-                elif isinstance(msg, rp.Shutdown):
+                elif isinstance(msg, Shutdown):
                     self._work.put(None)
                     return
                 else:
                     self._work.put(msg)
 
-    def _is_cancelled(self, rid: int) -> bool:
+    def _is_cancelled(self, request_id: int) -> bool:
         with self._cancel_lock:
-            return rid in self._cancelled
+            return request_id in self._cancelled
 
-    def _forget(self, rid: int) -> None:
+    def _forget(self, request_id: int) -> None:
         with self._cancel_lock:
-            self._cancelled.discard(rid)
+            self._cancelled.discard(request_id)
 
     # -- work ---------------------------------------------------------------------------------
-    def send_all(self, msgs: list[rp.RunnerMessage]) -> None:
+    def send_all(self, msgs: list[RunnerMessage]) -> None:
         """Write several messages with one ``write`` (a batch step's tokens and ends)."""
         if not msgs:
             return
-        data = b"".join(rp.RunnerCodec.send(m) for m in msgs)
+        data = b"".join(RunnerCodec.send(m) for m in msgs)
         with self._out_lock:
             self._out.write(data)
             self._out.flush()
@@ -456,15 +458,15 @@ class Runner:
         it waits until the active sequences are done and holds back everything after it but
         Tokenize."""
         blocked = False
-        kept: collections.deque[rp.ServerMessage] = collections.deque()
+        kept: collections.deque[ServerMessage] = collections.deque()
         n_slots = len(self._decoder.slots) if self._decoder is not None else 1
         for msg in self._waiting:
-            if isinstance(msg, rp.Tokenize):
+            if isinstance(msg, Tokenize):
                 ready = True
-            elif isinstance(msg, rp.Complete) and not msg.images:
+            elif isinstance(msg, Complete) and not msg.images:
                 ready = self._is_cancelled(msg.id) or (
                     not blocked and len(self._streams) < n_slots)
-            elif isinstance(msg, rp.Embed) and self._spare is not None:
+            elif isinstance(msg, Embed) and self._spare is not None:
                 ready = not blocked  # in the spare stream, between steps
             else:
                 ready = not blocked and not self._streams
@@ -475,37 +477,37 @@ class Runner:
                 kept.append(msg)
         self._waiting = kept
 
-    def _run(self, msg: rp.ServerMessage) -> None:
+    def _run(self, msg: ServerMessage) -> None:
         admitted = False
         try:
-            if isinstance(msg, rp.Load):
+            if isinstance(msg, Load):
                 self._load(msg)
-            elif isinstance(msg, rp.Tokenize):
+            elif isinstance(msg, Tokenize):
                 self._tokenize(msg)
-            elif isinstance(msg, rp.Embed):
+            elif isinstance(msg, Embed):
                 if self._spare is not None:
                     self._embed(msg)
                 else:
                     self._exclusive(self._embed, msg)
-            elif isinstance(msg, rp.Complete):
+            elif isinstance(msg, Complete):
                 if msg.images and not self._is_cancelled(msg.id):
                     self._exclusive(self._complete_solo, msg)
                 else:
                     admitted = self._admit(msg)
         except PollamaError as exc:
-            self.send(rp.Failed(id=msg.id, message=exc.message, status=exc.status_hint))
+            self.send(Failed(id=msg.id, message=exc.message, status=exc.status_hint))
         except Exception:  # report, keep serving other requests
             self._internal_error(msg.id)
         finally:
             if not admitted:
                 self._forget(msg.id)
 
-    def _internal_error(self, rid: int) -> None:
+    def _internal_error(self, request_id: int) -> None:
         # The details go to the server's log (our stderr), never to the client.
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
-        self.send(rp.Failed(id=rid, message="llama runner: internal error; the server log has "
-                            "the details"))
+        self.send(Failed(id=request_id, message="llama runner: internal error; the server log has "
+                         "the details"))
 
     def _exclusive(self, work: Any, msg: Any) -> None:
         """Run ``work(msg)`` on the whole context (no sequence is active), then forget every
@@ -519,15 +521,15 @@ class Runner:
             if self._decoder is not None:
                 self._decoder.reset_cache()
 
-    def _admit(self, msg: rp.Complete) -> bool:
+    def _admit(self, msg: Complete) -> bool:
         """Start a completion in a free slot (the one sharing the longest prefix with its
         prompt); False when it ended at once (cancelled, num_predict 0)."""
         llm = self._require_llm()
         decoder = self._decoder
         assert decoder is not None
-        rid = msg.id
-        if self._is_cancelled(rid):
-            self.send(rp.Done(id=rid, done_reason="cancel"))
+        request_id = msg.id
+        if self._is_cancelled(request_id):
+            self.send(Done(id=request_id, done_reason="cancel"))
             return False
         started = time.perf_counter_ns()
         plan = decoding.Decoding.from_options(msg.options)
@@ -537,9 +539,9 @@ class Runner:
         grammar = self._grammar(llm, msg)
         budget = plan.budget(n_ctx, len(tokens))
         if budget == 0:
-            self.send(rp.Done(id=rid, done_reason="length", prompt_eval_count=len(tokens),
-                              prompt_eval_duration=max(1, time.perf_counter_ns() - started),
-                              context=tokens))
+            self.send(Done(id=request_id, done_reason="length", prompt_eval_count=len(tokens),
+                           prompt_eval_duration=max(1, time.perf_counter_ns() - started),
+                           context=tokens))
             return False
         stream = _Stream(
             msg=msg, tokens=tokens, window=list(tokens),
@@ -560,7 +562,7 @@ class Runner:
         return handle
 
     def _drop_cancelled(self) -> None:
-        msgs: list[rp.RunnerMessage] = []
+        msgs: list[RunnerMessage] = []
         for handle, stream in list(self._streams.items()):
             if self._is_cancelled(stream.msg.id):
                 self._end(handle, "cancel", time.perf_counter_ns(), msgs)
@@ -574,7 +576,7 @@ class Runner:
         decoder = self._decoder
         assert decoder is not None
         llm = self._llm
-        msgs: list[rp.RunnerMessage] = []
+        msgs: list[RunnerMessage] = []
         try:
             out = decoder.step()
         except Exception:
@@ -582,8 +584,8 @@ class Runner:
             sys.stderr.flush()
             for handle, stream in list(self._streams.items()):
                 decoder.finish(handle, keep_cache=False)
-                msgs.append(rp.Failed(id=stream.msg.id, message="llama runner: internal error; "
-                                      "the server log has the details"))
+                msgs.append(Failed(id=stream.msg.id, message="llama runner: internal error; "
+                                   "the server log has the details"))
                 self._forget(stream.msg.id)
             self._streams.clear()
             self.send_all(msgs)
@@ -607,13 +609,13 @@ class Runner:
                 for h, s in list(self._streams.items()):
                     if s is stream:
                         del self._streams[h]
-                msgs.append(rp.Failed(id=stream.msg.id, message="llama runner: internal error; "
-                                      "the server log has the details"))
+                msgs.append(Failed(id=stream.msg.id, message="llama runner: internal error; "
+                                   "the server log has the details"))
                 self._forget(stream.msg.id)
         self.send_all(msgs)
 
     def _advance(self, handle: int, s: _Stream, tok: int, now: int,
-                 msgs: list[rp.RunnerMessage]) -> None:
+                 msgs: list[RunnerMessage]) -> None:
         decoder = self._decoder
         assert decoder is not None
         llm = self._llm
@@ -626,8 +628,8 @@ class Runner:
         piece = s.utf8.decode(raw)
         text = s.stops.feed(piece) if piece else ""
         if text:
-            msgs.append(rp.Token(id=s.msg.id, text=text,
-                                 logprobs=s.logprobs if s.msg.logprobs else None))
+            msgs.append(Token(id=s.msg.id, text=text,
+                              logprobs=s.logprobs if s.msg.logprobs else None))
             s.logprobs = []
         after = decoding.next_after_token(stopped=s.stops.stopped, generated=len(s.generated),
                                           budget=s.budget, full=decoder.full(handle),
@@ -644,19 +646,19 @@ class Runner:
             del self._streams[handle]
             self._start(s)
 
-    def _end(self, handle: int, reason: str, now: int, msgs: list[rp.RunnerMessage]) -> None:
+    def _end(self, handle: int, reason: str, now: int, msgs: list[RunnerMessage]) -> None:
         s = self._streams.pop(handle)
         assert self._decoder is not None
         self._decoder.finish(handle)  # its cells stay for the next prompt sharing its prefix
-        rid = s.msg.id
+        request_id = s.msg.id
         if reason != "cancel":
             rest = s.stops.feed(s.utf8.decode(b"", final=True)) + s.stops.flush()
             if rest or s.logprobs:
-                msgs.append(rp.Token(id=rid, text=rest,
-                                     logprobs=s.logprobs if s.msg.logprobs else None))
+                msgs.append(Token(id=request_id, text=rest,
+                                  logprobs=s.logprobs if s.msg.logprobs else None))
         first = s.first_token_at or now
-        msgs.append(rp.Done(
-            id=rid,
+        msgs.append(Done(
+            id=request_id,
             done_reason=reason,
             # As Ollama (numPromptInputs): the whole prompt, cached or not; prompt_cached says
             # how much of it the slot's cache already held.
@@ -667,9 +669,9 @@ class Runner:
             eval_duration=max(1, now - first) if s.generated else 0,
             context=s.tokens + s.generated,
         ))
-        self._forget(rid)
+        self._forget(request_id)
 
-    def _load(self, msg: rp.Load) -> None:
+    def _load(self, msg: Load) -> None:
         if not os.path.isfile(msg.model_path):
             raise PollamaError(f"model file not found: {msg.model_path}")
         import llama_cpp
@@ -747,7 +749,7 @@ class Runner:
         # context has one unified cache (one slot): embeddings then wait for it to be idle.
         self._spare = n_slots if n_streams > n_slots else None
         self._decoder = BatchDecoder(llm, n_slots, self._slot_ctx)
-        self.send(rp.Loaded(
+        self.send(Loaded(
             id=msg.id, n_ctx=self._slot_ctx, n_ctx_train=llm._model.n_ctx_train(),
             n_vocab=llm.n_vocab(), n_embd=llm.n_embd(),
             chat_template=str(llm.metadata.get("tokenizer.chat_template", "")),
@@ -777,7 +779,7 @@ class Runner:
             return value
         return int(llama_cpp.LLAMA_POOLING_TYPE_MEAN)
 
-    def _embed(self, msg: rp.Embed) -> None:
+    def _embed(self, msg: Embed) -> None:
         """Embed every input, packing as many sequences into one decode as fit: the batch
         holds at most ``n_batch`` tokens and ``n_seq_max`` sequences (Ollama batches the
         inputs of one request the same way)."""
@@ -800,8 +802,8 @@ class Runner:
         vectors: list[list[float]] = []
         for group in embed.pack_batches(seqs, llm.n_batch, self._n_seq_max(llm)):
             vectors.extend(self._embed_batch(llm, group, self._spare))
-        self.send(rp.Embeddings(id=msg.id, embeddings=vectors,
-                                prompt_eval_count=sum(len(t) for t in seqs)))
+        self.send(Embeddings(id=msg.id, embeddings=vectors,
+                             prompt_eval_count=sum(len(t) for t in seqs)))
 
     @staticmethod
     def _n_seq_max(llm: Any) -> int:
@@ -854,10 +856,10 @@ class Runner:
             clear()
         return out
 
-    def _tokenize(self, msg: rp.Tokenize) -> None:
+    def _tokenize(self, msg: Tokenize) -> None:
         llm = self._require_llm()
         toks = llm.tokenize(msg.text.encode("utf-8"), add_bos=True, special=True)
-        self.send(rp.Tokens(id=msg.id, tokens=list(toks)))
+        self.send(Tokens(id=msg.id, tokens=list(toks)))
 
     def _require_llm(self) -> Any:
         if self._llm is None:
@@ -865,7 +867,7 @@ class Runner:
         return self._llm
 
     @staticmethod
-    def _prompt_window(llm: Any, msg: rp.Complete, n_ctx: int, num_keep: int) -> list[int]:
+    def _prompt_window(llm: Any, msg: Complete, n_ctx: int, num_keep: int) -> list[int]:
         """``context`` then the tokenized prompt; when that fills ``n_ctx``, the first
         ``num_keep`` tokens (at most half) and the most recent tail. Never empty."""
         text_tokens = llm.tokenize(msg.prompt.encode("utf-8"), add_bos=not msg.context,
@@ -875,7 +877,7 @@ class Runner:
         return tokens or [llm.token_bos()]
 
     @staticmethod
-    def _grammar(llm: Any, msg: rp.Complete) -> Any:
+    def _grammar(llm: Any, msg: Complete) -> Any:
         """The request's ``format`` grammar, else its tool-call grammar, else None."""
         grammar = grammar_for(msg.format, llm._model.vocab)
         if grammar is None:
@@ -883,15 +885,15 @@ class Runner:
                                    llm._model.vocab)
         return grammar
 
-    def _complete_solo(self, msg: rp.Complete) -> None:
+    def _complete_solo(self, msg: Complete) -> None:
         """A prompt with images, decoded alone with ``llm.generate`` on sequence 0 (vision
         evaluates into the context the way ``Llama.eval`` does); run by ``_exclusive``."""
         import llama_cpp
 
         llm = self._require_llm()
-        rid = msg.id
-        if self._is_cancelled(rid):
-            self.send(rp.Done(id=rid, done_reason="cancel"))
+        request_id = msg.id
+        if self._is_cancelled(request_id):
+            self.send(Done(id=request_id, done_reason="cancel"))
             return
         start = time.perf_counter_ns()
         plan = decoding.Decoding.from_options(msg.options)
@@ -924,7 +926,7 @@ class Runner:
                 for tok in gen:
                     if not first_token_at:
                         first_token_at = time.perf_counter_ns()
-                    if self._is_cancelled(rid):
+                    if self._is_cancelled(request_id):
                         done_reason = "cancel"
                         break
                     if llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok):
@@ -938,8 +940,8 @@ class Runner:
                     piece = decoder.decode(raw)
                     out = stops.feed(piece) if piece else ""
                     if out:
-                        self.send(rp.Token(id=rid, text=out,
-                                           logprobs=pending_lp if msg.logprobs else None))
+                        self.send(Token(id=request_id, text=out,
+                                        logprobs=pending_lp if msg.logprobs else None))
                         pending_lp = []
                     after = decoding.next_after_token(
                         stopped=stops.stopped, generated=len(generated), budget=num_predict,
@@ -963,12 +965,12 @@ class Runner:
         if done_reason != "cancel":
             rest = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
             if rest or pending_lp:
-                self.send(rp.Token(id=rid, text=rest,
-                                   logprobs=pending_lp if msg.logprobs else None))
+                self.send(Token(id=request_id, text=rest,
+                                logprobs=pending_lp if msg.logprobs else None))
         if not first_token_at:
             first_token_at = end
-        self.send(rp.Done(
-            id=rid,
+        self.send(Done(
+            id=request_id,
             done_reason=done_reason,
             prompt_eval_count=len(tokens),
             prompt_eval_duration=max(1, first_token_at - start),
@@ -977,10 +979,11 @@ class Runner:
             context=[t for t in tokens + generated if t >= 0],  # image positions are not tokens
         ))
 
-    def _eval_with_images(self, llm: Any, msg: rp.Complete) -> list[int] | None:
-        """Evaluate a prompt whose ``[img-N]`` tags place images (Ollama's server/routes.go GenerateHandler) through the
-        projector; returns the prompt as the context now holds it (-1 at image positions), or
-        None when no tag names an image (the images are then unused, as in Ollama)."""
+    def _eval_with_images(self, llm: Any, msg: Complete) -> list[int] | None:
+        """Evaluate a prompt whose ``[img-N]`` tags place images (Ollama's server/routes.go
+        GenerateHandler) through the projector; returns the prompt as the context now holds it (-1
+        at image positions), or None when no tag names an image (the images are then unused, as in
+        Ollama)."""
         import base64
 
         from pollama.core import prompt as prompt_core
@@ -994,7 +997,8 @@ class Runner:
             return None
         order = [base64.b64decode(msg.images[n]) for n in indexes]
         if msg.context:
-            text = llm.detokenize(list(msg.context), special=True).decode("utf-8", "replace") + text
+            text = (llm.detokenize(list(msg.context), special=True).decode("utf-8", "replace")
+                    + text)
         try:
             return list(self._projector.eval_prompt(llm, text, order, add_bos=not msg.context))
         except ValueError as exc:

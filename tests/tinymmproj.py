@@ -147,4 +147,5 @@ def bmp(width: int, height: int, pixel: Pixel) -> bytes:
         b"".join(bytes(reversed(pixel(x, y))) for x in range(width)).ljust(stride, b"\x00")
         for y in reversed(range(height)))
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, len(rows), 2835, 2835, 0, 0)
-    return b"BM" + struct.pack("<IHHI", 14 + len(info) + len(rows), 0, 0, 14 + len(info)) + info + rows
+    return (b"BM" + struct.pack("<IHHI", 14 + len(info) + len(rows), 0, 0, 14 + len(info))
+            + info + rows)

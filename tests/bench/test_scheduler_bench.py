@@ -96,8 +96,8 @@ def test_mix_is_realistic() -> None:
 @pytest.mark.benchmark(group="scheduler")
 def test_scheduler_steps_per_second(benchmark: pytest.FixtureRequest) -> None:
     events = realistic_mix()
-    commands = benchmark.pedantic(run, args=(events,), rounds=5, iterations=1,  # type: ignore[attr-defined]
-                                  warmup_rounds=1)
+    commands = benchmark.pedantic(  # type: ignore[attr-defined]
+        run, args=(events,), rounds=5, iterations=1, warmup_rounds=1)
     assert commands > len(events) // 4
     mean = benchmark.stats.stats.mean  # type: ignore[attr-defined]
     rate = len(events) / mean

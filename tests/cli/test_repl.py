@@ -25,7 +25,8 @@ def test_history_file_is_plain_lines_newest_last(tmp_path: Path) -> None:
     h.append_string("/set verbose")  # type: ignore[attr-defined]
     assert path.read_text() == "first\n/set verbose\n"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert list(history(path).load_history_strings()) == ["/set verbose", "first"]  # type: ignore[attr-defined]
+    strings = history(path).load_history_strings()  # type: ignore[attr-defined]
+    assert list(strings) == ["/set verbose", "first"]
 
 
 def test_history_keeps_the_last_100(tmp_path: Path) -> None:
@@ -49,7 +50,8 @@ def test_disabled_history_records_nothing(tmp_path: Path) -> None:
 
 
 def test_unreadable_history_is_empty(tmp_path: Path) -> None:
-    assert list(history(tmp_path / "missing").load_history_strings()) == []  # type: ignore[attr-defined]
+    strings = history(tmp_path / "missing").load_history_strings()  # type: ignore[attr-defined]
+    assert list(strings) == []
 
 
 def test_pieces_of_chat_and_generate_chunks() -> None:

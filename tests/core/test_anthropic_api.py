@@ -1,4 +1,5 @@
-"""core/anthropic_api.py: Anthropic Messages API ⇄ native /api/chat (Ollama's anthropic/anthropic.go).
+"""core/anthropic_api.py: Anthropic Messages API ⇄ native /api/chat (Ollama's
+anthropic/anthropic.go).
 
 Expected values follow Ollama's anthropic/anthropic.go and middleware/anthropic.go; shapes are
 checked against the ``anthropic`` SDK's own types and stream accumulator when it is installed.
@@ -330,7 +331,8 @@ def test_count_tokens_errors(body: Any, message: str) -> None:
 
 def test_estimate_input_tokens() -> None:
     # Ollama's len/4: "user" + "hello world!" = 16 bytes → 4
-    assert a.estimate_input_tokens({"messages": [{"role": "user", "content": "hello world!"}]}) == 4
+    assert a.estimate_input_tokens(
+        {"messages": [{"role": "user", "content": "hello world!"}]}) == 4
     assert a.estimate_input_tokens({"messages": [{"role": "u", "content": ""}]}) == 1
     assert a.estimate_input_tokens({}) == 0
     with_system = {"system": "x" * 40, "messages": [{"role": "user", "content": "hi"}]}
@@ -594,8 +596,8 @@ def _sdk_accumulate(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] 
     for _, data in events:
         if data["type"] == "ping":
             continue
-        snapshot = accumulate_event(event=data, current_snapshot=snapshot,  # type: ignore[arg-type]
-                                    json_bufs=bufs)
+        snapshot = accumulate_event(
+            event=data, current_snapshot=snapshot, json_bufs=bufs)  # type: ignore[arg-type]
     assert snapshot is not None
     out: dict[str, Any] = snapshot.to_dict()
     for block in out["content"]:

@@ -17,7 +17,8 @@ def test_smollm2_template() -> None:
             "{{ '<|im_start|>assistant\n' }}{% endif %}")
     out = chat_template.render(tmpl, [{"role": "user", "content": "Hi"}])
     assert out == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
-                   "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+                   "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                   "<|im_start|>assistant\n")
 
 
 @pytest.mark.parametrize("src", [

@@ -165,7 +165,8 @@ def test_library_templates_match_their_layer_digest(name: str, digest: str) -> N
 
 def test_qwen25_go_template_round_trip() -> None:
     req = chat(ROUND_TRIP)
-    assert generation.chat_prompt(req, go_model("qwen2.5.gotmpl"), today=TODAY) == QWEN25_GO_EXPECTED
+    assert (generation.chat_prompt(req, go_model("qwen2.5.gotmpl"), today=TODAY)
+            == QWEN25_GO_EXPECTED)
     # The engine on its own gives the same text.
     template = gt.parse(golden_tools("qwen2.5.gotmpl"))
     assert gt.render_chat(template, req.messages, tools=req.tools) == QWEN25_GO_EXPECTED

@@ -245,8 +245,8 @@ def test_arguments_range_sorted_and_numbers_are_float64() -> None:
 
 def test_tools_print_as_json() -> None:
     out = chat("{{ range .Messages }}{{ end }}{{ .Tools }}|{{ range .Tools }}{{ .Function }}|"
-               "{{ .Function.Parameters.Required }}|{{ .Function.Parameters.Properties.unit.Type }}"
-               "{{ end }}", tools=[WEATHER_TOOL])
+               "{{ .Function.Parameters.Required }}|"
+               "{{ .Function.Parameters.Properties.unit.Type }}{{ end }}", tools=[WEATHER_TOOL])
     tools_json, fn_json, required, typ = out.split("|")
     assert json.loads(tools_json) == [WEATHER_TOOL]
     assert json.loads(fn_json) == WEATHER_TOOL["function"]

@@ -9,8 +9,9 @@ from pollama.core import humanize
 
 
 @pytest.mark.parametrize(("n", "text"), [
-    (0, "0 B"), (999, "999 B"), (1000, "1 KB"), (4_700_000_000, "4.7 GB"), (12_000_000_000, "12 GB"),
-    (2_000_000_000, "2 GB"), (98_362_830, "98 MB"), (1_500_000, "1.5 MB"),
+    (0, "0 B"), (999, "999 B"), (1000, "1 KB"), (4_700_000_000, "4.7 GB"),
+    (12_000_000_000, "12 GB"), (2_000_000_000, "2 GB"), (98_362_830, "98 MB"),
+    (1_500_000, "1.5 MB"),
 ])
 def test_human_bytes(n: int, text: str) -> None:
     assert humanize.human_bytes(n) == text

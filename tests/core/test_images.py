@@ -1,5 +1,6 @@
-"""Images in requests and prompts (Ollama's server/routes.go GenerateHandler): Go's base64 for ``[]byte``, the
-``[img-N]`` tags of Ollama's chatPrompt and generate, projector GGUFs, the vision capability."""
+"""Images in requests and prompts (Ollama's server/routes.go GenerateHandler): Go's base64 for
+``[]byte``, the ``[img-N]`` tags of Ollama's chatPrompt and generate, projector GGUFs, the vision
+capability."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def test_generate_puts_each_image_in_a_message_before_the_prompt() -> None:
         ("user", "[img-0]"), ("user", "[img-1]"), ("user", "Describe.")]
     # messages mode merges consecutive user messages, as Ollama's template execution does
     text = prompt.generate_prompt(req, prompt.ModelPrompting(
-        go_template="{{ range .Messages }}<{{ .Role }}>{{ .Content }}{{ end }}"), today="2026-01-01")
+        go_template="{{ range .Messages }}<{{ .Role }}>{{ .Content }}{{ end }}"),
+        today="2026-01-01")
     assert text == "<user>[img-0]\n\n[img-1]\n\nDescribe."
 
 
@@ -93,7 +95,8 @@ def test_array_elements_are_checked_as_go_does() -> None:
         rq.parse_generate({"model": "m", "context": [1, "2"]})
     with pytest.raises(BadRequest, match="messages.images of type api.ImageData$"):
         rq.parse_chat({"model": "m", "messages": [{"role": "user", "images": [True]}]})
-    assert rq.parse_generate({"model": "m", "images": [None], "context": [5, None]}).images == ("",)
+    assert rq.parse_generate(
+        {"model": "m", "images": [None], "context": [5, None]}).images == ("",)
     assert rq.parse_generate({"model": "m", "context": [5, None]}).context == (5, 0)
 
 

@@ -49,7 +49,8 @@ def test_smollm2_renders_system_without_tools() -> None:
     msgs = [Message(role="system", content=SMOL.system or ""),
             Message(role="user", content="Hi")]
     assert _render(msgs, with_tools=False) == (
-        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face\n"
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+        "Hugging Face\n"
         "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
 
 
@@ -77,7 +78,8 @@ def test_smollm2_tool_calls_are_detected_and_parsed() -> None:
 
 
 def test_library_lookup() -> None:
-    for text in ("smollm2", "smollm2:135m", "SmolLM2:latest", "registry.ollama.ai/library/smollm2"):
+    for text in ("smollm2", "smollm2:135m", "SmolLM2:latest",
+                 "registry.ollama.ai/library/smollm2"):
         assert library.lookup(parse_name(text)) is library.SMOLLM2_135M
     for text in ("smollm2:1.7b", "other", "user/smollm2", "example.com/library/smollm2"):
         assert library.lookup(parse_name(text)) is None

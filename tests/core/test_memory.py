@@ -466,8 +466,8 @@ def test_parse_meminfo_without_memavailable() -> None:
     assert d is not None and d.free == (1234567 + 345678 + 9876543) * 1024
 
 
-@pytest.mark.parametrize("text", ["", "garbage", "MemTotal: lots kB", "MemTotal:", "MemTotal: 0 kB",
-                                  "MemTotal: -5 kB"])
+@pytest.mark.parametrize("text", ["", "garbage", "MemTotal: lots kB", "MemTotal:",
+                                  "MemTotal: 0 kB", "MemTotal: -5 kB"])
 def test_parse_meminfo_malformed(text: str) -> None:
     assert m.parse_meminfo(text) is None
 

@@ -89,7 +89,8 @@ def test_draft() -> None:
     ("text", "expected"),
     [
         ('FROM "FOO  BAR  "', [("from", "FOO  BAR  ")]),
-        ('FROM "FOO BAR"\nPARAMETER param1 value1', [("from", "FOO BAR"), ("parameter", "param1 value1")]),
+        ('FROM "FOO BAR"\nPARAMETER param1 value1',
+         [("from", "FOO BAR"), ("parameter", "param1 value1")]),
         ("FROM     FOOO BAR    ", [("from", "FOOO BAR")]),
         ("FROM /what/is/the path ", [("from", "/what/is/the path")]),
         ("FROM foo", [("from", "foo")]),
@@ -180,8 +181,10 @@ def test_renderer_parser_requires() -> None:
             ],
         ),
         (
-            '\nFROM foo\nMESSAGE system """\nYou are a multiline file parser. Always parse things.\n"""\n\t\t\t',
-            [("from", "foo"), ("message", "system \nYou are a multiline file parser. Always parse things.\n")],
+            '\nFROM foo\nMESSAGE system """\n'
+            'You are a multiline file parser. Always parse things.\n"""\n\t\t\t',
+            [("from", "foo"),
+             ("message", "system \nYou are a multiline file parser. Always parse things.\n")],
         ),
     ],
 )
@@ -211,10 +214,14 @@ def test_message_role_bad_character() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('\nFROM foo\nSYSTEM """\nThis is a\nmultiline system.\n"""\n\t\t\t', "\nThis is a\nmultiline system.\n"),
-        ('\nFROM foo\nSYSTEM """\nThis is a\nmultiline system."""\n\t\t\t', "\nThis is a\nmultiline system."),
-        ('\nFROM foo\nSYSTEM """This is a\nmultiline system."""\n\t\t\t', "This is a\nmultiline system."),
-        ('\nFROM foo\nSYSTEM """This is a multiline system."""\n\t\t\t', "This is a multiline system."),
+        ('\nFROM foo\nSYSTEM """\nThis is a\nmultiline system.\n"""\n\t\t\t',
+         "\nThis is a\nmultiline system.\n"),
+        ('\nFROM foo\nSYSTEM """\nThis is a\nmultiline system."""\n\t\t\t',
+         "\nThis is a\nmultiline system."),
+        ('\nFROM foo\nSYSTEM """This is a\nmultiline system."""\n\t\t\t',
+         "This is a\nmultiline system."),
+        ('\nFROM foo\nSYSTEM """This is a multiline system."""\n\t\t\t',
+         "This is a multiline system."),
         (
             '\nFROM foo\nSYSTEM """\nThis is a multiline system with "quotes".\n"""\n',
             '\nThis is a multiline system with "quotes".\n',
@@ -226,8 +233,10 @@ def test_message_role_bad_character() -> None:
             "\nFROM foo\nSYSTEM \"\"\"''\"'\"\"'\"\"'\"'''''\"\"'\"\"'\"\"\"\n",
             "''\"'\"\"'\"\"'\"'''''\"\"'\"\"'",
         ),
-        ('\nFROM foo\nSYSTEM "a\nmulti-line\n  single-quoted value  "\n', "a\nmulti-line\n  single-quoted value  "),
-        ('\nFROM foo\nSYSTEM "a" b\nstill "value"\n', 'a" b\nstill "value'),  # ends at a line ending in "
+        ('\nFROM foo\nSYSTEM "a\nmulti-line\n  single-quoted value  "\n',
+         "a\nmulti-line\n  single-quoted value  "),
+        # ends at a line ending in "
+        ('\nFROM foo\nSYSTEM "a" b\nstill "value"\n', 'a" b\nstill "value'),
         ("\nFROM foo\nSYSTEM 'single quotes mean nothing'\n", "'single quotes mean nothing'"),
         ("\nFROM foo\nSYSTEM \"crlf\r\nkept\"\r\n", "crlf\r\nkept"),
         ("\nFROM foo\nSYSTEM \t tabs\tinside\t \n", "tabs\tinside"),
@@ -306,12 +315,14 @@ def test_unterminated_is_eof(text: str) -> None:
 )
 def test_parameters(line: str, name: str, value: str) -> None:
     m = parse_modelfile(f"FROM foo\nPARAMETER {line}\n")
-    assert [(c.name, c.args) for c in m.commands] == [("from", "foo"), ("parameter", f"{name} {value}")]
+    assert [(c.name, c.args) for c in m.commands] == [("from", "foo"),
+                                                      ("parameter", f"{name} {value}")]
     assert m.commands[1].split() == (name, value)
 
 
 def test_hash_after_value_is_part_of_value() -> None:
-    assert pairs("FROM foo # not a comment\nSYSTEM hi # there\n# comment\n  # indented comment\n") == [
+    assert pairs("FROM foo # not a comment\nSYSTEM hi # there\n# comment\n"
+                 "  # indented comment\n") == [
         ("from", "foo # not a comment"),
         ("system", "hi # there"),
     ]
@@ -356,13 +367,15 @@ def test_line_numbers() -> None:
 def test_format_parse_file() -> None:
     # TestParseFileFormatParseFile: String() output parses back to the same commands.
     cases = [
-        "\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 value2\n"
+        "\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\n"
+        "PARAMETER param2 value2\n"
         "TEMPLATE template1\nMESSAGE system You are a file parser. Always parse things.\n"
         "MESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n",
         '\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nTEMPLATE template1\n'
         'MESSAGE system """\nYou are a store greeter. Always respond with "Hello!".\n"""\n'
         "MESSAGE user Hey there!\n",
-        '\nFROM foo\nADAPTER adapter1\nLICENSE """\nVery long and boring legal text.\nBlah blah blah.\n'
+        '\nFROM foo\nADAPTER adapter1\nLICENSE """\nVery long and boring legal text.\n'
+        'Blah blah blah.\n'
         '"Oh look, a quote!"\n"""\n\nPARAMETER param1 value1\nTEMPLATE template1\n',
         '\nFROM foo\nSYSTEM ""\n',
     ]
@@ -471,7 +484,8 @@ def test_invalid_utf8_is_replaced() -> None:
     ("text", "expected"),
     [
         ("FROM test", CreateSpec(from_=("test",))),
-        ("FROM test\nTEMPLATE some template\n", CreateSpec(from_=("test",), template="some template")),
+        ("FROM test\nTEMPLATE some template\n",
+         CreateSpec(from_=("test",), template="some template")),
         (
             "FROM test\nLICENSE single license\nPARAMETER temperature 0.5\nMESSAGE user Hello\n",
             CreateSpec(
@@ -660,7 +674,8 @@ commands = st.one_of(
 @given(st.lists(commands, max_size=8), values)
 def test_round_trip(cmds: list[Command], from_value: str) -> None:
     body = [Command(name="from", args=from_value), *cmds]
-    assume(all(is_representable(c.split()[1] if c.name in ("parameter", "message") else c.args) for c in body))
+    assume(all(is_representable(c.split()[1] if c.name in ("parameter", "message") else c.args)
+               for c in body))
     m = Modelfile(commands=tuple(body))
     again = parse_modelfile(m.to_text())
     assert [(c.name, c.args) for c in again.commands] == [(c.name, c.args) for c in body]

@@ -1,4 +1,5 @@
-"""Model names and digests (Ollama's types/model/name.go; server/routes.go CreateBlobHandler), incl. upstream types/model/name_test.go."""
+"""Model names and digests (Ollama's types/model/name.go; server/routes.go CreateBlobHandler),
+incl. upstream types/model/name_test.go."""
 
 from __future__ import annotations
 

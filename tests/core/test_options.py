@@ -9,7 +9,8 @@ from pollama.core.errors import BadRequest
 
 
 def test_options_phases_and_merge() -> None:
-    merged = options.merge(options.DEFAULTS, {"temperature": 0.1, "num_ctx": 100}, {"temperature": 0})
+    merged = options.merge(options.DEFAULTS, {"temperature": 0.1, "num_ctx": 100},
+                           {"temperature": 0})
     load, runtime = options.split(merged)
     assert load["num_ctx"] == 100 and runtime["temperature"] == 0
     spec = options.load_spec(load, default_num_ctx=4096, ctx_train=50)

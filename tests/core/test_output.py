@@ -68,8 +68,8 @@ def test_tool_choice_invalid(value: object) -> None:
 
 
 def test_thinking_done_marks_where_a_format_grammar_starts() -> None:
-    """format + thinking (Ollama's api/types.go ThinkValue): the adapter cancels the free pass once the
-    pipeline says the reasoning is over, and continues the prompt through the closing tag."""
+    """format + thinking (Ollama's api/types.go ThinkValue): the adapter cancels the free pass once
+    the pipeline says the reasoning is over, and continues the prompt through the closing tag."""
     from pollama.core.thinking import through_closing_tag
 
     p = OutputPipeline(thinking=ThinkingParser(THINK_TAGS, starts_in_thinking=True))

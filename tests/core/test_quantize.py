@@ -10,7 +10,8 @@ from pollama.core import quantize as q
 from pollama.core.errors import BadRequest
 from pollama.core.gguf import Header, TensorInfo
 
-UNSUPPORTED = "unsupported quantization type {} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0"
+UNSUPPORTED = ("unsupported quantization type {} - supported types are "
+               "F32, F16, Q4_K_S, Q4_K_M, Q8_0")
 
 
 @pytest.mark.parametrize("raw, name, ftype", [
@@ -184,8 +185,10 @@ def test_progress_lines_mirror_ollama() -> None:
                         "digest": "0000000000000000000", "total": 1000, "completed": 0}
     assert p.on(q.Started(ftype=15)) is None
     assert p.on(q.TensorStarted(index=1, count=3, name="a")) is None  # nothing done yet
-    assert p.on(q.TensorStarted(index=2, count=3, name="b"))["completed"] == 100  # type: ignore[index]
-    assert p.on(q.TensorStarted(index=3, count=3, name="c"))["completed"] == 400  # type: ignore[index]
+    progress = p.on(q.TensorStarted(index=2, count=3, name="b"))
+    assert progress is not None and progress["completed"] == 100
+    progress = p.on(q.TensorStarted(index=3, count=3, name="c"))
+    assert progress is not None and progress["completed"] == 400
     assert p.on(q.Finished(size=10))["completed"] == 1000  # type: ignore[index]
 
 
@@ -199,7 +202,8 @@ def test_progress_counts_tensors_without_weights() -> None:
 def test_progress_unknown_name_falls_back_to_counting() -> None:
     p = _progress({"a": 900, "b": 100})
     p.on(q.TensorStarted(index=1, count=4, name="a"))
-    assert p.on(q.TensorStarted(index=2, count=4, name="zzz"))["completed"] == 900  # type: ignore[index]
+    progress = p.on(q.TensorStarted(index=2, count=4, name="zzz"))
+    assert progress is not None and progress["completed"] == 900
     # "zzz" is not in the header: from here on tensors are counted, and the bar never goes back.
     assert p.on(q.TensorStarted(index=3, count=4, name="b")) is None
     assert p.completed == 900
@@ -208,7 +212,8 @@ def test_progress_unknown_name_falls_back_to_counting() -> None:
 
 @given(st.lists(st.integers(1, 10_000), min_size=1, max_size=30), st.integers(1, 10**10),
        st.randoms(use_true_random=False))
-def test_progress_is_monotonic_and_ends_at_total(sizes: list[int], total: int, rnd: object) -> None:
+def test_progress_is_monotonic_and_ends_at_total(sizes: list[int], total: int,
+                                                 rnd: object) -> None:
     names = [f"t{i}" for i in range(len(sizes))]
     weights = dict(zip(names, sizes))
     order = list(names)

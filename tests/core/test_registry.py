@@ -43,7 +43,7 @@ def test_default_registry_is_https() -> None:
 
 @pytest.mark.parametrize("text,insecure,origin", [
     ("h:5000/ns/m", False, "https://h:5000"),
-    ("h:5000/ns/m", True, "http://h:5000"),  # insecure always means plain http (Ollama makeRequest)
+    ("h:5000/ns/m", True, "http://h:5000"),  # insecure: always plain http (Ollama makeRequest)
     ("https://h:5000/ns/m", False, "https://h:5000"),
     ("https://h:5000/ns/m", True, "http://h:5000"),
     ("http://h:5000/ns/m", True, "http://h:5000"),
@@ -406,8 +406,10 @@ def test_parse_reference() -> None:
     assert reg.parse_reference("sha256:" + HEX) == reg.DigestRef(HEX)
     assert reg.parse_reference("sha256%3A" + HEX.upper()) == reg.DigestRef(HEX)
     assert reg.parse_reference("sha256-" + HEX) == reg.Tag("sha256-" + HEX)  # a valid tag
-    for bad, code in [("..", reg.ErrorCode.MANIFEST_INVALID), ("a/b", reg.ErrorCode.MANIFEST_INVALID),
-                      ("sha256:xyz", reg.ErrorCode.DIGEST_INVALID), ("", reg.ErrorCode.MANIFEST_INVALID),
+    for bad, code in [("..", reg.ErrorCode.MANIFEST_INVALID),
+                      ("a/b", reg.ErrorCode.MANIFEST_INVALID),
+                      ("sha256:xyz", reg.ErrorCode.DIGEST_INVALID),
+                      ("", reg.ErrorCode.MANIFEST_INVALID),
                       ("md5:abc", reg.ErrorCode.DIGEST_INVALID)]:
         with pytest.raises(reg.RegistryError) as info:
             reg.parse_reference(bad)

@@ -121,7 +121,8 @@ def test_help_and_usage(line: str, text: str, err: bool) -> None:
 
 def test_help_mentions_images_for_a_vision_model() -> None:
     assert "images" not in rc.usage()
-    assert "/path/to/file" in rc.LineReader(multimodal=True).feed("/?").text  # type: ignore[union-attr]
+    help_text = rc.LineReader(multimodal=True).feed("/?").text  # type: ignore[union-attr]
+    assert "/path/to/file" in help_text
 
 
 def test_unknown_command_keeps_the_line() -> None:

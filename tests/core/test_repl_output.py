@@ -30,7 +30,8 @@ def test_a_word_longer_than_the_line_is_broken() -> None:
 
 def test_wide_characters_count_twice() -> None:
     assert text_width("日本") == 4
-    assert wrap("日本 日本 日本", 9) == "日本 日本\n日本"  # the space ending a full line breaks it
+    # the space ending a full line breaks it
+    assert wrap("日本 日本 日本", 9) == "日本 日本\n日本"
 
 
 def test_streaming_pieces_give_the_same_text() -> None:

@@ -28,7 +28,8 @@ def test_chat_messages_roles_lowercased() -> None:
     ({"messages": [1]}, "json: cannot unmarshal number into Go struct field ChatRequest.messages "
                         "of type api.Message"),
     ({"messages": [{"role": "user", "content": 5}]},
-     "json: cannot unmarshal number into Go struct field ChatRequest.messages.content of type string"),
+     "json: cannot unmarshal number into Go struct field ChatRequest.messages.content of type "
+     "string"),
     ({"stream": "yes"}, "json: cannot unmarshal string into Go struct field ChatRequest.stream "
                         "of type bool"),
     ({"options": []}, "json: cannot unmarshal array into Go struct field ChatRequest.options of "
@@ -57,7 +58,8 @@ def test_non_object_body() -> None:
 
 
 def test_options_ints_truncated_unknown_ignored() -> None:
-    g = rq.parse_generate({"model": "m", "options": {"num_predict": 5.7, "bogus": 1, "seed": None}})
+    g = rq.parse_generate({"model": "m",
+                           "options": {"num_predict": 5.7, "bogus": 1, "seed": None}})
     assert g.options == {"num_predict": 5}
 
 

@@ -10,7 +10,8 @@ from pollama.core.errors import MethodNotAllowed, NotFound
 
 @pytest.mark.parametrize(("method", "path", "handler"), [
     ("GET", "/", "root"), ("HEAD", "/", "root"), ("GET", "/api/version", "version"),
-    ("HEAD", "/api/tags", "tags"), ("POST", "/api/chat", "chat"), ("POST", "/api/generate/", "generate"),
+    ("HEAD", "/api/tags", "tags"), ("POST", "/api/chat", "chat"),
+    ("POST", "/api/generate/", "generate"),
     ("HEAD", "/api/blobs/sha256:abc", "blob"), ("POST", "/api/create", "create"),
     ("POST", "/api/pull?x=1", "pull"),
 ])

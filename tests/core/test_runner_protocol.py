@@ -48,8 +48,9 @@ def test_codec_byte_at_a_time_and_sides() -> None:
 
 
 @pytest.mark.parametrize("obj", [
-    [], "x", {"type": "nope", "id": 1}, {"type": "token"}, {"type": "token", "id": "1", "text": ""},
-    {"type": "done", "id": 1, "done_reason": "weird"}, {"type": "tokens", "id": 1, "tokens": [True]},
+    [], "x", {"type": "nope", "id": 1}, {"type": "token"},
+    {"type": "token", "id": "1", "text": ""}, {"type": "done", "id": 1, "done_reason": "weird"},
+    {"type": "tokens", "id": 1, "tokens": [True]},
     {"type": "load", "id": 1, "model_path": "m", "num_ctx": "big"},
     {"type": "complete", "id": 1, "prompt": "p", "options": []},
     {"type": "embed", "id": 1, "inputs": ["a"], "num_ctx": True},

@@ -75,8 +75,9 @@ class Sim:
 
     def queue(self, rid: int, model: str = "a", *, at: int | None = None,
               **kw: object) -> list[Command]:
-        return self(RequestQueued(request=Request(id=rid, model=model, **kw)),  # type: ignore[arg-type]
-                    at=at)
+        return self(RequestQueued(
+            request=Request(id=rid, model=model, **kw)),  # type: ignore[arg-type]
+            at=at)
 
     def finish(self, rid: int, **kw: int) -> list[Command]:
         return self(RequestFinished(request_id=rid), **kw)
@@ -924,7 +925,8 @@ def check_commands(old: State, new: State, event: Event, commands: tuple[Command
                 assert r is not None and r.state is RunnerState.READY
                 assert (r.model, r.spec) == (q.model, q.spec)
             if isinstance(c, Dispatch):
-                assert q.kind is Kind.GENERATE and c.request_id in new.runner(c.runner_id).in_flight  # type: ignore[union-attr]
+                in_flight = new.runner(c.runner_id).in_flight  # type: ignore[union-attr]
+                assert q.kind is Kind.GENERATE and c.request_id in in_flight
             if isinstance(c, Reject) and c.status == 503:
                 assert isinstance(event, RequestQueued) and c.request_id == event.request.id
                 assert c.message == BUSY_MESSAGE

@@ -16,15 +16,8 @@ from hypothesis import strategies as st
 
 from pollama.core import schema_limits as sl
 from pollama.core.errors import BadRequest
+from tests.schemas import PERSON
 
-PERSON = {
-    "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 24},
-                   "age": {"type": "integer", "minimum": 0, "maximum": 120},
-                   "hobbies": {"type": "array", "maxItems": 3,
-                               "items": {"type": "string", "maxLength": 24}}},
-    "required": ["name", "age", "hobbies"],
-}
 # The shape pydantic's model_json_schema() gives: $defs, $ref, a recursive model, allOf.
 PYDANTIC = {
     "$defs": {

@@ -98,7 +98,8 @@ def test_go_template_that_does_not_parse_cannot_think() -> None:
 
 JINJA_QWEN = (
     "{%- for message in messages %}{%- if message.role == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n<think>\\n' + reasoning_content + '\\n</think>\\n\\n' + content }}"
+    "{{- '<|im_start|>assistant\\n<think>\\n' + reasoning_content + '\\n</think>\\n\\n'"
+    " + content }}"
     "{%- endif %}{%- endfor %}"
 )
 

@@ -39,13 +39,16 @@ LLAMA31_JINJA = """\
 {%- if message.tool_calls %}
 {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}
 {%- set tool_call = message.tool_calls[0].function %}
-{{- '{"name": "' + tool_call.name + '", ' }}{{- '"parameters": ' }}{{- tool_call.arguments | tojson }}{{- "}" }}
+{{- '{"name": "' + tool_call.name + '", ' }}{{- '"parameters": ' }}\
+{{- tool_call.arguments | tojson }}{{- "}" }}
 {{- "<|eot_id|>" }}
 {%- else %}
-{{- '<|start_header_id|>' + message.role + '<|end_header_id|>\\n\\n' + message.content + '<|eot_id|>' }}
+{{- '<|start_header_id|>' + message.role + '<|end_header_id|>\\n\\n' + message.content + \
+'<|eot_id|>' }}
 {%- endif %}
 {%- endfor %}
-{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}
+{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\
+{%- endif %}
 """
 
 # Mistral style: [TOOL_CALLS] then a JSON array; ids must be 9 characters.
@@ -56,8 +59,10 @@ MISTRAL_JINJA = """\
 {%- elif message.tool_calls is defined and message.tool_calls %}
 {{- '[TOOL_CALLS][' }}
 {%- for tool_call in message.tool_calls %}
-{%- if tool_call.id is not defined or tool_call.id|length != 9 %}{{- raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{%- endif %}
-{{- '{"name": "' + tool_call.function.name + '", "arguments": ' + tool_call.function.arguments|tojson + ', "id": "' + tool_call.id + '"}' }}
+{%- if tool_call.id is not defined or tool_call.id|length != 9 %}\
+{{- raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{%- endif %}
+{{- '{"name": "' + tool_call.function.name + '", "arguments": ' + \
+tool_call.function.arguments|tojson + ', "id": "' + tool_call.id + '"}' }}
 {%- if not loop.last %}{{- ', ' }}{%- endif %}
 {%- endfor %}
 {{- ']' + eos_token }}
@@ -371,7 +376,8 @@ def test_wire_calls_render_back_through_the_template() -> None:
                         '</tool_call><|im_end|>\n')
     go = gotemplate.render_chat(gotemplate.parse(QWEN25_GO),
                                 [Message(role="user", content="hi"), msg], tools=TOOLS)
-    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call>' in go
+    assert ('<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call>'
+            in go)
 
 
 def test_tool_names() -> None:

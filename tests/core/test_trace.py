@@ -113,7 +113,8 @@ def record(config: sc.Config, script: list[tuple[int, sc.Event]]) -> list[str]:
 
 
 def _q(rid: int, model: str, **kw: object) -> sc.RequestQueued:
-    return sc.RequestQueued(request=sc.Request(id=rid, model=model, **kw))  # type: ignore[arg-type]
+    return sc.RequestQueued(
+        request=sc.Request(id=rid, model=model, **kw))  # type: ignore[arg-type]
 
 
 CONFIG = sc.Config(num_parallel=1, max_loaded=2, max_queue=3, default_keep_alive=5 * S)

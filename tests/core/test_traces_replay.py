@@ -1,6 +1,8 @@
 """Traces recorded from real `pollama serve` runs with SmolLM2 (POLLAMA_TRACE) replay exactly.
 
-Refresh them with: POLLAMA_RECORD_TRACES=$PWD/tests/traces python -m pytest tests/e2e/test_scheduler_e2e.py
+Refresh them with::
+
+    POLLAMA_RECORD_TRACES=$PWD/tests/traces python -m pytest tests/e2e/test_scheduler_e2e.py
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ def test_adapter_from_modelfile(tmp_path: object) -> None:
             mf = os.path.join(str(tmp_path), f"Modelfile.{name}")
             with open(mf, "w") as f:
                 f.write(f"FROM {model}\n{extra}PARAMETER temperature 0\nPARAMETER num_predict 8\n")
-            r = subprocess.run([sys.executable, "-m", "pollama.cli.main", "create", name, "-f", mf],
-                               env=srv.env, capture_output=True, text=True, timeout=120)
+            r = subprocess.run(
+                [sys.executable, "-m", "pollama.cli.main", "create", name, "-f", mf],
+                env=srv.env, capture_output=True, text=True, timeout=120)
             assert r.returncode == 0, r.stderr
         base = client.generate(model="tiny", prompt="hello world", raw=True)
         tuned = client.generate(model="tinylora", prompt="hello world", raw=True)

@@ -58,17 +58,20 @@ def test_stream_event_sequence(client: anthropic.Anthropic) -> None:
     assert raw[-3:] == ["content_block_stop", "message_delta", "message_stop"]
     assert "content_block_delta" in raw
     assert final.content[0].type == "text" and final.content[0].text
-    plain = client.messages.create(model=MODEL, max_tokens=12, messages=ASK,  # type: ignore[arg-type]
-                                   extra_body={"temperature": 0})
+    plain = client.messages.create(
+        model=MODEL, max_tokens=12, messages=ASK,  # type: ignore[arg-type]
+        extra_body={"temperature": 0})
     assert plain.content[0].type == "text" and plain.content[0].text == final.content[0].text
 
 
 def test_thinking_blocks(client: anthropic.Anthropic) -> None:
-    m = client.messages.create(model="smolthink", max_tokens=30, messages=ASK,  # type: ignore[arg-type]
-                               thinking={"type": "enabled", "budget_tokens": 1024})
+    m = client.messages.create(
+        model="smolthink", max_tokens=30, messages=ASK,  # type: ignore[arg-type]
+        thinking={"type": "enabled", "budget_tokens": 1024})
     assert m.content[0].type == "thinking" and m.content[0].thinking
-    with client.messages.stream(model="smolthink", max_tokens=30, messages=ASK,  # type: ignore[arg-type]
-                                thinking={"type": "enabled", "budget_tokens": 1024}) as s:
+    with client.messages.stream(
+            model="smolthink", max_tokens=30, messages=ASK,  # type: ignore[arg-type]
+            thinking={"type": "enabled", "budget_tokens": 1024}) as s:
         deltas = [e.delta.type for e in s if e.type == "content_block_delta"]
         final = s.get_final_message()
     assert "thinking_delta" in deltas and final.content[0].type == "thinking"
@@ -76,21 +79,25 @@ def test_thinking_blocks(client: anthropic.Anthropic) -> None:
 
 def test_tool_use_round_trip(client: anthropic.Anthropic) -> None:
     ask = [{"role": "user", "content": "What is the weather in Paris?"}]
-    m = client.messages.create(model="smoltools", max_tokens=60, messages=ask,  # type: ignore[arg-type]
-                               tools=[WEATHER], tool_choice={"type": "any"},  # type: ignore[list-item]
-                               extra_body={"temperature": 0})
+    m = client.messages.create(
+        model="smoltools", max_tokens=60, messages=ask,  # type: ignore[arg-type]
+        tools=[WEATHER], tool_choice={"type": "any"},  # type: ignore[list-item]
+        extra_body={"temperature": 0})
     uses = [b for b in m.content if b.type == "tool_use"]
     assert m.stop_reason == "tool_use" and len(uses) == 1
-    assert uses[0].name == "get_weather" and isinstance(uses[0].input["city"], str)  # type: ignore[index]
-    follow = client.messages.create(model="smoltools", max_tokens=20, tools=[WEATHER],  # type: ignore[list-item]
-                                    extra_body={"temperature": 0}, messages=[
-        *ask, {"role": "assistant", "content": [b.model_dump() for b in m.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
-                                      "content": "21 degrees"}]}])  # type: ignore[list-item]
+    assert uses[0].name == "get_weather"
+    assert isinstance(uses[0].input["city"], str)  # type: ignore[index]
+    follow = client.messages.create(
+        model="smoltools", max_tokens=20, tools=[WEATHER],  # type: ignore[list-item]
+        extra_body={"temperature": 0}, messages=[
+            *ask, {"role": "assistant", "content": [b.model_dump() for b in m.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
+                                          "content": "21 degrees"}]}])  # type: ignore[list-item]
     assert follow.content and follow.content[0].type == "text"
-    with client.messages.stream(model="smoltools", max_tokens=60, messages=ask,  # type: ignore[arg-type]
-                                tools=[WEATHER], tool_choice={"type": "any"},  # type: ignore[list-item]
-                                extra_body={"temperature": 0}) as s:
+    with client.messages.stream(
+            model="smoltools", max_tokens=60, messages=ask,  # type: ignore[arg-type]
+            tools=[WEATHER], tool_choice={"type": "any"},  # type: ignore[list-item]
+            extra_body={"temperature": 0}) as s:
         deltas = [e.delta.type for e in s if e.type == "content_block_delta"]
         final = s.get_final_message()
     assert "input_json_delta" in deltas
@@ -106,7 +113,8 @@ def test_count_tokens(client: anthropic.Anthropic) -> None:
 
 def test_sdk_error_classes(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as nf:
-        client.messages.create(model="no-such-model", max_tokens=8, messages=ASK)  # type: ignore[arg-type]
+        client.messages.create(model="no-such-model", max_tokens=8,
+                               messages=ASK)  # type: ignore[arg-type]
     assert nf.value.body["type"] == "error"  # type: ignore[index]
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.create(model=MODEL, max_tokens=0, messages=ASK)  # type: ignore[arg-type]

@@ -158,7 +158,8 @@ def test_load_only(http: httpx.Client) -> None:
          "json: cannot unmarshal string into Go struct field ChatRequest.messages of type "
          "[]api.Message"),
         ("/api/generate", {"model": "smol", "prompt": 3}, 400,
-         "json: cannot unmarshal number into Go struct field GenerateRequest.prompt of type string"),
+         "json: cannot unmarshal number into Go struct field GenerateRequest.prompt of type "
+         "string"),
         ("/api/generate", {"model": "smol", "prompt": "x", "raw": True, "system": "s"}, 400,
          "raw mode does not support template, system, or context"),
         ("/api/generate", {"model": "bad name!", "prompt": "x"}, 400, "invalid model name"),

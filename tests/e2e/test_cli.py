@@ -135,7 +135,8 @@ def test_run_interactive_keeps_history(server: Server) -> None:
 
     def counts(block: bytes) -> tuple[int, int]:
         text = block.decode(errors="replace")
-        prompt = int(re.search(r"prompt eval count:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        prompt = int(re.search(r"prompt eval count:\s+(\d+)",  # type: ignore[union-attr]
+                               text).group(1))
         evals = int(re.search(r"\neval count:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
         return prompt, evals
 

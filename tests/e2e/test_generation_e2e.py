@@ -12,17 +12,9 @@ import ollama
 import pytest
 
 from tests.conftest import Server
+from tests.schemas import PERSON
 
 pytestmark = pytest.mark.e2e
-
-PERSON = {
-    "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 24},
-                   "age": {"type": "integer", "minimum": 0, "maximum": 120},
-                   "hobbies": {"type": "array", "maxItems": 3,
-                               "items": {"type": "string", "maxLength": 24}}},
-    "required": ["name", "age", "hobbies"],
-}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +56,8 @@ def test_format_errors(server: Server) -> None:
     r = httpx.post(f"{server.url}/api/generate", json={"model": "smol", "prompt": "x",
                                                        "format": "yaml"})
     assert r.status_code == 400
-    assert r.json()["error"] == 'invalid format: "\\"yaml\\""; expected "json" or a valid JSON Schema object'
+    assert r.json()["error"] == ('invalid format: "\\"yaml\\""; expected "json" or a valid JSON '
+                                 'Schema object')
     r = httpx.post(f"{server.url}/api/generate", timeout=60, json={
         "model": "smol", "prompt": "x", "stream": False, "format": {"type": "nonsense"}})
     assert r.status_code == 400 and r.json()["error"].startswith("invalid format")
@@ -97,9 +90,11 @@ def test_embed_batch_matches_single_inputs(client: ollama.Client) -> None:
 
 
 def test_embed_then_generate_same_runner(client: ollama.Client) -> None:
-    a = client.generate(model="smol", prompt="Say hi.", options={"temperature": 0, "num_predict": 8})
+    a = client.generate(model="smol", prompt="Say hi.",
+                        options={"temperature": 0, "num_predict": 8})
     client.embed(model="smol", input="interleaved")
-    b = client.generate(model="smol", prompt="Say hi.", options={"temperature": 0, "num_predict": 8})
+    b = client.generate(model="smol", prompt="Say hi.",
+                        options={"temperature": 0, "num_predict": 8})
     assert a.response == b.response
 
 
@@ -116,10 +111,12 @@ def test_embed_errors(server: Server) -> None:
     post = lambda body: httpx.post(f"{server.url}/api/embed", json=body, timeout=60)  # noqa: E731
     assert post({"model": "smol", "input": [1, 2]}).json() == {"error": "invalid input type"}
     r = post({"model": "nope", "input": "x"})
-    assert (r.status_code, r.json()) == (404, {"error": 'model "nope" not found, try pulling it first'})
+    assert (r.status_code, r.json()) == (
+        404, {"error": 'model "nope" not found, try pulling it first'})
     assert post({"model": "smol", "input": []}).json() == {"model": "smol", "embeddings": []}
     r = post({"model": "smol", "input": "word " * 5000, "truncate": False})
-    assert (r.status_code, r.json()) == (400, {"error": "the input length exceeds the context length"})
+    assert (r.status_code, r.json()) == (
+        400, {"error": "the input length exceeds the context length"})
     assert post({"model": "smol", "input": "word " * 5000}).status_code == 200
 
 
@@ -145,7 +142,8 @@ def test_logprobs_generate_and_chat(server: Server) -> None:
     streamed = [lp for c in chunks for lp in c.get("logprobs", [])]
     assert len(streamed) == 4 and all("top_logprobs" not in lp for lp in streamed)
     bad = httpx.post(f"{server.url}/api/generate", json={**body, "top_logprobs": 21})
-    assert (bad.status_code, bad.json()) == (400, {"error": "top_logprobs must be between 0 and 20"})
+    assert (bad.status_code, bad.json()) == (
+        400, {"error": "top_logprobs must be between 0 and 20"})
 
 
 CHATML_GO = ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
@@ -218,13 +216,15 @@ def test_long_history_is_truncated_keeping_system_and_last(server: Server, clien
 
 
 def test_images_on_text_only_model_is_400(server: Server) -> None:
-    tiny_png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    tiny_png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
+                "AAAABJRU5ErkJggg==")
     for path, body in (("/api/generate", {"prompt": "What is this?", "images": [tiny_png]}),
                        ("/api/chat", {"messages": [{"role": "user", "content": "What is this?",
                                                     "images": [tiny_png]}]})):
         r = httpx.post(f"{server.url}{path}", json={"model": "smol", "stream": False, **body})
         assert r.status_code == 400
-        assert r.json() == {"error": "registry.ollama.ai/library/smol:latest does not support vision"}
+        assert r.json() == {
+            "error": "registry.ollama.ai/library/smol:latest does not support vision"}
 
 
 def test_unknown_options_are_ignored_and_logged(server: Server) -> None:

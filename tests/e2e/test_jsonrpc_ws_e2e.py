@@ -13,7 +13,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests import conftest
+from tests.conftest import Server, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -43,15 +44,7 @@ def recv(ws: ClientConnection) -> Any:
 def until_answer(ws: ClientConnection, id: Any) -> tuple[list[Any], dict[str, Any]]:
     """The stream chunks of request ``id`` and its answer (other requests' messages kept
     out)."""
-    chunks = []
-    while True:
-        msg = recv(ws)
-        if msg.get("method") == "stream":
-            if msg["params"]["id"] == id:
-                chunks.append(msg["params"]["chunk"])
-            continue
-        if msg.get("id") == id:
-            return chunks, msg
+    return conftest.until_answer(lambda: recv(ws), id)
 
 
 def test_streamed_chat_matches_rest(ws: ClientConnection, server: Server) -> None:
@@ -145,7 +138,8 @@ def test_handshake_guards(server: Server) -> None:
     r = httpx.get(f"{server.url}/api/ws")
     assert r.status_code == 400 and "websocket" in r.json()["error"]
     with pytest.raises(Exception):
-        connect(ws_url(server), origin="https://evil.example", open_timeout=30)  # type: ignore[arg-type]
+        connect(ws_url(server), origin="https://evil.example",  # type: ignore[arg-type]
+                open_timeout=30)
 
 
 def test_ping_is_answered(ws: ClientConnection) -> None:
@@ -153,12 +147,11 @@ def test_ping_is_answered(ws: ClientConnection) -> None:
 
 
 @pytest.fixture()
-def own_server(smollm2_gguf: str, tmp_path: object) -> Iterator[Server]:
+def own_server(smollm2_gguf: str) -> Iterator[Server]:
     # A 1 MiB message limit (POLLAMA_MAX_BODY_MB) for the size test; one slot for the cancel test.
-    srv = start_server(str(tmp_path), {"POLLAMA_MAX_BODY_MB": "1", "POLLAMA_NUM_PARALLEL": "1"})
-    upload_and_create(srv.url, smollm2_gguf, "smol")
-    yield srv
-    stop_server(srv)
+    with running_server("pollama-ws-", smollm2_gguf,
+                        {"POLLAMA_MAX_BODY_MB": "1", "POLLAMA_NUM_PARALLEL": "1"}) as srv:
+        yield srv
 
 
 def test_closed_socket_cancels_its_generation(own_server: Server) -> None:

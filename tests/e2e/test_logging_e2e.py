@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, wait_for
-from tests.e2e.test_metrics_e2e import own_server
+from tests.conftest import Server, running_server, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -47,8 +46,8 @@ def logged(server: Server, request_id: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def jsrv(smollm2_gguf: str) -> Iterator[Server]:
     # OLLAMA_DEBUG: Ollama's spelling is read too.
-    with own_server("pollama-logs-", smollm2_gguf,
-                    {"POLLAMA_LOG_FORMAT": "json", "OLLAMA_DEBUG": "1"}) as s:
+    with running_server("pollama-logs-", smollm2_gguf,
+                        {"POLLAMA_LOG_FORMAT": "json", "OLLAMA_DEBUG": "1"}) as s:
         yield s
 
 
@@ -123,8 +122,8 @@ def test_debug_lines_are_there(jsrv: Server) -> None:
 
 @pytest.fixture(scope="module")
 def tsrv() -> Iterator[Server]:
-    with own_server("pollama-logs-text-",
-                    env={"POLLAMA_API_KEY": "not-in-the-log", "POLLAMA_KEEP_ALIVE": "1h"}) as s:
+    with running_server("pollama-logs-text-", env={"POLLAMA_API_KEY": "not-in-the-log",
+                                                   "POLLAMA_KEEP_ALIVE": "1h"}) as s:
         yield s
 
 

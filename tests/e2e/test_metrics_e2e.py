@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create, wait_for
-from tests.e2e.test_runner_lifetime_e2e import runner_pids
+from tests.conftest import Server, runner_pids, running_server, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -55,24 +52,9 @@ def requests(samples: Samples, method: str, route: str, status: int) -> float:
     return get(samples, "pollama_requests_total", method=method, route=route, status=str(status))
 
 
-@contextmanager
-def own_server(prefix: str, gguf: str | None = None,
-               env: dict[str, str] | None = None) -> Iterator[Server]:
-    """A server of the caller's own (its counters and log hold only the caller's requests),
-    with the model created as ``smol`` when ``gguf`` is given."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        s = start_server(tmp, env)
-        try:
-            if gguf is not None:
-                upload_and_create(s.url, gguf, "smol")
-            yield s
-        finally:
-            stop_server(s)
-
-
 @pytest.fixture(scope="module")
 def srv(smollm2_gguf: str) -> Iterator[Server]:
-    with own_server("pollama-metrics-", smollm2_gguf) as s:
+    with running_server("pollama-metrics-", smollm2_gguf) as s:
         yield s
 
 
@@ -190,7 +172,7 @@ def test_metrics_sit_behind_the_host_and_origin_guard(srv: Server) -> None:
 
 
 def test_metrics_need_the_api_key_when_one_is_set() -> None:
-    with own_server("pollama-metrics-key-", env={"POLLAMA_API_KEY": "metrics-key"}) as s:
+    with running_server("pollama-metrics-key-", env={"POLLAMA_API_KEY": "metrics-key"}) as s:
         r = httpx.get(s.url + "/metrics", timeout=60)
         assert r.status_code == 401
         assert "pollama_" not in r.text

@@ -25,7 +25,7 @@ import pytest
 
 from pollama.core.library import SMOLLM2_135M
 from tests import conftest
-from tests.conftest import Server, child_pids, cmdline, start_server, stop_server
+from tests.conftest import alive, child_pids, cmdline, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -115,14 +115,6 @@ def index(smollm2_gguf: str) -> Iterator[Index]:
 
 def children(pid: int) -> list[tuple[int, bytes]]:
     return [(c, cmdline(c)) for c in child_pids(pid, zombies=False)]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_for(what: str, check: Any, deadline: float = DEADLINE) -> Any:

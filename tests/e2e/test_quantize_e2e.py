@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests import tinygguf
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, child_pids, cmdline, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -182,18 +182,7 @@ def test_cli_create_quantize(srv: Server, http: httpx.Client, tiny: str,
 
 
 def _quantize_children(server_pid: int) -> list[int]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == server_pid and b"pollama.runners.quantize" in cmd:
-            out.append(int(pid))
-    return out
+    return [c for c in child_pids(server_pid) if b"pollama.runners.quantize" in cmdline(c)]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")

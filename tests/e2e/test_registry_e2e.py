@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests.conftest import Server, running_server, sha256_file, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -39,24 +39,15 @@ SMOL_SIZE = 98_362_432
 
 @pytest.fixture(scope="module")
 def registry_a(smollm2_gguf: str) -> Iterator[Server]:
-    with tempfile.TemporaryDirectory(prefix="pollama-reg-a-") as tmp:
-        srv = start_server(tmp)
-        try:
-            upload_and_create(srv.url, smollm2_gguf, "smol")
-            yield srv
-        finally:
-            stop_server(srv)
+    with running_server("pollama-reg-a-", smollm2_gguf) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def puller_b(registry_a: Server) -> Iterator[Server]:
     """B: pulls ``smol`` from A in the first test that needs it, then keeps it."""
-    with tempfile.TemporaryDirectory(prefix="pollama-reg-b-") as tmp:
-        srv = start_server(tmp)
-        try:
-            yield srv
-        finally:
-            stop_server(srv)
+    with running_server("pollama-reg-b-") as srv:
+        yield srv
 
 
 class Fresh:
@@ -103,14 +94,6 @@ def stream_post(url: str, path: str, body: dict[str, Any]) -> list[dict[str, Any
 
 def tags(url: str) -> set[str]:
     return {m["name"] for m in httpx.get(url + "/api/tags", timeout=30).json()["models"]}
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def blob_files(models_dir: str) -> list[str]:
@@ -237,7 +220,8 @@ def proxy(registry_a: Server) -> Iterator[Proxy]:
 # --- pollama serves the registry endpoints ---------------------------------------------------
 
 
-def test_v2_serves_manifests_and_blobs_from_the_store(registry_a: Server, smollm2_gguf: str) -> None:
+def test_v2_serves_manifests_and_blobs_from_the_store(registry_a: Server,
+                                                      smollm2_gguf: str) -> None:
     with httpx.Client(base_url=registry_a.url, timeout=60) as c:
         r = c.get("/v2/")
         assert r.status_code == 200 and r.json() == {}
@@ -248,7 +232,8 @@ def test_v2_serves_manifests_and_blobs_from_the_store(registry_a: Server, smollm
                   headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "application/vnd.docker.distribution.manifest.v2+json"
-        assert r.headers["docker-content-digest"] == "sha256:" + hashlib.sha256(r.content).hexdigest()
+        assert (r.headers["docker-content-digest"]
+                == "sha256:" + hashlib.sha256(r.content).hexdigest())
         manifest = r.json()
         assert manifest["schemaVersion"] == 2
         model = [lay for lay in manifest["layers"]
@@ -364,8 +349,8 @@ def test_v2_chunked_and_monolithic_uploads(registry_a: Server) -> None:
     hex_digest = hashlib.sha256(data).hexdigest()
     with httpx.Client(base_url=registry_a.url, timeout=30) as c:
         loc = c.post("/v2/team/scratch/blobs/uploads/").headers["location"]
-        r = c.patch(loc, content=data[:100_000],
-                    headers={"Content-Range": "0-99999", "Content-Type": "application/octet-stream"})
+        r = c.patch(loc, content=data[:100_000], headers={
+            "Content-Range": "0-99999", "Content-Type": "application/octet-stream"})
         assert r.status_code == 202 and r.headers["range"] == "0-99999"
         r = c.patch(loc, content=data[:10], headers={"Content-Range": "5-14"})
         assert r.status_code == 416  # out of order
@@ -412,7 +397,8 @@ def test_pull_from_another_pollama_over_the_api(registry_a: Server, puller_b: Se
     blobs = blob_files(puller_b.models_dir)
     assert "sha256-" + SMOL_HEX in blobs
     assert not [f for f in blobs if "partial" in f or f.startswith(".tmp")]
-    assert sha256_file(os.path.join(puller_b.models_dir, "blobs", "sha256-" + SMOL_HEX)) == SMOL_HEX
+    assert sha256_file(
+        os.path.join(puller_b.models_dir, "blobs", "sha256-" + SMOL_HEX)) == SMOL_HEX
     manifest_a = httpx.get(registry_a.url + "/v2/library/smol/manifests/latest").content
     path_b = os.path.join(puller_b.models_dir, "manifests", f"127.0.0.1:{registry_a.port}",
                           "library", "smol", "latest")
@@ -526,8 +512,9 @@ def test_push_back_under_another_tag(registry_a: Server, puller_b: Server, fresh
 
     # A stores it as its own local model smol:copy, byte-identical to B's manifest.
     assert "smol:copy" in tags(registry_a.url)
-    manifest_b = open(os.path.join(puller_b.models_dir, "manifests", f"127.0.0.1:{registry_a.port}",
-                                   "library", "smol", "copy"), "rb").read()
+    manifest_b = open(os.path.join(puller_b.models_dir, "manifests",
+                                   f"127.0.0.1:{registry_a.port}", "library", "smol", "copy"),
+                      "rb").read()
     assert httpx.get(registry_a.url + "/v2/library/smol/manifests/copy").content == manifest_b
     show = httpx.post(registry_a.url + "/api/show", json={"model": "smol:copy"}, timeout=60)
     if show.status_code == 200:

@@ -9,33 +9,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import Server, child_pids, start_server, stop_server, upload_and_create
+from tests.conftest import Server, runner_pids, running_server
 
 pytestmark = pytest.mark.e2e
 
 
-def _runner_pids(server: Server) -> list[int]:
-    pids = []
-    for child in child_pids(server.proc.pid):
-        try:
-            with open(f"/proc/{child}/cmdline", "rb") as f:
-                if b"pollama.runners.llama_runner" in f.read():
-                    pids.append(child)
-        except OSError:
-            pass
-    return pids
-
-
 @pytest.fixture()
-def own_server(smollm2_gguf: str, tmp_path: object) -> Server:
-    srv = start_server(str(tmp_path))
-    upload_and_create(srv.url, smollm2_gguf, "smol")
-    yield srv
-    stop_server(srv)
+def own_server(smollm2_gguf: str) -> Iterator[Server]:
+    with running_server("pollama-robust-", smollm2_gguf) as srv:
+        yield srv
 
 
 def test_client_hangup_cancels_generation(own_server: Server) -> None:
@@ -47,11 +34,11 @@ def test_client_hangup_cancels_generation(own_server: Server) -> None:
         assert json.loads(next(lines))["done"] is False
     # The runner stopped that generation: a new request is served right after it, by the same
     # runner process, and completes.
-    pids = _runner_pids(own_server)
+    pids = runner_pids(own_server.proc.pid)
     r = httpx.post(f"{own_server.url}/api/generate", timeout=60, json={
         "model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 3}})
     assert r.status_code == 200 and r.json()["eval_count"] <= 3
-    assert _runner_pids(own_server) == pids
+    assert runner_pids(own_server.proc.pid) == pids
 
 
 def test_runner_crash_mid_stream_is_a_final_error_line_then_recovers(own_server: Server) -> None:
@@ -60,7 +47,7 @@ def test_runner_crash_mid_stream_is_a_final_error_line_then_recovers(own_server:
     with httpx.stream("POST", f"{own_server.url}/api/generate", json=body, timeout=60) as r:
         lines = r.iter_lines()
         assert json.loads(next(lines))["done"] is False
-        (pid,) = _runner_pids(own_server)
+        (pid,) = runner_pids(own_server.proc.pid)
         os.kill(pid, signal.SIGKILL)
         rest = [json.loads(line) for line in lines if line]
     assert rest[-1].keys() == {"error"}
@@ -69,7 +56,7 @@ def test_runner_crash_mid_stream_is_a_final_error_line_then_recovers(own_server:
     r = httpx.post(f"{own_server.url}/api/generate", timeout=120, json={
         "model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 3}})
     assert r.status_code == 200, r.text
-    assert _runner_pids(own_server) and _runner_pids(own_server) != [pid]
+    assert runner_pids(own_server.proc.pid) and runner_pids(own_server.proc.pid) != [pid]
 
 
 def _free_port() -> int:

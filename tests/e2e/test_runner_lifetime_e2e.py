@@ -11,41 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests.conftest import (Server, alive, runner_pids, start_server, stop_server,
+                            upload_and_create)
 
 pytestmark = pytest.mark.e2e
 
 DEADLINE = 60.0
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def alive(pid: int) -> bool:
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"  # a zombie has exited
-
-
-def runner_pids(server_pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat(int(entry))
-        if fields is None or int(fields[1]) != server_pid:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"pollama.runners.llama_runner" in f.read():
-                    out.append(int(entry))
-        except OSError:
-            pass
-    return out
 
 
 def gone_within(pids: list[int], deadline: float = DEADLINE) -> list[int]:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pollama.core import trace
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests.conftest import Server, runner_pids, start_server, stop_server, upload_and_create
 
 pytestmark = pytest.mark.e2e
 
@@ -145,8 +145,8 @@ def test_reload_when_num_ctx_changes(smollm2_gguf: str, tmp_path: object) -> Non
 
 
 def test_queue_full_is_503(smollm2_gguf: str, tmp_path: object) -> None:
-    srv = _server(str(tmp_path), smollm2_gguf, {"POLLAMA_MAX_QUEUE": "1", "POLLAMA_NUM_PARALLEL": "1"},
-                  {"smol": smollm2_gguf})
+    srv = _server(str(tmp_path), smollm2_gguf,
+                  {"POLLAMA_MAX_QUEUE": "1", "POLLAMA_NUM_PARALLEL": "1"}, {"smol": smollm2_gguf})
     try:
         assert httpx.post(f"{srv.url}/api/generate", json={"model": "smol"}).status_code == 200
         statuses: list[int] = []
@@ -208,7 +208,8 @@ def test_runner_load_failure_is_reported_and_replaced(smollm2_gguf: str, second_
 
 def _concurrently(*calls: object) -> list[httpx.Response]:
     out: list[httpx.Response] = []
-    threads = [threading.Thread(target=lambda c=c: out.append(c())) for c in calls]  # type: ignore[misc]
+    threads = [threading.Thread(target=lambda c=c: out.append(c()))  # type: ignore[misc]
+               for c in calls]
     for t in threads:
         t.start()
         time.sleep(0.05)
@@ -229,7 +230,8 @@ def test_single_flight_loading_of_two_models(smollm2_gguf: str, second_gguf: str
         _finish(srv, "single_flight_two_models")
     with open(srv.env["POLLAMA_TRACE"]) as f:
         _, steps = trace.parse(f.readlines())
-        spawns = [st.lineno for st in steps for c in st.commands if type(c).__name__ == "SpawnRunner"]
+        spawns = [st.lineno for st in steps for c in st.commands
+                  if type(c).__name__ == "SpawnRunner"]
     assert len(spawns) == 2  # one load at a time, the second runner spawned on a later step
     assert spawns[0] != spawns[1]
 
@@ -250,12 +252,10 @@ def test_num_parallel_shares_one_runner(smollm2_gguf: str, tmp_path: object) -> 
 def test_runner_crash_is_reported_and_replaced(smollm2_gguf: str, tmp_path: object) -> None:
     import signal
 
-    from tests.e2e.test_robustness import _runner_pids
-
     srv = _server(str(tmp_path), smollm2_gguf, {}, {"smol": smollm2_gguf})
     try:
         assert gen(srv, "smol").status_code == 200
-        (pid,) = _runner_pids(srv)
+        (pid,) = runner_pids(srv.proc.pid)
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: ps(srv) == [])  # the scheduler learned of the exit
         assert gen(srv, "smol").status_code == 200  # and a fresh runner serves the next request

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server, upload_and_create
+from tests.conftest import Server, running_server, start_server, stop_server, upload_and_create
 
 pytestmark = pytest.mark.e2e
 
@@ -201,7 +201,8 @@ def test_openai_and_anthropic_sdks_send_the_key(keyed: Server) -> None:
     assert denied.value.code == "invalid_api_key"
     # Anthropic's SDK sends its key as x-api-key
     an = anthropic.Anthropic(base_url=keyed.url, api_key="k3y-from-file", max_retries=0)
-    assert an.messages.create(model="smol", max_tokens=2, messages=ask).content  # type: ignore[arg-type]
+    assert an.messages.create(model="smol", max_tokens=2,
+                              messages=ask).content  # type: ignore[arg-type]
     with pytest.raises(anthropic.AuthenticationError) as refused:
         anthropic.Anthropic(base_url=keyed.url, api_key="nope", max_retries=0).messages.create(
             model="smol", max_tokens=2, messages=ask)  # type: ignore[arg-type]
@@ -221,11 +222,10 @@ def test_non_loopback_bind_without_key_warns(smollm2_gguf: str) -> None:
 
 
 @pytest.fixture()
-def serial(smollm2_gguf: str, tmp_path: object) -> Iterator[Server]:
-    srv = start_server(str(tmp_path), {"POLLAMA_NUM_PARALLEL": "1", "POLLAMA_MAX_QUEUE": "1"})
-    upload_and_create(srv.url, smollm2_gguf, "smol")
-    yield srv
-    stop_server(srv)
+def serial(smollm2_gguf: str) -> Iterator[Server]:
+    with running_server("pollama-serial-", smollm2_gguf,
+                        {"POLLAMA_NUM_PARALLEL": "1", "POLLAMA_MAX_QUEUE": "1"}) as srv:
+        yield srv
 
 
 def _post_and_vanish(server: Server, body: dict[str, object]) -> socket.socket:

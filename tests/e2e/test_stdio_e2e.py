@@ -5,7 +5,6 @@ framing; and the bridge to a running server."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -14,7 +13,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.conftest import Server, child_pids, cmdline
+from tests.conftest import Server, alive, runner_pids, until_answer
 
 pytestmark = pytest.mark.e2e
 
@@ -54,15 +53,7 @@ class LSPClient:
         return json.loads(self.stdout.read(length))
 
     def until_answer(self, id: Any) -> tuple[list[Any], Any]:
-        chunks = []
-        while True:
-            msg = self.recv()
-            if msg.get("method") == "stream":
-                if msg["params"]["id"] == id:
-                    chunks.append(msg["params"]["chunk"])
-                continue
-            if msg.get("id") == id:
-                return chunks, msg
+        return until_answer(self.recv, id)
 
 
 def spawn(server: Server, *args: str, env: dict[str, str] | None = None,
@@ -70,10 +61,6 @@ def spawn(server: Server, *args: str, env: dict[str, str] | None = None,
     return subprocess.Popen([sys.executable, "-m", "pollama.cli.main", "stdio", *args],
                             env=env or server.env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=stderr or subprocess.DEVNULL)
-
-
-def runner_children(pid: int) -> list[int]:
-    return [c for c in child_pids(pid) if b"pollama.runners.llama_runner" in cmdline(c)]
 
 
 @pytest.fixture()
@@ -95,7 +82,7 @@ def test_lsp_session(standalone: LSPClient) -> None:
     chunks, answer = c.until_answer(1)
     assert chunks and answer["result"]["done"] is True
     assert "".join(ch["message"]["content"] for ch in chunks)
-    pids = runner_children(c.proc.pid)
+    pids = runner_pids(c.proc.pid)
     assert pids, "standalone mode runs its own runner"
     c.call(2, "no_such_method")
     assert c.recv()["error"]["code"] == -32601
@@ -119,15 +106,7 @@ def test_lsp_session(standalone: LSPClient) -> None:
     c.stdin.close()
     assert c.proc.wait(timeout=120) == 0
     for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+        assert not alive(pid)
 
 
 def test_ndjson_framing(server: Server) -> None:
@@ -153,7 +132,7 @@ def test_bridge_to_a_running_server(server: Server) -> None:
         assert c.recv()["error"]["data"] == {"status": 404}
         c.stdin.close()
         assert proc.wait(timeout=60) == 0
-        assert runner_children(proc.pid) == []
+        assert runner_pids(proc.pid) == []
         err.seek(0)
         log = err.read().decode()
     assert "bridging" in log

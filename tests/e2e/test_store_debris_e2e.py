@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests import conftest
-from tests.conftest import Server, _sha256, start_server, stop_server, upload_and_create
+from tests.conftest import Server, sha256_file, start_server, stop_server, upload_and_create
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +88,7 @@ def test_concurrent_creates_of_one_name_leave_no_orphan_blobs(smollm2_gguf: str,
     srv = start_server(tmp)
     try:
         upload_and_create(srv.url, smollm2_gguf, "race")
-        digest = "sha256:" + _sha256(smollm2_gguf)
+        digest = "sha256:" + sha256_file(smollm2_gguf)
 
         def create(i: int) -> tuple[int, str]:
             with httpx.Client(base_url=srv.url, timeout=300) as c:

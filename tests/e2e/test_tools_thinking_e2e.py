@@ -78,7 +78,8 @@ def test_auto_lets_the_model_answer_in_text(client: ollama.Client) -> None:
 
 def test_tool_choice_forms(server: Server) -> None:
     named = chat(server, tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    assert named["message"]["tool_calls"][0]["function"]["name"] == "get_weather"  # type: ignore[index]
+    assert (named["message"]["tool_calls"][0]["function"]["name"]  # type: ignore[index]
+            == "get_weather")
     none = chat(server, tool_choice="none")
     assert "tool_calls" not in none["message"]  # type: ignore[operator]
     r = httpx.post(f"{server.url}/api/chat", json={
@@ -118,7 +119,8 @@ def test_thinking_is_separated(server: Server, client: ollama.Client) -> None:
     # The prompt ends inside <think>: everything until </think> is thinking.
     assert r.message.thinking
     assert "<think>" not in (r.message.content or "") and "</think>" not in r.message.thinking
-    off = client.chat(model="smolthink", think=False, options={"temperature": 0, "num_predict": 20},
+    off = client.chat(model="smolthink", think=False,
+                      options={"temperature": 0, "num_predict": 20},
                       messages=[{"role": "user", "content": "Is 7 prime?"}])
     assert not off.message.thinking and off.message.content
     g = client.generate(model="smolthink", prompt="Is 7 prime?",
@@ -132,7 +134,8 @@ FEW_SHOT = [
     {"role": "user", "content": "What is 2+2?"},
     {"role": "assistant", "thinking": "2 plus 2 makes 4.", "content": '{"answer": 4}'},
     {"role": "user", "content": "What is the capital of Spain?"},
-    {"role": "assistant", "thinking": "Spain's capital is Madrid.", "content": '{"answer": "Madrid"}'},
+    {"role": "assistant", "thinking": "Spain's capital is Madrid.",
+     "content": '{"answer": "Madrid"}'},
     {"role": "user", "content": "What color is grass?"},
     {"role": "assistant", "thinking": "Grass is green.", "content": '{"answer": "green"}'},
     {"role": "user", "content": "What is the capital of France?"},

@@ -19,20 +19,21 @@ import ollama
 import pytest
 
 from tests import tinymmproj
-from tests.conftest import Server, _sha256
+from tests.conftest import Server, sha256_file
 from tests.e2e.test_cli import pollama
 
 pytestmark = pytest.mark.e2e
 
 POSITIONS = tinymmproj.n_image_positions()  # 16 per image
-RED = base64.b64encode(tinymmproj.png(40, 24, lambda x, y: (255, x * 6 % 256, y * 10 % 256))).decode()
+RED = base64.b64encode(tinymmproj.png(
+    40, 24, lambda x, y: (255, x * 6 % 256, y * 10 % 256))).decode()
 BLUE = base64.b64encode(tinymmproj.png(
     32, 32, lambda x, y: (0, 0, 255) if (x // 4 + y // 4) % 2 else (240, 240, 240))).decode()
 OPTS = {"temperature": 0, "num_predict": 8}
 
 
 def _upload(c: httpx.Client, path: str) -> str:
-    digest = "sha256:" + _sha256(path)
+    digest = "sha256:" + sha256_file(path)
     if c.head(f"/api/blobs/{digest}").status_code != 200:
         with open(path, "rb") as f:
             assert c.post(f"/api/blobs/{digest}", content=f.read()).status_code == 201
@@ -40,7 +41,8 @@ def _upload(c: httpx.Client, path: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def vision_model(server: Server, smollm2_gguf: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+def vision_model(server: Server, smollm2_gguf: str,
+                 tmp_path_factory: pytest.TempPathFactory) -> str:
     mmproj = tinymmproj.write_mmproj(str(tmp_path_factory.mktemp("mm") / "mmproj.gguf"), 576)
     with httpx.Client(base_url=server.url, timeout=120) as c:
         files = {"smollm2.gguf": _upload(c, smollm2_gguf), "mmproj.gguf": _upload(c, mmproj)}
@@ -107,8 +109,8 @@ def test_the_image_reaches_the_model(server: Server, vision_model: str) -> None:
 
 def test_generate_with_images_and_official_client(server: Server, vision_model: str) -> None:
     c = ollama.Client(host=server.url)
-    r = c.generate(model=vision_model, prompt="Describe the image.", images=[base64.b64decode(RED)],
-                   options=OPTS)
+    r = c.generate(model=vision_model, prompt="Describe the image.",
+                   images=[base64.b64decode(RED)], options=OPTS)
     assert r.done and r.eval_count
     plain = c.generate(model=vision_model, prompt="Describe the image.", options=OPTS)
     assert (r.prompt_eval_count or 0) > (plain.prompt_eval_count or 0)
@@ -119,7 +121,8 @@ def test_generate_with_images_and_official_client(server: Server, vision_model: 
     assert raw["done"] and raw["prompt_eval_count"] >= POSITIONS
     # the [img] placeholder in chat content is where the image goes
     chat = c.chat(model=vision_model, options=OPTS, messages=[
-        {"role": "user", "content": "Look: [img] and tell me.", "images": [base64.b64decode(BLUE)]}])
+        {"role": "user", "content": "Look: [img] and tell me.",
+         "images": [base64.b64decode(BLUE)]}])
     assert chat.done
 
 
@@ -132,7 +135,8 @@ def test_vision_models_get_at_least_2048_positions(server: Server, vision_model:
 
 
 def test_image_errors(server: Server, vision_model: str) -> None:
-    post = lambda path, body: httpx.post(f"{server.url}{path}", json=body, timeout=120)  # noqa: E731
+    post = lambda path, body: httpx.post(  # noqa: E731
+        f"{server.url}{path}", json=body, timeout=120)
     r = post("/api/chat", {"model": vision_model, "messages": [
         {"role": "user", "content": "x", "images": ["abc"]}]})
     assert (r.status_code, r.json()) == (400, {"error": "illegal base64 data at input byte 0"})
@@ -154,7 +158,8 @@ def test_cli_create_two_froms_and_run_with_an_image_path(server: Server, smollm2
     image paths out of the prompt for a vision model, as `ollama run` does."""
     mmproj = tinymmproj.write_mmproj(str(tmp_path / "mmproj.gguf"), 576)
     (tmp_path / "Modelfile").write_text(
-        f"FROM {smollm2_gguf}\nFROM ./mmproj.gguf\nPARAMETER temperature 0\nPARAMETER num_predict 6\n")
+        f"FROM {smollm2_gguf}\nFROM ./mmproj.gguf\n"
+        "PARAMETER temperature 0\nPARAMETER num_predict 6\n")
     assert os.path.exists(mmproj)
     r = pollama(server, "create", "vis-cli", "-f", str(tmp_path / "Modelfile"))
     assert r.returncode == 0 and "success" in r.stderr, r.stderr

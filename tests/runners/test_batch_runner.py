@@ -245,7 +245,8 @@ def test_grammars_and_stops_hold_per_sequence(h: Harness) -> None:
     person = json.loads(together[0].text)
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
     assert together[1].text.lstrip().startswith(("{", "["))
-    assert "Wednesday" not in together[2].text and together[2].done.done_reason == "stop"  # type: ignore[union-attr]
+    assert "Wednesday" not in together[2].text
+    assert together[2].done.done_reason == "stop"  # type: ignore[union-attr]
 
 
 def test_seeded_sampling_per_sequence(h: Harness) -> None:

@@ -27,8 +27,8 @@ def run(*args: str) -> tuple[int, list[q.Event], str]:
     return r.returncode, [q.decode_event(json.loads(line)) for line in lines], r.stderr.decode()
 
 
-@pytest.mark.parametrize("raw, name", [("q8_0", "Q8_0"), ("q4_K_M", "Q4_K_M"), ("Q4_K_S", "Q4_K_S"),
-                                       ("f32", "F32")])
+@pytest.mark.parametrize("raw, name", [("q8_0", "Q8_0"), ("q4_K_M", "Q4_K_M"),
+                                       ("Q4_K_S", "Q4_K_S"), ("f32", "F32")])
 def test_quantize(tiny: str, tmp_path: object, raw: str, name: str) -> None:
     out = os.path.join(str(tmp_path), "out.gguf")
     code, events, err = run(tiny, out, raw)
@@ -41,7 +41,8 @@ def test_quantize(tiny: str, tmp_path: object, raw: str, name: str) -> None:
     assert {e.name for e in tensors} == {t.name for t in header.tensors}
     assert gguf_file.read_facts(out).file_type == name
     src_size = os.path.getsize(tiny)
-    assert (os.path.getsize(out) > src_size) if name == "F32" else (os.path.getsize(out) < src_size)
+    assert ((os.path.getsize(out) > src_size) if name == "F32"
+            else (os.path.getsize(out) < src_size))
 
 
 @pytest.mark.parametrize("make_args, message", [
