@@ -180,27 +180,37 @@ def test_the_trace_replays(setup: Setup) -> None:
 
 def test_a_node_lost_mid_stream_ends_the_stream_and_the_next_request_goes_elsewhere(
         setup: Setup) -> None:
+    """A third node joins and takes "other" (the two first nodes are full with the replicas
+    of smol); killing it mid-stream ends the stream with an error line, and the next request
+    loads "other" on a node left (evicting an idle replica). The head, which holds the Ray
+    cluster itself, stays up."""
     url = setup.server.url
-    _unload_all(url)
+    assert len({m["node"]["id"] for m in _ps(url) if m["name"] == "smol:latest"}) == 2
+    n2 = setup.cluster.add({"name": "n2", "memory": NODE_MEMORY, "num_cpus": 2})
+    setup.names[n2.node_id] = "n2"
+    wait_for("the third node to join", lambda: setup.server.log().count("node joined") >= 3,
+             120)
     lines: list[dict[str, Any]] = []
-    with httpx.stream("POST", f"{url}/api/generate", timeout=300, json={
-            "model": "smol", "prompt": "Write a long story about a dragon.",
-            "options": {"num_predict": 4000}}) as r:
-        it = r.iter_lines()
-        for line in it:
-            lines.append(json.loads(line))
-            if len(lines) == 3:
-                (loaded,) = _ps(url)
-                victim = loaded["node"]["id"]
-                setup.cluster.kill(setup.names[victim])
-        lines += [json.loads(line) for line in it if line]
+    try:
+        with httpx.stream("POST", f"{url}/api/generate", timeout=300, json={
+                "model": "other", "prompt": "Write a long story about a dragon.",
+                "options": {"num_predict": 4000}}) as r:
+            for line in r.iter_lines():
+                lines.append(json.loads(line))
+                if len(lines) == 3:
+                    where = {m["name"]: m["node"]["id"] for m in _ps(url)}
+                    assert where["other:latest"] == n2.node_id
+                    setup.cluster.kill("n2")
+    except httpx.HTTPError as exc:  # the stream must end with an error line, not a cut
+        pytest.fail(f"{exc!r} after {lines[-2:]}\n{setup.server.log()[-6000:]}")
     assert "error" in lines[-1], lines[-1]
     assert "terminated" in lines[-1]["error"]
     assert not any(line.get("done") for line in lines)
-    reply = _generate(url, "smol")
+    reply = _generate(url, "other")
     assert reply["done"] is True
-    (loaded,) = _ps(url)
-    assert loaded["node"]["id"] != victim
+    where = {m["name"]: m["node"]["id"] for m in _ps(url)}
+    assert where["other:latest"] in {n.node_id for n in setup.cluster.nodes.values()
+                                     if n.name != "n2"}
     with open(setup.trace) as f:
         kinds = [json.loads(line)["event"]["type"] for line in f.readlines()[1:]]
     assert "NodeLost" in kinds
