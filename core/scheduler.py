@@ -603,6 +603,8 @@ def place(state: State, request: Request, now: int, scale_out: bool = False
     comes last, taking the load whatever the estimate says.
     """
     config = state.config
+    if not config.cluster and state.loading(LOCAL) is not None:
+        return state, (), None  # the common wait, decided without building the candidates
     has_model = {r.node for r in state.runners if r.model == request.model}
     candidates = [n for n in nodes(state) if state.loading(n.id) is None
                   and not (scale_out and n.id in has_model)]
@@ -630,7 +632,8 @@ def admit(state: State, request: Request, now: int) -> tuple[State, tuple[Comman
     if request.kind is Kind.UNLOAD:
         return _unload(state, request, now)
     commands: tuple[Command, ...] = ()
-    ready: list[Runner] = []
+    best: Runner | None = None  # the least loaded READY replica with room for it
+    replicas_ready = 0
     for r in state.runners:  # as they were: a drain below changes only ``r``
         if r.model != request.model:
             continue
@@ -639,21 +642,19 @@ def admit(state: State, request: Request, now: int) -> tuple[State, tuple[Comman
                 return state, commands, False  # single flight: it waits for this load
         elif r.state is RunnerState.READY and not r.draining:
             if r.spec == request.spec:
-                ready.append(r)
+                replicas_ready += 1
+                if ((request.kind is not Kind.GENERATE
+                        or len(r.in_flight) < slots(r, state.config))
+                        and (best is None or len(r.in_flight) < len(best.in_flight))):
+                    best = r
             else:  # a reload: drain the old runner, stop it once idle
                 state, stopped = _drain(state, replace(r, draining=True), now)
                 commands += stopped
-    if ready:
-        if request.kind is Kind.GENERATE:
-            ready = [r for r in ready if len(r.in_flight) < slots(r, state.config)]
-        if ready:
-            state, used, served = _use(state, min(ready, key=lambda r: (len(r.in_flight), r.id)),
-                                       request, now)
-            return state, commands + used, served
-        count = sum(1 for r in state.runners if r.model == request.model
-                    and r.spec == request.spec and r.state is RunnerState.READY
-                    and not r.draining)
-        if count >= replicas(request, state.config):
+    if best is not None:
+        state, used, served = _use(state, best, request, now)
+        return state, commands + used, served
+    if replicas_ready:
+        if replicas_ready >= replicas(request, state.config):
             return state, commands, False  # every replica is busy: wait for a slot
         state, stopped, node = place(state, request, now, scale_out=True)
     else:
