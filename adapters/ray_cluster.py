@@ -49,6 +49,8 @@ log = logging.getLogger("pollama.cluster")
 
 NAMESPACE = "pollama"
 HEARTBEAT = 1.0  # seconds between a runner actor's keep-alive chunks
+COALESCE = 0.03  # seconds of a runner's output a streaming item gathers
+PAUSE = 0.1  # output after this long a quiet spell goes at once
 PROBE_TIMEOUT = 3.0  # seconds a node's agent has to answer before the node counts as lost
 WATCH_INTERVAL = 1.0  # seconds between looks at ray.nodes()
 MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
@@ -104,11 +106,16 @@ class RunnerActor:
         self.stderr = StderrTail(None)
 
     async def start(self) -> tuple[int, str]:
-        """Start the runner; its pid and this node's IP."""
+        """Start the runner; its pid and this node's IP.
+
+        Ray sets ``OMP_NUM_THREADS`` in its workers to the CPUs the actor reserved (here a
+        share, so 1), which would hold llama.cpp's OpenMP pool to one thread: the runner's
+        threads are ``num_thread``'s business, as on one machine."""
+        env = runner_environ()
+        env.pop("OMP_NUM_THREADS", None)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, *RUNNER_ARGV, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=runner_environ())
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
         self.stderr.pid = self.proc.pid
         asyncio.ensure_future(self._read_stderr())
         return self.proc.pid, ray.util.get_node_ip_address()
@@ -124,9 +131,17 @@ class RunnerActor:
         await self.proc.stdin.drain()
 
     async def output(self) -> AsyncIterator[bytes]:
-        """The runner's stdout, and an empty chunk whenever it was quiet for a heartbeat."""
+        """The runner's stdout, and an empty chunk whenever it was quiet for a heartbeat.
+
+        Each item costs Ray a round of bookkeeping in this worker and in the driver, about as
+        much CPU as a token's decode step shares with, so while tokens flow what arrives
+        within ``COALESCE`` seconds travels as one item. The first bytes after a pause go at
+        once (time to first token is not delayed)."""
         assert self.proc is not None and self.proc.stdout is not None
-        read = asyncio.ensure_future(self.proc.stdout.read(65536))
+        stdout = self.proc.stdout
+        loop = asyncio.get_running_loop()
+        read = asyncio.ensure_future(stdout.read(65536))
+        last = 0.0  # when the last item went
         while True:
             done, _ = await asyncio.wait({read}, timeout=HEARTBEAT)
             if not done:
@@ -135,8 +150,21 @@ class RunnerActor:
             data = read.result()
             if not data:
                 return
+            read = asyncio.ensure_future(stdout.read(65536))
+            if loop.time() - last < PAUSE:  # streaming: gather what comes soon after
+                deadline = loop.time() + COALESCE
+                while len(data) < 65536:
+                    done, _ = await asyncio.wait({read}, timeout=deadline - loop.time())
+                    if not done:
+                        break
+                    more = read.result()
+                    if not more:
+                        yield data
+                        return
+                    data += more
+                    read = asyncio.ensure_future(stdout.read(65536))
+            last = loop.time()
             yield data
-            read = asyncio.ensure_future(self.proc.stdout.read(65536))
 
     async def wait(self) -> str:
         assert self.proc is not None

@@ -1,6 +1,6 @@
 """pollama on a Ray cluster against pollama on one machine. Prints a table of figures and ratios.
 
-    python bench/cluster.py [--gguf PATH] [--tokens 128] [--repeats 3]
+    python bench/cluster.py [--gguf PATH] [--tokens 256] [--repeats 3] [--rounds 3]
 
 Needs Ray (``pip install -e '.[ray]'``). Every Ray node runs on this machine with its
 listeners on loopback addresses (tests/raycluster.py), so "remote" here measures what the
@@ -8,7 +8,9 @@ actor relay costs, not a network; and two nodes share this machine's cores, so t
 of two nodes shows the relay's overhead under load rather than a speed-up.
 
 1. single stream: decode tok/s of one `/api/generate` stream with the runner local (no Ray)
-   and on a Ray node, through the node's runner actor (target: at least 0.95 of local);
+   and on a Ray node, through the node's runner actor (target: at least 0.95 of local). Both
+   servers run at once and are measured in turns, so the Ray daemons' background work on
+   this machine weighs on both alike; medians of the rounds;
 2. aggregate: two models, one stream each at once, on two nodes against one node serving
    both.
 
@@ -21,6 +23,7 @@ import argparse
 import concurrent.futures as cf
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -85,20 +88,24 @@ def both_at_once(one: Pollama, two: Pollama, tokens: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gguf", default=None)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3, help="streams per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="local and remote measurements, taken in turns")
     args = parser.parse_args()
     gguf = args.gguf or default_gguf()
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory(prefix="pollama-bench-cluster-") as tmp:
-        log("local pollama ...")
-        with pollama(gguf, os.path.join(tmp, "local"), {}) as (one, _two):
-            local = single(one, args.tokens, args.repeats)
-        rows.append(("single stream, local runner", local, ""))
-        log("pollama on a 1-node Ray cluster ...")
-        with on_cluster(gguf, os.path.join(tmp, "c1"), 1) as (one, two):
-            remote = single(one, args.tokens, args.repeats)
+        log("local pollama and pollama on a 1-node Ray cluster, measured in turns ...")
+        with pollama(gguf, os.path.join(tmp, "local"), {}) as (local_one, _), \
+                on_cluster(gguf, os.path.join(tmp, "c1"), 1) as (one, two):
+            local_rates, remote_rates = [], []
+            for _ in range(args.rounds):  # in turns, so both see the same background
+                local_rates.append(single(local_one, args.tokens, args.repeats))
+                remote_rates.append(single(one, args.tokens, args.repeats))
+            local, remote = statistics.median(local_rates), statistics.median(remote_rates)
             one_node = both_at_once(one, two, args.tokens)
+        rows.append(("single stream, local runner", local, ""))
         rows.append(("single stream, runner on a Ray node", remote,
                      f"{remote / local:.2f}x local (target >= 0.95)"))
         log("pollama on a 2-node Ray cluster ...")
