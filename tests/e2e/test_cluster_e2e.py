@@ -7,9 +7,11 @@ placement is visible. The tests run in order on one cluster; the last one kills 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -134,6 +136,14 @@ def test_two_models_go_to_two_nodes(setup: Setup) -> None:
     nodes = {m["name"]: m["node"]["id"] for m in _ps(url)}
     assert set(nodes) == {"smol:latest", "other:latest"}
     assert nodes["smol:latest"] != nodes["other:latest"]  # one node's budget holds one
+    metrics = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("pollama_node_"):
+            key, value = line.rsplit(" ", 1)
+            metrics[key] = float(value)
+    for node_id in nodes.values():  # per-node gauges: one runner each, the budget Ray says
+        assert metrics[f'pollama_node_runners{{node="{node_id}"}}'] == 1
+        assert metrics[f'pollama_node_memory_budget_bytes{{node="{node_id}"}}'] == NODE_MEMORY
 
 
 def test_a_loaded_model_is_served_by_its_node(setup: Setup) -> None:
@@ -214,3 +224,40 @@ def test_a_node_lost_mid_stream_ends_the_stream_and_the_next_request_goes_elsewh
     with open(setup.trace) as f:
         kinds = [json.loads(line)["event"]["type"] for line in f.readlines()[1:]]
     assert "NodeLost" in kinds
+
+
+def _runner_pid(log: str, runner_id: int) -> int:
+    for line in log.splitlines():
+        if f"runner {runner_id} ready: node " in line:
+            return int(line.rsplit(" pid ", 1)[1].split()[0].strip('"'))
+    raise AssertionError(f"runner {runner_id} is not in the log")
+
+
+def test_a_hung_node_ends_its_streams_after_the_stream_timeout(setup: Setup) -> None:
+    """The runner's actor is frozen (SIGSTOP) mid-stream: no token and no heartbeat comes,
+    and after POLLAMA_RAY_STREAM_TIMEOUT the stream ends with an error line instead of
+    hanging; the next request is served."""
+    url = setup.server.url
+    lines: list[dict[str, Any]] = []
+    frozen = 0
+    try:
+        with httpx.stream("POST", f"{url}/api/generate", timeout=300, json={
+                "model": "smol", "prompt": "Write a long story about a dragon.",
+                "options": {"num_predict": 4000}}) as r:
+            for line in r.iter_lines():
+                lines.append(json.loads(line))
+                if len(lines) == 3:
+                    dispatch = _commands(setup.trace, "Dispatch")[-1]
+                    runner = _runner_pid(setup.server.log(), dispatch["runner_id"])
+                    with open(f"/proc/{runner}/stat") as f:
+                        frozen = int(f.read().rsplit(")", 1)[1].split()[1])  # its actor
+                    os.kill(frozen, signal.SIGSTOP)
+    except httpx.HTTPError as exc:
+        pytest.fail(f"{exc!r} after {lines[-2:]}\n{setup.server.log()[-6000:]}")
+    finally:
+        if frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(frozen, signal.SIGCONT)
+    assert "error" in lines[-1], lines[-1]
+    assert "no word from node" in lines[-1]["error"], lines[-1]
+    assert _generate(url, "smol")["done"] is True
