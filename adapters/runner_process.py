@@ -192,6 +192,7 @@ class RunnerProcess:
                     raise RunnerError(msg.message)
             raise runner.terminated()
         except BaseException:
+            runner.on_exit = None  # a failed load is the caller's to report, not an exit
             await runner.stop()
             raise
         finally:

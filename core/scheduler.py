@@ -545,6 +545,9 @@ def pick_victim(state: State, node: str = LOCAL) -> Runner | None:
 
 
 def _on(state: State, node: Node) -> tuple[Runner, ...]:
+    """The runners on ``node`` (on one machine: all of them)."""
+    if not state.config.cluster:
+        return state.runners
     return tuple([r for r in state.runners if r.node == node.id])
 
 
