@@ -606,8 +606,12 @@ def place(state: State, request: Request, now: int, scale_out: bool = False
     comes last, taking the load whatever the estimate says.
     """
     config = state.config
-    if not config.cluster and state.loading(LOCAL) is not None:
-        return state, (), None  # the common wait, decided without building the candidates
+    if not config.cluster:  # one machine: wait for its load, or make room on it
+        if state.loading(LOCAL) is not None:
+            return state, (), None
+        node = nodes(state)[0]
+        state, stopped, fits = make_room(state, request, now, node)
+        return state, stopped, node if fits else None
     has_model = {r.node for r in state.runners if r.model == request.model}
     candidates = [n for n in nodes(state) if state.loading(n.id) is None
                   and not (scale_out and n.id in has_model)]
@@ -645,6 +649,9 @@ def admit(state: State, request: Request, now: int) -> tuple[State, tuple[Comman
                 return state, commands, False  # single flight: it waits for this load
         elif r.state is RunnerState.READY and not r.draining:
             if r.spec == request.spec:
+                if not state.config.cluster:  # one node, so this is the one replica
+                    state, used, served = _use(state, r, request, now)
+                    return state, commands + used, served
                 replicas_ready += 1
                 if ((request.kind is not Kind.GENERATE
                         or len(r.in_flight) < slots(r, state.config))
