@@ -33,8 +33,8 @@ __all__ = [
     "FramingError", "GGUFError", "GenerationError", "LocalError", "MethodNotAllowed",
     "ModelfileError", "NDJSONError", "NoRoute", "NotFound", "PayloadTooLarge", "PollamaError",
     "QuantizeProtocolError", "RegistryError", "RemoteError", "RequestTimeout", "RunnerError",
-    "RunnerProtocolError", "RunnerTerminated", "SSEError", "SchedulerError", "ServerBusy",
-    "StoreError",
+    "RunnerProtocolError", "RunnerTerminated", "SSEError", "SafetensorsError", "SchedulerError",
+    "ServerBusy", "StoreError",
     "TemplateError", "TraceError", "map_exceptions"
 ]
 
@@ -170,6 +170,11 @@ class ModelfileError(BadRequest):
 class GGUFError(BadRequest):
     """Bytes that are not a valid GGUF header (core.gguf). A client's file: 400; a file in
     the store is mapped to ``StoreError`` where it is read (adapters/gguf_file.py)."""
+
+
+class SafetensorsError(BadRequest):
+    """A safetensors file whose header breaks the format (core.safetensors): 400, naming the
+    file and the tensor."""
 
 
 class NDJSONError(RemoteError):

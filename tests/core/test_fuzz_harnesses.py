@@ -6,20 +6,21 @@ a short random loop), plus the inputs that once reached a limit or a corner of i
 
 from __future__ import annotations
 
+import struct
 from types import ModuleType
 
 import pytest
 from hypothesis import given, strategies as st
 
 from fuzz import (fuzz_gguf, fuzz_gotemplate, fuzz_jsonrpc, fuzz_manifest, fuzz_modelfile,
-                  fuzz_names, fuzz_sse, fuzz_wire)
+                  fuzz_names, fuzz_safetensors, fuzz_sse, fuzz_wire)
 from pollama.core import gotemplate as gt
 from pollama.core.manifest import parse_config, parse_manifest
 from pollama.core.modelfile import parse_modelfile
 
 HARNESSES: dict[str, ModuleType] = {m.__name__.removeprefix("fuzz."): m for m in (
     fuzz_gguf, fuzz_gotemplate, fuzz_jsonrpc, fuzz_manifest, fuzz_modelfile, fuzz_names,
-    fuzz_sse, fuzz_wire)}
+    fuzz_safetensors, fuzz_sse, fuzz_wire)}
 
 EXAMPLES = [
     ("fuzz_gotemplate", b"{{" * 1000),
@@ -33,6 +34,8 @@ EXAMPLES = [
     ("fuzz_modelfile", b"\xff\xfeF\x00R\x00O\x00M\x00 \x00x\x00"),
     ("fuzz_names", b"../../etc/passwd"),
     ("fuzz_names", b"hf.co/user/repo:Q4_K_M"),
+    ("fuzz_safetensors", struct.pack("<Q", 2**63) + b"{}"),
+    ("fuzz_safetensors", struct.pack("<Q", 12) + b'{"a":' + b"[" * 7),
     ("fuzz_sse", b"\r"),
     ("fuzz_sse", b"\xef\xbb\xbfdata: x\r\n\r\n"),
     ("fuzz_sse", b"event: " + b"e" * 5000 + b"\ndata: x\n\n"),

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +96,23 @@ def _commands(path: str, kind: str) -> list[dict[str, Any]]:
         for line in f.readlines()[1:]:
             out += [c for c in json.loads(line)["commands"] if c["type"] == kind]
     return out
+
+
+def _long_stream(setup: Setup, model: str, act: Callable[[], None]) -> list[dict[str, Any]]:
+    """The lines of a long generation; ``act()`` runs once three have come. The stream must
+    end with a line (an error line when ``act`` broke its runner), never with a cut."""
+    lines: list[dict[str, Any]] = []
+    try:
+        with httpx.stream("POST", f"{setup.server.url}/api/generate", timeout=300, json={
+                "model": model, "prompt": "Write a long story about a dragon.",
+                "options": {"num_predict": 4000}}) as r:
+            for line in r.iter_lines():
+                lines.append(json.loads(line))
+                if len(lines) == 3:
+                    act()
+    except httpx.HTTPError as exc:
+        pytest.fail(f"{exc!r} after {lines[-2:]}\n{setup.server.log()[-6000:]}")
+    return lines
 
 
 def test_a_chat_runs_on_a_node_and_streams_back(setup: Setup) -> None:
@@ -200,19 +217,13 @@ def test_a_node_lost_mid_stream_ends_the_stream_and_the_next_request_goes_elsewh
     setup.names[n2.node_id] = "n2"
     wait_for("the third node to join", lambda: setup.server.log().count("node joined") >= 3,
              120)
-    lines: list[dict[str, Any]] = []
-    try:
-        with httpx.stream("POST", f"{url}/api/generate", timeout=300, json={
-                "model": "other", "prompt": "Write a long story about a dragon.",
-                "options": {"num_predict": 4000}}) as r:
-            for line in r.iter_lines():
-                lines.append(json.loads(line))
-                if len(lines) == 3:
-                    where = {m["name"]: m["node"]["id"] for m in _ps(url)}
-                    assert where["other:latest"] == n2.node_id
-                    setup.cluster.kill("n2")
-    except httpx.HTTPError as exc:  # the stream must end with an error line, not a cut
-        pytest.fail(f"{exc!r} after {lines[-2:]}\n{setup.server.log()[-6000:]}")
+
+    def kill_n2() -> None:
+        where = {m["name"]: m["node"]["id"] for m in _ps(url)}
+        assert where["other:latest"] == n2.node_id
+        setup.cluster.kill("n2")
+
+    lines = _long_stream(setup, "other", kill_n2)
     assert "error" in lines[-1], lines[-1]
     assert "terminated" in lines[-1]["error"]
     assert not any(line.get("done") for line in lines)
@@ -238,22 +249,18 @@ def test_a_hung_node_ends_its_streams_after_the_stream_timeout(setup: Setup) -> 
     and after POLLAMA_RAY_STREAM_TIMEOUT the stream ends with an error line instead of
     hanging; the next request is served."""
     url = setup.server.url
-    lines: list[dict[str, Any]] = []
     frozen = 0
+
+    def freeze_its_actor() -> None:
+        nonlocal frozen
+        dispatch = _commands(setup.trace, "Dispatch")[-1]
+        runner = _runner_pid(setup.server.log(), dispatch["runner_id"])
+        with open(f"/proc/{runner}/stat") as f:
+            frozen = int(f.read().rsplit(")", 1)[1].split()[1])  # the runner's parent
+        os.kill(frozen, signal.SIGSTOP)
+
     try:
-        with httpx.stream("POST", f"{url}/api/generate", timeout=300, json={
-                "model": "smol", "prompt": "Write a long story about a dragon.",
-                "options": {"num_predict": 4000}}) as r:
-            for line in r.iter_lines():
-                lines.append(json.loads(line))
-                if len(lines) == 3:
-                    dispatch = _commands(setup.trace, "Dispatch")[-1]
-                    runner = _runner_pid(setup.server.log(), dispatch["runner_id"])
-                    with open(f"/proc/{runner}/stat") as f:
-                        frozen = int(f.read().rsplit(")", 1)[1].split()[1])  # its actor
-                    os.kill(frozen, signal.SIGSTOP)
-    except httpx.HTTPError as exc:
-        pytest.fail(f"{exc!r} after {lines[-2:]}\n{setup.server.log()[-6000:]}")
+        lines = _long_stream(setup, "smol", freeze_its_actor)
     finally:
         if frozen:
             with contextlib.suppress(ProcessLookupError):
