@@ -1,0 +1,220 @@
+"""Hugging Face model directories to GGUF: the decisions, as pure functions (issue 16).
+
+What llama.cpp's ``convert_hf_to_gguf.py`` decides per architecture is decided here: which
+``config.json`` architectures are supported and what GGUF architecture each becomes, the GGUF
+metadata from the config, each Safetensors tensor's GGUF name (the ``gguf`` package's
+``TensorNameMap``, the table llama.cpp's converter uses), and the transforms a tensor needs on
+the way (the llama family's Q/K row permutation). The adapter (adapters/hf_converter.py) reads
+the files, streams the tensors through these decisions and writes the GGUF.
+
+An unsupported architecture, a config without a field the architecture needs, a tensor the
+architecture does not have, a missing tensor and a shape that disagrees with the config are
+``BadRequest`` (400) naming the file and the tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gguf
+import numpy as np
+
+from .errors import BadRequest
+
+__all__ = [
+    "ARCHITECTURES", "Arch", "KV", "TensorPlan", "architecture", "expected_shape", "metadata",
+    "parse_config", "permute", "plan_tensors", "unpermute",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Arch:
+    hf: str  # config.json "architectures"[0]
+    gguf: gguf.MODEL_ARCH
+    permute_qk: bool = False  # llama.cpp's LlamaModel: Q/K rows reordered for its RoPE
+
+    @property
+    def name(self) -> str:
+        return gguf.MODEL_ARCH_NAMES[self.gguf]
+
+
+ARCHITECTURES: Mapping[str, Arch] = {a.hf: a for a in (
+    Arch(hf="LlamaForCausalLM", gguf=gguf.MODEL_ARCH.LLAMA, permute_qk=True),
+    Arch(hf="MistralForCausalLM", gguf=gguf.MODEL_ARCH.LLAMA, permute_qk=True),
+    Arch(hf="Qwen2ForCausalLM", gguf=gguf.MODEL_ARCH.QWEN2),
+)}
+
+CONFIG = "config.json"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KV:
+    key: str
+    value: Any
+    kind: str  # "u32", "f32", "str", "bool"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorPlan:
+    source: str  # the Safetensors name
+    name: str  # the GGUF name
+    transform: str = ""  # "", "permute_q" or "permute_k"
+
+
+def parse_config(raw: bytes) -> dict[str, Any]:
+    """``config.json``: one JSON object."""
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(f"{CONFIG}: not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(config, dict):
+        raise BadRequest(f"{CONFIG}: not a JSON object")
+    return config
+
+
+def architecture(config: Mapping[str, Any]) -> Arch:
+    """The supported architecture the config names; 400 naming it otherwise."""
+    names = config.get("architectures")
+    if not isinstance(names, list) or not names or not isinstance(names[0], str):
+        raise BadRequest(f"{CONFIG}: no \"architectures\" list")
+    arch = ARCHITECTURES.get(names[0])
+    if arch is None:
+        raise BadRequest(f"unsupported architecture {names[0]!r} (supported: "
+                         f"{', '.join(sorted(ARCHITECTURES))})")
+    return arch
+
+
+def _int(config: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = config.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if value is None:
+            raise BadRequest(f"{CONFIG}: missing {key!r}")
+        raise BadRequest(f"{CONFIG}: {key!r} must be a positive integer, not {value!r}")
+    return value
+
+
+def _float(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = config.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise BadRequest(f"{CONFIG}: {key!r} must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _shape(config: Mapping[str, Any]) -> dict[str, int]:
+    heads = _int(config, "num_attention_heads")
+    hidden = _int(config, "hidden_size")
+    out = {
+        "hidden": hidden, "layers": _int(config, "num_hidden_layers"),
+        "ffn": _int(config, "intermediate_size"), "heads": heads,
+        "kv_heads": _int(config, "num_key_value_heads", heads),
+        "vocab": _int(config, "vocab_size"),
+        "head_dim": _int(config, "head_dim", hidden // heads),
+    }
+    if out["heads"] % out["kv_heads"]:
+        raise BadRequest(f"{CONFIG}: num_attention_heads {heads} is not a multiple of "
+                         f"num_key_value_heads {out['kv_heads']}")
+    return out
+
+
+def metadata(arch: Arch, config: Mapping[str, Any]) -> list[KV]:
+    """The GGUF key/values of the model itself (the tokenizer's are the adapter's)."""
+    s = _shape(config)
+    a = arch.name
+    return [
+        KV(key="general.architecture", value=a, kind="str"),
+        KV(key=f"{a}.context_length", value=_int(config, "max_position_embeddings", 4096),
+           kind="u32"),
+        KV(key=f"{a}.embedding_length", value=s["hidden"], kind="u32"),
+        KV(key=f"{a}.block_count", value=s["layers"], kind="u32"),
+        KV(key=f"{a}.feed_forward_length", value=s["ffn"], kind="u32"),
+        KV(key=f"{a}.attention.head_count", value=s["heads"], kind="u32"),
+        KV(key=f"{a}.attention.head_count_kv", value=s["kv_heads"], kind="u32"),
+        KV(key=f"{a}.attention.key_length", value=s["head_dim"], kind="u32"),
+        KV(key=f"{a}.attention.value_length", value=s["head_dim"], kind="u32"),
+        KV(key=f"{a}.rope.dimension_count", value=s["head_dim"], kind="u32"),
+        KV(key=f"{a}.rope.freq_base", value=_float(config, "rope_theta", 10000.0), kind="f32"),
+        KV(key=f"{a}.attention.layer_norm_rms_epsilon",
+           value=_float(config, "rms_norm_eps", 1e-6), kind="f32"),
+        KV(key=f"{a}.vocab_size", value=s["vocab"], kind="u32"),
+    ]
+
+
+def expected_shape(arch: Arch, config: Mapping[str, Any], name: str) -> tuple[int, ...] | None:
+    """The Hugging Face (row-major) shape the config implies for GGUF tensor ``name``; None
+    for tensors whose shape it does not fix."""
+    s = _shape(config)
+    q, kv = s["heads"] * s["head_dim"], s["kv_heads"] * s["head_dim"]
+    base = name.rsplit(".", 1)[0].split(".", 2)[-1] if name.startswith("blk.") else \
+        name.rsplit(".", 1)[0]
+    weight = name.endswith(".weight")
+    shapes = {
+        "token_embd": (s["vocab"], s["hidden"]), "output": (s["vocab"], s["hidden"]),
+        "output_norm": (s["hidden"],), "attn_norm": (s["hidden"],), "ffn_norm": (s["hidden"],),
+        "attn_q": (q, s["hidden"]) if weight else (q,),
+        "attn_k": (kv, s["hidden"]) if weight else (kv,),
+        "attn_v": (kv, s["hidden"]) if weight else (kv,),
+        "attn_output": (s["hidden"], q), "ffn_gate": (s["ffn"], s["hidden"]),
+        "ffn_up": (s["ffn"], s["hidden"]), "ffn_down": (s["hidden"], s["ffn"]),
+        "attn_q_norm": (s["head_dim"],), "attn_k_norm": (s["head_dim"],),
+    }
+    return shapes.get(base)
+
+
+def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
+                 where: Mapping[str, str] | None = None) -> list[TensorPlan]:
+    """Each Safetensors tensor's GGUF name and transform, in GGUF order (by block).
+
+    ``where`` maps a tensor to its file, for errors. Rotary caches (``rotary_emb.inv_freq``)
+    are dropped, as llama.cpp's converter drops them; anything else the architecture does not
+    have is a 400 naming it. A missing embedding, norm or block tensor is a 400 too.
+    """
+    s = _shape(config)
+    table = gguf.get_tensor_name_map(arch.gguf, s["layers"])
+    where = where or {}
+    plans: list[TensorPlan] = []
+    for source in names:
+        if source.endswith(".rotary_emb.inv_freq"):
+            continue
+        name = table.get_name(source, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            file = where.get(source, "the model's files")
+            raise BadRequest(f"{file}: tensor {source!r} is not part of a {arch.hf} model")
+        transform = ""
+        if arch.permute_qk and name.endswith("attn_q.weight"):
+            transform = "permute_q"
+        elif arch.permute_qk and name.endswith("attn_k.weight"):
+            transform = "permute_k"
+        plans.append(TensorPlan(source=source, name=name, transform=transform))
+    present = {p.name for p in plans}
+    required = ["token_embd.weight", "output_norm.weight"] + [
+        f"blk.{i}.{t}.weight" for i in range(s["layers"])
+        for t in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm",
+                  "ffn_gate", "ffn_up", "ffn_down")]
+    for name in required:
+        if name not in present:
+            raise BadRequest(f"the model's files have no tensor for {name!r} "
+                             f"({arch.hf}, {s['layers']} layers)")
+    if len(present) != len(plans):
+        raise BadRequest("two tensors of the model's files map to one GGUF tensor")
+    return sorted(plans, key=_order)
+
+
+def _order(plan: TensorPlan) -> tuple[int, str]:
+    if plan.name.startswith("blk."):
+        return int(plan.name.split(".")[1]), plan.name
+    return (-1 if plan.name.startswith("token_embd") else 1 << 30), plan.name
+
+
+def permute(w: np.ndarray[Any, Any], n_head: int) -> np.ndarray[Any, Any]:
+    """llama.cpp's ``LlamaModel.permute``: Hugging Face's Q/K rows to GGUF's."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]) \
+        .swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute(w: np.ndarray[Any, Any], n_head: int) -> np.ndarray[Any, Any]:
+    """The inverse of ``permute``."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]) \
+        .swapaxes(1, 2).reshape(w.shape)

@@ -1,0 +1,126 @@
+"""core/hf_convert.py: architectures, metadata from config.json, tensor names and transforms,
+and every refusal a 400 naming what is wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pollama.core import hf_convert as hf
+from pollama.core.errors import BadRequest
+
+SMOL: dict[str, Any] = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 576,
+    "intermediate_size": 1536, "num_hidden_layers": 2, "num_attention_heads": 9,
+    "num_key_value_heads": 3, "rms_norm_eps": 1e-5, "rope_theta": 100000,
+    "max_position_embeddings": 8192, "vocab_size": 49152, "tie_word_embeddings": True,
+}
+
+
+def hf_names(layers: int = 2, *, lm_head: bool = False) -> list[str]:
+    names = ["model.embed_tokens.weight", "model.norm.weight"]
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        names += [p + "input_layernorm.weight", p + "post_attention_layernorm.weight",
+                  p + "self_attn.rotary_emb.inv_freq"]
+        names += [f"{p}self_attn.{x}_proj.weight" for x in "qkvo"]
+        names += [f"{p}mlp.{x}_proj.weight" for x in ("gate", "up", "down")]
+    return names + (["lm_head.weight"] if lm_head else [])
+
+
+def test_supported_and_unsupported_architectures() -> None:
+    assert hf.architecture(SMOL).name == "llama"
+    assert hf.architecture({"architectures": ["Qwen2ForCausalLM"]}).name == "qwen2"
+    with pytest.raises(BadRequest, match="unsupported architecture 'GPTNeoXForCausalLM'"):
+        hf.architecture({"architectures": ["GPTNeoXForCausalLM"]})
+    with pytest.raises(BadRequest, match="no \"architectures\""):
+        hf.architecture({})
+
+
+def test_metadata_from_the_config() -> None:
+    kv = {k.key: k.value for k in hf.metadata(hf.architecture(SMOL), SMOL)}
+    assert kv["general.architecture"] == "llama"
+    assert kv["llama.block_count"] == 2 and kv["llama.embedding_length"] == 576
+    assert kv["llama.attention.head_count_kv"] == 3
+    assert kv["llama.rope.dimension_count"] == 64  # hidden / heads
+    assert kv["llama.rope.freq_base"] == 100000.0 and kv["llama.context_length"] == 8192
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"hidden_size": None}, "missing 'hidden_size'"),
+    ({"num_hidden_layers": 0}, "'num_hidden_layers' must be a positive integer"),
+    ({"num_attention_heads": "9"}, "must be a positive integer"),
+    ({"num_key_value_heads": 4}, "not a multiple"),
+    ({"rope_theta": -1}, "'rope_theta' must be a positive number"),
+])
+def test_bad_configs(change: dict[str, Any], match: str) -> None:
+    config = {k: v for k, v in {**SMOL, **change}.items() if v is not None}
+    with pytest.raises(BadRequest, match=match):
+        hf.metadata(hf.architecture(config), config)
+
+
+def test_tensor_names_transforms_and_order() -> None:
+    plans = hf.plan_tensors(hf.architecture(SMOL), SMOL, reversed(hf_names()))
+    by_source = {p.source: p for p in plans}
+    assert by_source["model.embed_tokens.weight"].name == "token_embd.weight"
+    assert by_source["model.layers.1.self_attn.q_proj.weight"] == hf.TensorPlan(
+        source="model.layers.1.self_attn.q_proj.weight", name="blk.1.attn_q.weight",
+        transform="permute_q")
+    assert by_source["model.layers.0.self_attn.k_proj.weight"].transform == "permute_k"
+    assert by_source["model.layers.0.self_attn.v_proj.weight"].transform == ""
+    assert not any("inv_freq" in p.source for p in plans)  # dropped, as llama.cpp does
+    assert plans[0].name == "token_embd.weight" and plans[-1].name == "output_norm.weight"
+    blocks = [int(p.name.split(".")[1]) for p in plans if p.name.startswith("blk.")]
+    assert blocks == sorted(blocks)
+
+
+def test_qwen2_keeps_its_rows() -> None:
+    config = {**SMOL, "architectures": ["Qwen2ForCausalLM"]}
+    names = hf_names() + ["model.layers.0.self_attn.q_proj.bias"]
+    plans = hf.plan_tensors(hf.architecture(config), config, names)
+    assert {p.transform for p in plans} == {""}
+    assert "blk.0.attn_q.bias" in {p.name for p in plans}
+
+
+def test_a_stray_tensor_is_named_with_its_file() -> None:
+    names = hf_names() + ["model.layers.0.self_attn.lora_A.weight"]
+    with pytest.raises(BadRequest, match="model-00002-of-00002.safetensors: tensor "
+                       "'model.layers.0.self_attn.lora_A.weight' is not part of a "
+                       "LlamaForCausalLM model"):
+        hf.plan_tensors(hf.architecture(SMOL), SMOL, names,
+                        {"model.layers.0.self_attn.lora_A.weight":
+                         "model-00002-of-00002.safetensors"})
+
+
+def test_a_missing_tensor_is_named() -> None:
+    names = [n for n in hf_names() if n != "model.layers.1.mlp.up_proj.weight"]
+    with pytest.raises(BadRequest, match="no tensor for 'blk.1.ffn_up.weight'"):
+        hf.plan_tensors(hf.architecture(SMOL), SMOL, names)
+
+
+def test_expected_shapes() -> None:
+    arch = hf.architecture(SMOL)
+    assert hf.expected_shape(arch, SMOL, "token_embd.weight") == (49152, 576)
+    assert hf.expected_shape(arch, SMOL, "blk.1.attn_k.weight") == (192, 576)
+    assert hf.expected_shape(arch, SMOL, "blk.0.ffn_down.weight") == (576, 1536)
+    assert hf.expected_shape(arch, SMOL, "blk.0.attn_q.bias") == (576,)
+    assert hf.expected_shape(arch, SMOL, "rope_freqs.weight") is None
+
+
+@given(heads=st.integers(1, 8), half=st.integers(1, 4), cols=st.integers(1, 3))
+def test_unpermute_inverts_permute(heads: int, half: int, cols: int) -> None:
+    w = np.arange(heads * half * 2 * cols, dtype=np.float32).reshape(heads * half * 2, cols)
+    assert np.array_equal(hf.unpermute(hf.permute(w, heads), heads), w)
+    assert np.array_equal(hf.permute(hf.unpermute(w, heads), heads), w)
+
+
+def test_config_json_must_be_an_object() -> None:
+    assert hf.parse_config(json.dumps(SMOL).encode()) == SMOL
+    for raw in (b"[]", b"{", b"\xff"):
+        with pytest.raises(BadRequest, match="config.json"):
+            hf.parse_config(raw)
