@@ -25,8 +25,8 @@ import numpy as np
 from .errors import BadRequest
 
 __all__ = [
-    "ARCHITECTURES", "Arch", "KV", "TensorPlan", "architecture", "expected_shape", "metadata",
-    "parse_config", "permute", "plan_tensors", "unpermute",
+    "ARCHITECTURES", "Arch", "KV", "TensorPlan", "Vocab", "architecture", "expected_shape",
+    "metadata", "parse_config", "permute", "plan_tensors", "pre_tokenizer", "unpermute", "vocab",
 ]
 
 
@@ -218,3 +218,140 @@ def unpermute(w: np.ndarray[Any, Any], n_head: int) -> np.ndarray[Any, Any]:
     """The inverse of ``permute``."""
     return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]) \
         .swapaxes(1, 2).reshape(w.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tokenizer (tokenizer.json, tokenizer_config.json)
+
+TOKENIZER = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+# GGUF token types (llama.cpp's llama_token_type)
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+# Split patterns of known byte-level BPE pre-tokenizers, and llama.cpp's name for each
+# (convert_hf_to_gguf.py identifies them by hashing their output; the pattern says the same).
+_SPLIT_PATTERNS = {
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+": "llama-bpe",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+": "qwen2",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Vocab:
+    """What GGUF's ``tokenizer.*`` keys say."""
+
+    model: str  # tokenizer.ggml.model
+    pre: str  # tokenizer.ggml.pre
+    tokens: tuple[str, ...]
+    types: tuple[int, ...]
+    merges: tuple[str, ...]
+    bos: int | None = None
+    eos: int | None = None
+    unk: int | None = None
+    pad: int | None = None
+    add_bos: bool | None = None
+    add_eos: bool | None = None
+    chat_template: str | None = None
+
+
+def pre_tokenizer(pre: Any) -> str:
+    """llama.cpp's name for a byte-level BPE pre-tokenizer, from tokenizer.json's
+    ``pre_tokenizer``; ``default`` when it is none of the known ones."""
+    steps = pre.get("pretokenizers", [pre]) if isinstance(pre, dict) else []
+    kinds = [s.get("type") for s in steps if isinstance(s, dict)]
+    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
+        return "gpt-2"
+    if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
+        return "smollm"
+    for step in steps:
+        if isinstance(step, dict) and step.get("type") == "Split":
+            pattern = step.get("pattern", {})
+            regex = pattern.get("Regex") if isinstance(pattern, dict) else None
+            if regex in _SPLIT_PATTERNS:
+                return _SPLIT_PATTERNS[regex]
+    return "default"
+
+
+def _token_text(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def vocab(tokenizer_raw: bytes, tokenizer_config_raw: bytes | None,
+          config: Mapping[str, Any]) -> Vocab:
+    """The GGUF vocabulary of a byte-level BPE ``tokenizer.json`` (GPT-2, Llama 3, Qwen2,
+    SmolLM): its tokens padded to the config's ``vocab_size`` (the padding ``UNUSED``, as
+    llama.cpp pads), added tokens ``CONTROL`` when special else ``USER_DEFINED``, the merges,
+    the special token ids and the chat template."""
+    tok = _json_object(tokenizer_raw, TOKENIZER)
+    tok_config = _json_object(tokenizer_config_raw, TOKENIZER_CONFIG) \
+        if tokenizer_config_raw is not None else {}
+    model = tok.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        kind = model.get("type") if isinstance(model, dict) else None
+        raise BadRequest(f"{TOKENIZER}: unsupported tokenizer model {kind!r} (BPE is)")
+    table = model.get("vocab")
+    if not isinstance(table, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in table.items()):
+        raise BadRequest(f"{TOKENIZER}: model.vocab must map tokens to ids")
+    by_id: dict[int, tuple[str, int]] = {i: (t, NORMAL) for t, i in table.items()}
+    added = tok.get("added_tokens", [])
+    if not isinstance(added, list):
+        raise BadRequest(f"{TOKENIZER}: added_tokens must be a list")
+    for entry in added:
+        if not (isinstance(entry, dict) and isinstance(entry.get("id"), int)
+                and isinstance(entry.get("content"), str)):
+            raise BadRequest(f"{TOKENIZER}: an added token needs an id and a content")
+        by_id[entry["id"]] = (entry["content"], CONTROL if entry.get("special") else
+                              USER_DEFINED)
+    size = _int(config, "vocab_size")
+    if by_id and max(by_id) >= size:
+        raise BadRequest(f"{TOKENIZER}: token id {max(by_id)} is beyond vocab_size {size}")
+    tokens = [by_id.get(i, (f"[PAD{i}]", UNUSED)) for i in range(size)]
+    merges = []
+    for merge in model.get("merges", []):
+        if isinstance(merge, str):
+            merges.append(merge)
+        elif isinstance(merge, list) and len(merge) == 2 and all(isinstance(m, str)
+                                                                 for m in merge):
+            merges.append(f"{merge[0]} {merge[1]}")
+        else:
+            raise BadRequest(f"{TOKENIZER}: a merge must be \"a b\" or [a, b]")
+    ids = {text: i for i, (text, _) in enumerate(tokens)}
+
+    def special(name: str, config_key: str) -> int | None:
+        text = _token_text(tok_config.get(name))
+        if text is not None and text in ids:
+            return ids[text]
+        value = config.get(config_key)
+        return value if isinstance(value, int) and 0 <= value < size else None
+
+    template = tok_config.get("chat_template")
+    if isinstance(template, list):  # named templates: the default one
+        template = next((t.get("template") for t in template if isinstance(t, dict)
+                         and t.get("name") == "default"), None)
+    add_bos, add_eos = tok_config.get("add_bos_token"), tok_config.get("add_eos_token")
+    return Vocab(
+        model="gpt2", pre=pre_tokenizer(tok.get("pre_tokenizer")),
+        tokens=tuple(t for t, _ in tokens), types=tuple(k for _, k in tokens),
+        merges=tuple(merges), bos=special("bos_token", "bos_token_id"),
+        eos=special("eos_token", "eos_token_id"), unk=special("unk_token", "unk_token_id"),
+        pad=special("pad_token", "pad_token_id"),
+        add_bos=add_bos if isinstance(add_bos, bool) else None,
+        add_eos=add_eos if isinstance(add_eos, bool) else None,
+        chat_template=template if isinstance(template, str) else None)
+
+
+def _json_object(raw: bytes, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(f"{name}: not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{name}: not a JSON object")
+    return value

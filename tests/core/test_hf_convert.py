@@ -124,3 +124,55 @@ def test_config_json_must_be_an_object() -> None:
     for raw in (b"[]", b"{", b"\xff"):
         with pytest.raises(BadRequest, match="config.json"):
             hf.parse_config(raw)
+
+
+def _tokenizer(**over: Any) -> dict[str, Any]:
+    from tests.hftiny import tiny_tokenizer
+    return {**tiny_tokenizer(), **over}
+
+
+def test_vocab_from_a_bpe_tokenizer() -> None:
+    v = hf.vocab(json.dumps(_tokenizer()).encode(),
+                 json.dumps({"bos_token": {"content": "<|im_start|>"}, "eos_token": "<|im_end|>",
+                             "add_bos_token": False,
+                             "chat_template": [{"name": "default", "template": "T"}]}).encode(),
+                 {"vocab_size": 300})
+    assert (v.model, v.pre, v.bos, v.eos, v.add_bos, v.chat_template) == (
+        "gpt2", "gpt-2", 1, 2, False, "T")
+    assert v.types[:4] == (hf.CONTROL, hf.CONTROL, hf.CONTROL, hf.NORMAL)
+    assert len(v.tokens) == 300 and v.tokens[-1] == "[PAD299]" and v.types[-1] == hf.UNUSED
+    assert v.merges[:2] == ("h e", "l l")
+
+
+def test_merges_as_pairs_and_ids_from_the_config() -> None:
+    tok = _tokenizer()
+    tok["model"] = {**tok["model"], "merges": [["h", "e"]]}
+    v = hf.vocab(json.dumps(tok).encode(), None, {"vocab_size": 272, "eos_token_id": 2})
+    assert v.merges == ("h e",) and v.eos == 2 and v.bos is None and v.chat_template is None
+
+
+@pytest.mark.parametrize("pre, name", [
+    ({"type": "ByteLevel", "use_regex": True}, "gpt-2"),
+    ({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                            {"type": "ByteLevel", "use_regex": True}]},
+     "smollm"),
+    ({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": list(hf._SPLIT_PATTERNS)[0]}},
+        {"type": "ByteLevel", "use_regex": False}]}, "llama-bpe"),
+    ({"type": "Whitespace"}, "default"),
+    (None, "default"),
+])
+def test_pre_tokenizer_names(pre: Any, name: str) -> None:
+    assert hf.pre_tokenizer(pre) == name
+
+
+@pytest.mark.parametrize("tok, match", [
+    ({"model": {"type": "Unigram"}}, "unsupported tokenizer model 'Unigram'"),
+    ({"model": {"type": "BPE", "vocab": {"a": -1}}}, "model.vocab"),
+    ({"model": {"type": "BPE", "vocab": {"a": 999}}}, "beyond vocab_size"),
+    ({"model": {"type": "BPE", "vocab": {}, "merges": [1]}}, "a merge"),
+    ({"model": {"type": "BPE", "vocab": {}}, "added_tokens": [{"id": "x"}]}, "added token"),
+])
+def test_bad_tokenizers(tok: dict[str, Any], match: str) -> None:
+    with pytest.raises(BadRequest, match=match):
+        hf.vocab(json.dumps(tok).encode(), None, {"vocab_size": 272})

@@ -1,0 +1,234 @@
+"""Convert a Hugging Face Safetensors model to GGUF: the files in, one GGUF file out (issue 16).
+
+The decisions are core/hf_convert.py's; this module reads the files, streams the tensors one at
+a time (memory bounded by the largest tensor, not the model) through them, and writes with the
+``gguf`` package's writer: header, metadata and tensor infos first, then each tensor's data.
+The output goes to a temporary file next to ``out_path`` that is fsynced and renamed into place
+only when complete, so nothing half-written is ever visible.
+
+2-D weights are written as F16 (BF16 when the source is BF16: llama.cpp's ``--outtype auto``),
+norms and biases as F32. The server runs it in a subprocess of its own::
+
+    python -m pollama.adapters.hf_converter OUT.gguf NAME=PATH...
+
+printing one JSON progress line per tensor and ``{"error": ...}`` on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gguf
+import numpy as np
+
+from pollama.core import hf_convert as hf
+from pollama.core import safetensors as stf
+from pollama.core.errors import BadRequest, PollamaError
+
+Progress = Callable[[int, int], None]  # (tensors done, tensors in all)
+
+_NUMPY = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+
+
+@dataclass
+class _Source:
+    file: str  # its name in the model directory
+    path: str
+    header: stf.Header
+
+
+def _read(path: str, limit: int = 64 << 20) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise BadRequest(f"{os.path.basename(path)}: larger than {limit >> 20} MiB")
+    return data
+
+
+def _headers(files: Mapping[str, str]) -> dict[str, _Source]:
+    """Every tensor of the ``*.safetensors`` files, by name."""
+    tensors: dict[str, _Source] = {}
+    weights = sorted(n for n in files if n.endswith(".safetensors"))
+    if not weights:
+        raise BadRequest("no *.safetensors file among the model's files")
+    for name in weights:
+        path = files[name]
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            prefix = f.read(stf.PREFIX)
+            n = stf.header_length(prefix, name)
+            header = stf.parse_header(prefix + f.read(n), file_size=size, name=name)
+        for t in header.tensors:
+            if t.name in tensors:
+                raise BadRequest(f"{name}: tensor {t.name!r} is also in {tensors[t.name].file}")
+            tensors[t.name] = _Source(file=name, path=path, header=header)
+    return tensors
+
+
+def _load(source: _Source, info: stf.TensorInfo) -> np.ndarray[Any, Any]:
+    """One tensor as float32, in its Hugging Face shape."""
+    with open(source.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        start = source.header.data_start + info.begin
+        raw = m[start:start + info.end - info.begin]
+    if info.dtype == "BF16":
+        bits = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
+        array = bits.view(np.float32)
+    elif info.dtype in _NUMPY:
+        array = np.frombuffer(raw, dtype=_NUMPY[info.dtype]).astype(np.float32)
+    else:
+        raise BadRequest(f"{source.file}: tensor {info.name!r} has dtype {info.dtype}; "
+                         f"F32, F16 and BF16 are converted")
+    return array.reshape(info.shape)
+
+
+def convert(files: Mapping[str, str], out_path: str, progress: Progress | None = None) -> None:
+    """Convert the model whose files (name in the directory -> path) are ``files``."""
+    if hf.CONFIG not in files:
+        raise BadRequest(f"the model's files have no {hf.CONFIG}")
+    if hf.TOKENIZER not in files:
+        raise BadRequest(f"the model's files have no {hf.TOKENIZER}")
+    config = hf.parse_config(_read(files[hf.CONFIG]))
+    arch = hf.architecture(config)
+    kvs = hf.metadata(arch, config)
+    tok_config = files.get(hf.TOKENIZER_CONFIG)
+    vocab = hf.vocab(_read(files[hf.TOKENIZER], 256 << 20),
+                     _read(tok_config) if tok_config else None, config)
+    sources = _headers(files)
+    plans = hf.plan_tensors(arch, config, list(sources),
+                            {name: s.file for name, s in sources.items()})
+    infos = {p.source: _info(sources[p.source], p.source) for p in plans}
+    for p in plans:
+        want = hf.expected_shape(arch, config, p.name)
+        if want is not None and infos[p.source].shape != want:
+            raise BadRequest(f"{sources[p.source].file}: tensor {p.source!r} has shape "
+                             f"{list(infos[p.source].shape)}, the config says {list(want)}")
+    bf16 = any(i.dtype == "BF16" for i in infos.values())
+    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads",
+                                                                config["num_attention_heads"])
+    tmp = f"{out_path}.partial-{os.getpid()}"
+    writer = gguf.GGUFWriter(tmp, arch.name)
+    try:
+        _write_metadata(writer, kvs, vocab, bf16)
+        out_types = {}
+        for p in plans:
+            info = infos[p.source]
+            kind = _out_type(info, bf16)
+            out_types[p.source] = kind
+            shape = info.shape
+            nbytes = int(np.prod(shape)) * (4 if kind is gguf.GGMLQuantizationType.F32 else 2)
+            writer.add_tensor_info(p.name, shape, np.dtype(np.float32 if kind is
+                                   gguf.GGMLQuantizationType.F32 else np.float16),
+                                   nbytes, raw_dtype=kind)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for done, p in enumerate(plans, 1):
+            array = _load(sources[p.source], infos[p.source])
+            if p.transform == "permute_q":
+                array = hf.permute(array, heads)
+            elif p.transform == "permute_k":
+                array = hf.permute(array, kv_heads)
+            kind = out_types[p.source]
+            if kind is gguf.GGMLQuantizationType.F32:
+                data = np.ascontiguousarray(array, dtype=np.float32)
+            elif kind is gguf.GGMLQuantizationType.BF16:
+                data = _to_bf16(array)
+            else:
+                data = np.ascontiguousarray(array, dtype=np.float16)
+            writer.write_tensor_data(data)
+            del array, data
+            if progress is not None:
+                progress(done, len(plans))
+        writer.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        writer.close()
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _info(source: _Source, name: str) -> stf.TensorInfo:
+    info = source.header.tensor(name)
+    assert info is not None
+    return info
+
+
+def _out_type(info: stf.TensorInfo, bf16: bool) -> gguf.GGMLQuantizationType:
+    if len(info.shape) < 2:
+        return gguf.GGMLQuantizationType.F32
+    return gguf.GGMLQuantizationType.BF16 if bf16 else gguf.GGMLQuantizationType.F16
+
+
+def _to_bf16(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """float32 to bfloat16 bits (round to nearest even), as uint16."""
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    return (rounded >> 16).astype(np.uint16)
+
+
+def _write_metadata(writer: gguf.GGUFWriter, kvs: list[hf.KV], vocab: hf.Vocab,
+                    bf16: bool) -> None:
+    for kv in kvs:
+        if kv.key == "general.architecture":
+            continue  # the writer adds it
+        if kv.kind == "u32":
+            writer.add_uint32(kv.key, kv.value)
+        elif kv.kind == "f32":
+            writer.add_float32(kv.key, kv.value)
+        elif kv.kind == "bool":
+            writer.add_bool(kv.key, kv.value)
+        else:
+            writer.add_string(kv.key, kv.value)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if bf16 else
+                         gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_tokenizer_model(vocab.model)
+    writer.add_tokenizer_pre(vocab.pre)
+    writer.add_token_list(list(vocab.tokens))
+    writer.add_token_types(list(vocab.types))
+    writer.add_token_merges(list(vocab.merges))
+    for setter, value in ((writer.add_bos_token_id, vocab.bos),
+                          (writer.add_eos_token_id, vocab.eos),
+                          (writer.add_unk_token_id, vocab.unk),
+                          (writer.add_pad_token_id, vocab.pad)):
+        if value is not None:
+            setter(value)
+    if vocab.add_bos is not None:
+        writer.add_add_bos_token(vocab.add_bos)
+    if vocab.add_eos is not None:
+        writer.add_add_eos_token(vocab.add_eos)
+    if vocab.chat_template is not None:
+        writer.add_chat_template(vocab.chat_template)
+
+
+def main(argv: list[str]) -> int:
+    out_path, pairs = argv[0], argv[1:]
+    files = dict(pair.split("=", 1) for pair in pairs)
+
+    def progress(done: int, total: int) -> None:
+        print(json.dumps({"status": "converting model", "completed": done, "total": total}),
+              flush=True)
+
+    try:
+        convert(files, out_path, progress)
+    except PollamaError as exc:
+        print(json.dumps({"error": exc.message}), flush=True)
+        return 1
+    except (OSError, ValueError, MemoryError) as exc:
+        print(json.dumps({"error": f"converting model: {exc}"}), flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,137 @@
+"""adapters/hf_converter.py on tiny random models written by the test: the GGUF holds the
+permuted weights and the vocabulary, llama.cpp loads and runs it, and bad input is a 400 that
+leaves no file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import gguf
+import numpy as np
+import pytest
+
+from pollama.adapters import hf_converter
+from pollama.core import hf_convert as hf
+from pollama.core.errors import BadRequest, SafetensorsError
+from tests.hftiny import tiny_config, tiny_weights, write_tiny
+
+
+def _tensor(reader: gguf.GGUFReader, name: str) -> np.ndarray[Any, Any]:
+    t = next(t for t in reader.tensors if t.name == name)
+    return np.asarray(t.data)
+
+
+def test_a_tiny_llama_converts_with_its_weights_and_vocabulary(tmp_path: Any) -> None:
+    config = tiny_config()
+    weights = tiny_weights(config)
+    files = write_tiny(str(tmp_path / "hf"), config, weights)
+    out = str(tmp_path / "model.gguf")
+    seen: list[tuple[int, int]] = []
+    hf_converter.convert(files, out, lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (len(seen), len(seen)) and len(seen) == 2 + 9 * 2
+    reader = gguf.GGUFReader(out)
+    q = _tensor(reader, "blk.1.attn_q.weight")
+    assert q.dtype == np.float16
+    np.testing.assert_allclose(
+        q, hf.permute(weights["model.layers.1.self_attn.q_proj.weight"], 4), atol=1e-3)
+    k = _tensor(reader, "blk.0.attn_k.weight")
+    np.testing.assert_allclose(
+        k, hf.permute(weights["model.layers.0.self_attn.k_proj.weight"], 2), atol=1e-3)
+    assert _tensor(reader, "output_norm.weight").dtype == np.float32
+    fields = reader.fields
+    assert fields["general.architecture"].contents() == "llama"
+    assert fields["tokenizer.ggml.pre"].contents() == "gpt-2"
+    assert fields["tokenizer.ggml.bos_token_id"].contents() == 1
+    assert fields["tokenizer.chat_template"].contents() == "{{ messages[0]['content'] }}"
+    assert len(fields["tokenizer.ggml.tokens"].contents()) == 272
+    assert not [f for f in os.listdir(tmp_path) if ".partial" in f]
+
+
+def test_llama_cpp_loads_and_runs_the_conversion(tmp_path: Any) -> None:
+    import llama_cpp
+
+    files = write_tiny(str(tmp_path / "hf"))
+    out = str(tmp_path / "model.gguf")
+    hf_converter.convert(files, out)
+    llm = llama_cpp.Llama(out, n_ctx=64, verbose=False, logits_all=False)
+    tokens = llm.tokenize(b"<|im_start|>hello", add_bos=False, special=True)
+    assert tokens[0] == 1 and tokens[1] == 3 + 256 + 3  # the special token, then "hello"
+    llm.eval(tokens)
+    logits = np.asarray(llm.scores[llm.n_tokens - 1])
+    assert logits.shape == (272,) and np.isfinite(logits).all()
+
+
+def test_bf16_sources_stay_bf16(tmp_path: Any) -> None:
+    config = tiny_config()
+    weights = tiny_weights(config)
+    files = write_tiny(str(tmp_path / "hf"), config, weights, bf16=True)
+    out = str(tmp_path / "model.gguf")
+    hf_converter.convert(files, out)
+    reader = gguf.GGUFReader(out)
+    t = next(t for t in reader.tensors if t.name == "blk.0.ffn_up.weight")
+    assert t.tensor_type is gguf.GGMLQuantizationType.BF16
+    raw = np.asarray(t.data).view(np.uint16).astype(np.uint32) << 16
+    np.testing.assert_allclose(raw.view(np.float32).reshape(128, 64),
+                               weights["model.layers.0.mlp.up_proj.weight"], rtol=1e-2,
+                               atol=1e-3)
+
+
+@pytest.mark.parametrize("break_it, error, match", [
+    (lambda d: os.remove(d["config.json"]), BadRequest, "no config.json"),
+    (lambda d: _edit_json(d["config.json"], architectures=["GPT2LMHeadModel"]), BadRequest,
+     "unsupported architecture 'GPT2LMHeadModel'"),
+    (lambda d: _edit_json(d["config.json"], intermediate_size=96), BadRequest,
+     "model.safetensors: tensor 'model.layers.0.mlp.down_proj.weight' has shape \\[64, 128\\], "
+     "the config says \\[64, 96\\]"),
+    (lambda d: _truncate(d["model.safetensors"]), SafetensorsError, "model.safetensors: "),
+])
+def test_bad_input_is_a_400_and_leaves_nothing(tmp_path: Any, break_it: Any,
+                                               error: type[Exception], match: str) -> None:
+    files = write_tiny(str(tmp_path / "hf"))
+    break_it(files)
+    files = {n: p for n, p in files.items() if os.path.exists(p)}
+    with pytest.raises(error, match=match):
+        hf_converter.convert(files, str(tmp_path / "model.gguf"))
+    assert os.listdir(tmp_path) == ["hf"]
+
+
+def test_a_stray_tensor_is_named(tmp_path: Any) -> None:
+    config = tiny_config()
+    weights = tiny_weights(config) | {"model.layers.0.adapter.weight": np.zeros(2, np.float32)}
+    files = write_tiny(str(tmp_path / "hf"), config, weights)
+    with pytest.raises(BadRequest, match="model.safetensors: tensor "
+                       "'model.layers.0.adapter.weight' is not part of a LlamaForCausalLM"):
+        hf_converter.convert(files, str(tmp_path / "model.gguf"))
+
+
+def test_the_subprocess_entry_prints_progress_and_errors(tmp_path: Any) -> None:
+    files = write_tiny(str(tmp_path / "hf"))
+    out = str(tmp_path / "model.gguf")
+    argv = [sys.executable, "-m", "pollama.adapters.hf_converter", out,
+            *[f"{n}={p}" for n, p in files.items()]]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and lines[-1]["status"] == "converting model"
+    assert lines[-1]["completed"] == lines[-1]["total"]
+    os.remove(files["tokenizer.json"])
+    failed = subprocess.run(argv[:4] + [a for a in argv[4:] if "tokenizer.json=" not in a],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout) == {"error": "the model's files have no tokenizer.json"}
+
+
+def _edit_json(path: str, **changes: Any) -> None:
+    with open(path) as f:
+        data = json.load(f)
+    data.update(changes)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def _truncate(path: str) -> None:
+    with open(path, "rb+") as f:
+        f.truncate(os.path.getsize(path) - 100)

@@ -1,0 +1,97 @@
+"""A tiny random Hugging Face model written by the tests: a llama (or qwen2) with a few small
+layers and a byte-level BPE tokenizer of the 256 bytes plus a few merges and special tokens."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+from gguf.vocab import bytes_to_unicode
+from safetensors.numpy import save_file
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def tiny_config(arch: str = "LlamaForCausalLM", **over: Any) -> dict[str, Any]:
+    return {"architectures": [arch], "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256,
+            "vocab_size": 272, "tie_word_embeddings": True, "bos_token_id": 1,
+            "eos_token_id": 2, **over}
+
+
+def tiny_weights(config: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(seed)
+    h, f, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    d = h // config["num_attention_heads"]
+    kv = config["num_key_value_heads"] * d
+
+    def w(*shape: int) -> np.ndarray[Any, Any]:
+        return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+    out = {"model.embed_tokens.weight": w(v, h), "model.norm.weight": np.ones(h, np.float32)}
+    for i in range(config["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        out |= {p + "input_layernorm.weight": np.ones(h, np.float32),
+                p + "post_attention_layernorm.weight": np.ones(h, np.float32),
+                p + "self_attn.q_proj.weight": w(h, h), p + "self_attn.k_proj.weight": w(kv, h),
+                p + "self_attn.v_proj.weight": w(kv, h), p + "self_attn.o_proj.weight": w(h, h),
+                p + "mlp.gate_proj.weight": w(f, h), p + "mlp.up_proj.weight": w(f, h),
+                p + "mlp.down_proj.weight": w(h, f)}
+    return out
+
+
+def tiny_tokenizer() -> dict[str, Any]:
+    chars = bytes_to_unicode()
+    vocab = {tok: i for i, tok in enumerate(SPECIAL)}
+    for b in range(256):
+        vocab[chars[b]] = len(vocab)
+    merges = [("h", "e"), ("l", "l"), ("he", "ll"), ("hell", "o")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    return {
+        "version": "1.0",
+        "added_tokens": [{"id": i, "content": t, "special": True, "single_word": False,
+                          "lstrip": False, "rstrip": False, "normalized": False}
+                         for i, t in enumerate(SPECIAL)],
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                          "use_regex": True},
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": vocab, "merges": [f"{a} {b}" for a, b in merges]},
+    }
+
+
+def write_tiny(out: str, config: dict[str, Any] | None = None,
+               weights: dict[str, np.ndarray[Any, Any]] | None = None,
+               bf16: bool = False) -> dict[str, str]:
+    """Write the model into ``out``; its files by name."""
+    os.makedirs(out, exist_ok=True)
+    config = config or tiny_config()
+    weights = tiny_weights(config) if weights is None else weights
+    files = {"config.json": config, "tokenizer.json": tiny_tokenizer(),
+             "tokenizer_config.json": {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
+                                       "chat_template": "{{ messages[0]['content'] }}"}}
+    for name, value in files.items():
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(value, f)
+    path = os.path.join(out, "model.safetensors")
+    if bf16:
+        bits = {k: ((v.astype(np.float32).view(np.uint32) + 0x8000) >> 16).astype(np.uint16)
+                for k, v in weights.items()}
+        save_file(bits, path)
+        _retag(path, "U16", "BF16")
+    else:
+        save_file(weights, path)
+    return {name: os.path.join(out, name) for name in os.listdir(out)}
+
+
+def _retag(path: str, old: str, new: str) -> None:
+    """Rewrite a safetensors header's dtype (offsets are relative to the data: they stay)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = int.from_bytes(data[:8], "little")
+    header = data[8:8 + n].decode().replace(f'"{old}"', f'"{new}"').encode()
+    with open(path, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header + data[8 + n:])
