@@ -30,7 +30,7 @@ from pollama.core.manifest import (MEDIA_TYPE_ADAPTER, MEDIA_TYPE_CONFIG, MEDIA_
 from pollama.core.names import Name, digest_str, parse_digest
 from pollama.core.requests import CreateRequest
 
-from . import gguf_file, quantizer
+from . import gguf_file, hf_converter, quantizer
 from .models import resolve
 from .runner_process import with_parent_death
 from .store import Store
@@ -76,7 +76,22 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     elif not req.files:
         raise BadRequest("neither 'from' or 'files' was specified")
 
+    if hf_converter.is_model_dir(req.files):  # Hugging Face Safetensors: convert to GGUF
+        if req.from_:
+            raise BadRequest("a model directory cannot be combined with 'from'")
+        uploaded = {name: _uploaded(store, f"file {name!r}", digest)
+                    for name, digest in req.files.items()}
+        job = hf_converter.Conversion(store, uploaded)
+        async for status in job.run():
+            yield status
+        assert job.hex_digest is not None
+        model_hex = job.hex_digest
+        layer = _layer_for(store, MEDIA_TYPE_MODEL, model_hex)
+        new_layers.append(layer)
+        yield {"status": f"creating new layer {layer.digest}"}
     for filename, digest in req.files.items():
+        if model_hex is not None and not req.from_:
+            break  # converted above
         hex_digest = _uploaded(store, f"file {filename!r}", digest)
         if not filename.lower().endswith(".gguf") and len(req.files) > 1:
             continue

@@ -19,17 +19,25 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import gguf
 import numpy as np
 
 from pollama.core import hf_convert as hf
 from pollama.core import safetensors as stf
 from pollama.core.errors import BadRequest, PollamaError
+from pollama.core.ndjson import NEED_DATA, NDJSONReader
+
+from .quantizer import commit_blob, error_tail
+from .runner_process import with_parent_death
+from .store import Store
 
 Progress = Callable[[int, int], None]  # (tensors done, tensors in all)
 
@@ -222,12 +230,86 @@ def main(argv: list[str]) -> int:
     try:
         convert(files, out_path, progress)
     except PollamaError as exc:
-        print(json.dumps({"error": exc.message}), flush=True)
+        print(json.dumps({"error": exc.message, "status": exc.status_hint}), flush=True)
         return 1
     except (OSError, ValueError, MemoryError) as exc:
-        print(json.dumps({"error": f"converting model: {exc}"}), flush=True)
+        print(json.dumps({"error": f"converting model: {exc}", "status": 500}), flush=True)
         return 1
     return 0
+
+
+WEIGHT_FILES = (".safetensors",)
+MODEL_DIR_FILES = frozenset({
+    "config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+    "special_tokens_map.json", "generation_config.json", "added_tokens.json",
+    "model.safetensors.index.json"})
+
+
+def is_model_dir(names: Iterable[str]) -> bool:
+    """``files`` of a create that are a Hugging Face directory (weights in Safetensors)."""
+    names = list(names)
+    return "config.json" in names and any(n.endswith(WEIGHT_FILES) for n in names)
+
+
+class Conversion:
+    """One conversion for /api/create, in a subprocess of its own (killed with the server,
+    or when the client leaves). After ``run()``, ``hex_digest`` is the GGUF blob's."""
+
+    def __init__(self, store: Store, files: Mapping[str, str]) -> None:
+        self.store = store
+        self.files = files  # name in the directory -> hex digest of its blob
+        self.hex_digest: str | None = None
+
+    async def run(self) -> AsyncIterator[dict[str, Any]]:
+        store = self.store
+        os.makedirs(store.blobs_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=store.blobs_dir, prefix=".tmp-convert-")
+        os.close(fd)
+        errlog = tempfile.TemporaryFile()
+        argv = [sys.executable, "-m", "pollama.adapters.hf_converter", tmp,
+                *[f"{name}={store.blob_path(h)}" for name, h in self.files.items()]]
+        proc = None
+        try:
+            proc = await anyio.open_process(with_parent_death(argv), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=errlog)
+            yield {"status": "converting model"}
+            failure: dict[str, Any] | None = None
+            reader = NDJSONReader()
+            assert proc.stdout is not None
+            async for data in proc.stdout:
+                reader.receive_data(data)
+                while (obj := reader.next_event()) is not NEED_DATA and obj is not None:
+                    if isinstance(obj, dict) and "error" in obj:
+                        failure = obj
+                    elif isinstance(obj, dict):
+                        yield {"status": "converting model", "total": obj.get("total"),
+                               "completed": obj.get("completed")}
+            code = await proc.wait()
+            if failure is not None:
+                status = failure.get("status")
+                raise PollamaError(str(failure["error"]),
+                                   status_hint=status if isinstance(status, int) else 500)
+            if code != 0:
+                raise PollamaError(f"converting model: exit status {code}{error_tail(errlog)}")
+            self.hex_digest = await anyio.to_thread.run_sync(commit_blob, store, tmp,
+                                                             "conversion")
+        finally:
+            with anyio.CancelScope(shield=True):
+                if proc is not None and proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+                errlog.close()
+                for path in (tmp, *(p for p in _partials(tmp))):
+                    try:
+                        os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+
+
+def _partials(tmp: str) -> list[str]:
+    folder, base = os.path.split(tmp)
+    return [os.path.join(folder, n) for n in os.listdir(folder)
+            if n.startswith(base + ".partial-")]
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class Quantization:
             code = await proc.wait()
             if code != 0 or not finished:
                 if not failure:
-                    failure = f"quantization failed: exit status {code}" + _tail(errlog)
+                    failure = f"quantization failed: exit status {code}" + error_tail(errlog)
                 raise PollamaError(failure)
             yield {"status": "verifying conversion"}
             hex_digest = await anyio.to_thread.run_sync(self._commit, tmp)
@@ -110,25 +110,29 @@ class Quantization:
                     pass
 
     def _commit(self, tmp: str) -> str:
-        """Hash the runner's output, check it is a GGUF we can read, rename it into the store."""
-        h = hashlib.sha256()
-        with open(tmp, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-            os.fsync(f.fileno())
-        try:
-            gguf_file.read_header(tmp, ())
-        except BadRequest as exc:  # llama.cpp wrote something we cannot read: our problem
-            raise PollamaError(
-                f"quantization produced an unreadable file: {exc.message}") from None
-        hex_digest = h.hexdigest()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.store.blob_path(hex_digest))
-        fsync_dir(self.store.blobs_dir)
-        return hex_digest
+        return commit_blob(self.store, tmp, "quantization")
 
 
-def _tail(errlog: Any) -> str:
+def commit_blob(store: Store, tmp: str, what: str) -> str:
+    """Hash a model file a subprocess wrote inside the blobs directory, check it is a GGUF we
+    can read, and rename it into the store; its hex digest. ``what`` made it (for errors)."""
+    h = hashlib.sha256()
+    with open(tmp, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+        os.fsync(f.fileno())
+    try:
+        gguf_file.read_header(tmp, ())
+    except BadRequest as exc:  # what we wrote cannot be read back: our problem
+        raise PollamaError(f"{what} produced an unreadable file: {exc.message}") from None
+    hex_digest = h.hexdigest()
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, store.blob_path(hex_digest))
+    fsync_dir(store.blobs_dir)
+    return hex_digest
+
+
+def error_tail(errlog: Any) -> str:
     try:
         errlog.seek(0)
         lines = [ln for ln in errlog.read().decode("utf-8", "replace").splitlines() if ln.strip()]

@@ -410,7 +410,8 @@ def create(model: str, modelfile: str, quantize: str) -> None:
             digest = _upload(client, path)
             files[os.path.basename(path)] = digest
         elif os.path.isdir(path):
-            raise click.ClickException(f"{value}: importing a directory is not supported yet")
+            for name in _model_dir_files(path, value):
+                files[name] = _upload(client, os.path.join(path, name))
         else:
             body["from"] = value
     if files:
@@ -436,6 +437,21 @@ def create(model: str, modelfile: str, quantize: str) -> None:
     if quantize:
         body["quantize"] = quantize
     _show_progress(client.stream("/api/create", body))
+
+
+def _model_dir_files(path: str, value: str) -> list[str]:
+    """The files of a model directory to send (Ollama's parser filesForModel): its GGUF, or
+    its Safetensors weights with the config and tokenizer files beside them."""
+    from pollama.adapters.hf_converter import MODEL_DIR_FILES
+
+    names = sorted(os.listdir(path))
+    ggufs = [n for n in names if n.lower().endswith(".gguf")]
+    if ggufs:
+        return ggufs
+    weights = [n for n in names if n.endswith(".safetensors")]
+    if not weights:
+        raise click.ClickException(f"{value}: no safetensors or gguf files found")
+    return weights + [n for n in names if n in MODEL_DIR_FILES]
 
 
 def _upload(client: Client, path: str) -> str:
