@@ -121,7 +121,8 @@ def test_the_subprocess_entry_prints_progress_and_errors(tmp_path: Any) -> None:
     failed = subprocess.run(argv[:4] + [a for a in argv[4:] if "tokenizer.json=" not in a],
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1
-    assert json.loads(failed.stdout) == {"error": "the model's files have no tokenizer.json"}
+    assert json.loads(failed.stdout) == {"error": "the model's files have no tokenizer.json",
+                                         "status": 400}
 
 
 def _edit_json(path: str, **changes: Any) -> None:
