@@ -65,13 +65,15 @@ def test_stream_event_sequence(client: anthropic.Anthropic) -> None:
 
 
 def test_thinking_blocks(client: anthropic.Anthropic) -> None:
+    # Greedy, so the streamed answer is the one just checked (a sampled one may think nothing)
     m = client.messages.create(
         model="smolthink", max_tokens=30, messages=ASK,  # type: ignore[arg-type]
-        thinking={"type": "enabled", "budget_tokens": 1024})
+        thinking={"type": "enabled", "budget_tokens": 1024}, extra_body={"temperature": 0})
     assert m.content[0].type == "thinking" and m.content[0].thinking
     with client.messages.stream(
             model="smolthink", max_tokens=30, messages=ASK,  # type: ignore[arg-type]
-            thinking={"type": "enabled", "budget_tokens": 1024}) as s:
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            extra_body={"temperature": 0}) as s:
         deltas = [e.delta.type for e in s if e.type == "content_block_delta"]
         final = s.get_final_message()
     assert "thinking_delta" in deltas and final.content[0].type == "thinking"
