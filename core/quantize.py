@@ -32,13 +32,17 @@ __all__ = [
     "status_text", "tensor_bytes"
 ]
 
-# Target name → llama.cpp ``llama_ftype``.
+# Target name → llama.cpp ``llama_ftype``: Ollama's three (Q4_K_S, Q4_K_M, Q8_0) and the other
+# types of llama.cpp's quantizer that people ask for (issue 16).
 TYPES: Mapping[str, int] = {
-    "F32": 0, "F16": 1, "Q8_0": 7, "Q4_K_S": 14, "Q4_K_M": 15, "BF16": 32,
+    "F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "Q5_0": 8, "Q2_K": 10, "Q3_K_M": 12,
+    "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18, "BF16": 32,
 }
-ALIASES: Mapping[str, str] = {"Q4_K": "Q4_K_M"}
-# What Ollama's error message lists (it omits BF16 and the alias).
-SUPPORTED_MESSAGE = "F32, F16, Q4_K_S, Q4_K_M, Q8_0"
+# llama.cpp's short names for the medium K-quants.
+ALIASES: Mapping[str, str] = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
+# What the error message lists, in Ollama's words (like Ollama's, it omits BF16 and aliases).
+SUPPORTED_MESSAGE = ("F32, F16, Q4_K_S, Q4_K_M, Q8_0, Q4_0, Q5_0, Q5_K_S, Q5_K_M, Q6_K, "
+                     "Q3_K_M, Q2_K")
 SOURCE_TYPES = ("F16", "BF16", "F32")
 NOT_QUANTIZABLE = "quantization is only supported for F16, BF16 and F32 models"
 # Ollama sends this placeholder as the quantize step's ``digest`` (there is no layer yet).

@@ -11,7 +11,7 @@ from pollama.core.errors import BadRequest
 from pollama.core.gguf import Header, TensorInfo
 
 UNSUPPORTED = ("unsupported quantization type {} - supported types are "
-               "F32, F16, Q4_K_S, Q4_K_M, Q8_0")
+               "F32, F16, Q4_K_S, Q4_K_M, Q8_0, Q4_0, Q5_0, Q5_K_S, Q5_K_M, Q6_K, Q3_K_M, Q2_K")
 
 
 @pytest.mark.parametrize("raw, name, ftype", [
@@ -20,14 +20,18 @@ UNSUPPORTED = ("unsupported quantization type {} - supported types are "
     ("f16", "F16", 1), ("F32", "F32", 0), ("bf16", "BF16", 32),
     ("q4_k", "Q4_K_M", 15),  # Ollama's alias
     (" q8_0 ", "Q8_0", 7),
+    # beyond Ollama's three: llama_ftype's numbers
+    ("q4_0", "Q4_0", 2), ("q5_0", "Q5_0", 8), ("q2_K", "Q2_K", 10), ("q3_K_M", "Q3_K_M", 12),
+    ("q3_k", "Q3_K_M", 12), ("q5_K_S", "Q5_K_S", 16), ("q5_K_M", "Q5_K_M", 17),
+    ("q5_k", "Q5_K_M", 17), ("q6_K", "Q6_K", 18),
 ])
 def test_parse_type(raw: str, name: str, ftype: int) -> None:
     assert q.parse_type(raw) == q.QuantType(name=name, ftype=ftype)
 
 
 @pytest.mark.parametrize("raw, shown", [
-    ("q5_x", "Q5_X"), ("Q4_0", "Q4_0"), ("q4_1", "Q4_1"), ("q2_K", "Q2_K"), ("int8", "INT8"),
-    ("Q4_K_L", "Q4_K_L"),
+    ("q5_x", "Q5_X"), ("q4_1", "Q4_1"), ("q5_1", "Q5_1"), ("q3_K_S", "Q3_K_S"), ("int8", "INT8"),
+    ("Q4_K_L", "Q4_K_L"), ("iq4_xs", "IQ4_XS"),
 ])
 def test_parse_type_unknown_has_ollamas_message(raw: str, shown: str) -> None:
     with pytest.raises(BadRequest) as err:

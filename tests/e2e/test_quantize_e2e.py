@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 ZERO_DIGEST = "0000000000000000000"
 NOT_QUANTIZABLE = "quantization is only supported for F16, BF16 and F32 models"
 UNSUPPORTED = ("unsupported quantization type Q5_X - supported types are "
-               "F32, F16, Q4_K_S, Q4_K_M, Q8_0")
+               "F32, F16, Q4_K_S, Q4_K_M, Q8_0, Q4_0, Q5_0, Q5_K_S, Q5_K_M, Q6_K, Q3_K_M, Q2_K")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,10 @@ def run(*args: str) -> tuple[int, list[q.Event], str]:
     return r.returncode, [q.decode_event(json.loads(line)) for line in lines], r.stderr.decode()
 
 
-@pytest.mark.parametrize("raw, name", [("q8_0", "Q8_0"), ("q4_K_M", "Q4_K_M"),
+@pytest.mark.parametrize("raw, name", [("q8_0", "Q8_0"), ("q4_K_M", "Q4_K_M"), ("q4_0", "Q4_0"),
+                                       ("q5_0", "Q5_0"), ("q5_k_s", "Q5_K_S"),
+                                       ("q5_K", "Q5_K_M"), ("Q6_K", "Q6_K"),
+                                       ("q3_K_M", "Q3_K_M"), ("q2_K", "Q2_K"),
                                        ("Q4_K_S", "Q4_K_S"), ("f32", "F32")])
 def test_quantize(tiny: str, tmp_path: object, raw: str, name: str) -> None:
     out = os.path.join(str(tmp_path), "out.gguf")
@@ -49,7 +52,7 @@ def test_quantize(tiny: str, tmp_path: object, raw: str, name: str) -> None:
     (lambda d, src: [os.path.join(d, "missing.gguf"), os.path.join(d, "o"), "q8_0"],
      "quantization failed: no such file"),
     (lambda d, src: [src, os.path.join(d, "o"), "q5_x"],
-     "unsupported quantization type Q5_X - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0"),
+     "unsupported quantization type Q5_X - supported types are " + q.SUPPORTED_MESSAGE),
     (lambda d, src: [src], "usage: python -m pollama.runners.quantize SRC DST TYPE"),
 ])
 def test_errors_are_an_event_and_exit_1(tiny: str, tmp_path: object, make_args: object,
