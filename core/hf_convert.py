@@ -45,6 +45,7 @@ ARCHITECTURES: Mapping[str, Arch] = {a.hf: a for a in (
     Arch(hf="LlamaForCausalLM", gguf=gguf.MODEL_ARCH.LLAMA, permute_qk=True),
     Arch(hf="MistralForCausalLM", gguf=gguf.MODEL_ARCH.LLAMA, permute_qk=True),
     Arch(hf="Qwen2ForCausalLM", gguf=gguf.MODEL_ARCH.QWEN2),
+    Arch(hf="Qwen3ForCausalLM", gguf=gguf.MODEL_ARCH.QWEN3),
 )}
 
 CONFIG = "config.json"

@@ -23,6 +23,9 @@ def tiny_config(arch: str = "LlamaForCausalLM", **over: Any) -> dict[str, Any]:
 
 
 def tiny_weights(config: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
+    """Random weights in Hugging Face's names for the config's architecture: Qwen2 adds Q/K/V
+    biases, Qwen3 per-head Q/K norms."""
+    arch = config["architectures"][0]
     rng = np.random.default_rng(seed)
     h, f, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
     d = h // config["num_attention_heads"]
@@ -40,6 +43,12 @@ def tiny_weights(config: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray[
                 p + "self_attn.v_proj.weight": w(kv, h), p + "self_attn.o_proj.weight": w(h, h),
                 p + "mlp.gate_proj.weight": w(f, h), p + "mlp.up_proj.weight": w(f, h),
                 p + "mlp.down_proj.weight": w(h, f)}
+        if arch == "Qwen2ForCausalLM":
+            out |= {p + "self_attn.q_proj.bias": w(h), p + "self_attn.k_proj.bias": w(kv),
+                    p + "self_attn.v_proj.bias": w(kv)}
+        if arch == "Qwen3ForCausalLM":
+            out |= {p + "self_attn.q_norm.weight": np.ones(d, np.float32),
+                    p + "self_attn.k_norm.weight": np.ones(d, np.float32)}
     return out
 
 

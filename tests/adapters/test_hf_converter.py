@@ -65,6 +65,22 @@ def test_llama_cpp_loads_and_runs_the_conversion(tmp_path: Any) -> None:
     assert logits.shape == (272,) and np.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("arch, extra", [
+    ("Qwen2ForCausalLM", "blk.1.attn_v.bias"), ("Qwen3ForCausalLM", "blk.1.attn_k_norm.weight")])
+def test_qwen_style_models_convert_and_run(tmp_path: Any, arch: str, extra: str) -> None:
+    import llama_cpp
+
+    files = write_tiny(str(tmp_path / "hf"), tiny_config(arch))
+    out = str(tmp_path / "model.gguf")
+    hf_converter.convert(files, out)
+    reader = gguf.GGUFReader(out)
+    assert extra in {t.name for t in reader.tensors}
+    assert reader.fields["general.architecture"].contents() == arch[:5].lower()
+    llm = llama_cpp.Llama(out, n_ctx=64, verbose=False)
+    llm.eval(llm.tokenize(b"hello", add_bos=False))
+    assert np.isfinite(np.asarray(llm.scores[llm.n_tokens - 1])).all()
+
+
 def test_bf16_sources_stay_bf16(tmp_path: Any) -> None:
     config = tiny_config()
     weights = tiny_weights(config)
