@@ -153,17 +153,80 @@ def convert(files: Mapping[str, str], out_path: str, progress: Progress | None =
             del array, data
             if progress is not None:
                 progress(done, len(plans))
-        writer.close()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
+        _finish(writer, tmp, out_path)
     except BaseException:
-        writer.close()
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(writer, tmp)
         raise
+
+
+def convert_lora(files: Mapping[str, str], base_kv: Mapping[str, Any], out_path: str,
+                 progress: Progress | None = None) -> None:
+    """Convert a PEFT LoRA (``adapter_config.json``, ``*.safetensors``) for the base model
+    whose GGUF key/values are ``base_kv`` into a GGUF LoRA (F32 factors)."""
+    if hf.ADAPTER_CONFIG not in files:
+        raise BadRequest(f"the adapter's files have no {hf.ADAPTER_CONFIG}")
+    adapter_config = hf.parse_config(_read(files[hf.ADAPTER_CONFIG]))
+    arch_name = str(base_kv.get("general.architecture", ""))
+    arch = hf.arch_of_gguf(arch_name)
+    kvs = hf.lora_metadata(adapter_config, arch_name)
+
+    def base_int(key: str) -> int:
+        value = base_kv.get(f"{arch_name}.{key}")
+        if not isinstance(value, int):
+            raise BadRequest(f"the base model has no {arch_name}.{key}")
+        return value
+
+    heads = base_int("attention.head_count")
+    kv_heads = base_kv.get(f"{arch_name}.attention.head_count_kv", heads)
+    sources = _headers(files)
+    plans = hf.plan_lora(arch, list(sources), base_int("block_count"), heads,
+                         kv_heads if isinstance(kv_heads, int) else heads)
+    tmp = f"{out_path}.partial-{os.getpid()}"
+    writer = gguf.GGUFWriter(tmp, arch_name)
+    try:
+        _write_kvs(writer, kvs)
+        shapes = {}
+        for p in plans:
+            a, b = _info(sources[p.source_a], p.source_a), _info(sources[p.source_b], p.source_b)
+            if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[0] != b.shape[1]:
+                raise BadRequest(f"{sources[p.source_a].file}: {p.source_a!r} {list(a.shape)} "
+                                 f"and {p.source_b!r} {list(b.shape)} are not a rank-r pair")
+            for suffix, info in ((".lora_a", a), (".lora_b", b)):
+                shapes[p.name + suffix] = info.shape
+                writer.add_tensor_info(p.name + suffix, info.shape, np.dtype(np.float32),
+                                       int(np.prod(info.shape)) * 4,
+                                       raw_dtype=gguf.GGMLQuantizationType.F32)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for done, p in enumerate(plans, 1):
+            a = _load(sources[p.source_a], _info(sources[p.source_a], p.source_a))
+            b = _load(sources[p.source_b], _info(sources[p.source_b], p.source_b))
+            if p.permute_heads:
+                b = hf.permute(b, p.permute_heads)
+            writer.write_tensor_data(np.ascontiguousarray(a, dtype=np.float32))
+            writer.write_tensor_data(np.ascontiguousarray(b, dtype=np.float32))
+            if progress is not None:
+                progress(done, len(plans))
+        _finish(writer, tmp, out_path)
+    except BaseException:
+        _discard(writer, tmp)
+        raise
+
+
+def _finish(writer: gguf.GGUFWriter, tmp: str, out_path: str) -> None:
+    writer.close()
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, out_path)
+
+
+def _discard(writer: gguf.GGUFWriter, tmp: str) -> None:
+    writer.close()
+    try:
+        os.remove(tmp)
+    except FileNotFoundError:
+        pass
 
 
 def _info(source: _Source, name: str) -> stf.TensorInfo:
@@ -187,6 +250,13 @@ def _to_bf16(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 def _write_metadata(writer: gguf.GGUFWriter, kvs: list[hf.KV], vocab: hf.Vocab,
                     bf16: bool) -> None:
+    _write_kvs(writer, kvs)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if bf16 else
+                         gguf.LlamaFileType.MOSTLY_F16)
+    _write_vocab(writer, vocab)
+
+
+def _write_kvs(writer: gguf.GGUFWriter, kvs: list[hf.KV]) -> None:
     for kv in kvs:
         if kv.key == "general.architecture":
             continue  # the writer adds it
@@ -198,8 +268,9 @@ def _write_metadata(writer: gguf.GGUFWriter, kvs: list[hf.KV], vocab: hf.Vocab,
             writer.add_bool(kv.key, kv.value)
         else:
             writer.add_string(kv.key, kv.value)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if bf16 else
-                         gguf.LlamaFileType.MOSTLY_F16)
+
+
+def _write_vocab(writer: gguf.GGUFWriter, vocab: hf.Vocab) -> None:
     writer.add_tokenizer_model(vocab.model)
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(list(vocab.tokens))
@@ -220,7 +291,11 @@ def _write_metadata(writer: gguf.GGUFWriter, kvs: list[hf.KV], vocab: hf.Vocab,
 
 
 def main(argv: list[str]) -> int:
+    """``OUT [--base BASE.gguf] NAME=PATH...``: a model, or with ``--base`` a LoRA for it."""
     out_path, pairs = argv[0], argv[1:]
+    base = None
+    if pairs[:1] == ["--base"]:
+        base, pairs = pairs[1], pairs[2:]
     files = dict(pair.split("=", 1) for pair in pairs)
 
     def progress(done: int, total: int) -> None:
@@ -228,7 +303,11 @@ def main(argv: list[str]) -> int:
               flush=True)
 
     try:
-        convert(files, out_path, progress)
+        if base is None:
+            convert(files, out_path, progress)
+        else:
+            from .gguf_file import read_header
+            convert_lora(files, read_header(base, ()).kv, out_path, progress)
     except PollamaError as exc:
         print(json.dumps({"error": exc.message, "status": exc.status_hint}), flush=True)
         return 1

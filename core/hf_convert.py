@@ -25,8 +25,9 @@ import numpy as np
 from .errors import BadRequest
 
 __all__ = [
-    "ARCHITECTURES", "Arch", "KV", "TensorPlan", "Vocab", "architecture", "expected_shape",
-    "metadata", "parse_config", "permute", "plan_tensors", "pre_tokenizer", "unpermute", "vocab",
+    "ARCHITECTURES", "Arch", "KV", "LoraPlan", "arch_of_gguf", "TensorPlan", "Vocab", "architecture",
+    "expected_shape", "lora_metadata", "metadata", "parse_config", "permute", "plan_lora",
+    "plan_tensors", "pre_tokenizer", "unpermute", "vocab",
 ]
 
 
@@ -356,3 +357,79 @@ def _json_object(raw: bytes, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest(f"{name}: not a JSON object")
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# LoRA adapters (PEFT: adapter_config.json, adapter_model.safetensors)
+
+ADAPTER_CONFIG = "adapter_config.json"
+_PEFT_PREFIX = "base_model.model."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoraPlan:
+    source_a: str  # the Safetensors names of the two factors
+    source_b: str
+    name: str  # the base model's GGUF tensor; the factors are ``name + ".lora_a"/".lora_b"``
+    permute_heads: int = 0  # B's rows permuted as the base's Q/K rows were (0: not)
+
+
+def lora_metadata(adapter_config: Mapping[str, Any], arch_name: str) -> list[KV]:
+    """A GGUF LoRA's key/values (llama.cpp's convert_lora_to_gguf.py): ``alpha`` from the
+    PEFT config (llama.cpp scales by alpha / rank)."""
+    if adapter_config.get("peft_type", "LORA") != "LORA":
+        raise BadRequest(f"{ADAPTER_CONFIG}: unsupported adapter type "
+                         f"{adapter_config.get('peft_type')!r} (LORA is)")
+    alpha = adapter_config.get("lora_alpha")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
+        raise BadRequest(f"{ADAPTER_CONFIG}: 'lora_alpha' must be a positive number")
+    return [KV(key="general.architecture", value=arch_name, kind="str"),
+            KV(key="general.type", value="adapter", kind="str"),
+            KV(key="adapter.type", value="lora", kind="str"),
+            KV(key="adapter.lora.alpha", value=float(alpha), kind="f32")]
+
+
+def arch_of_gguf(name: str) -> Arch:
+    """The architecture of a base model whose GGUF ``general.architecture`` is ``name``."""
+    for arch in ARCHITECTURES.values():
+        if arch.name == name:
+            return arch
+    raise BadRequest(f"LoRA adapters for {name!r} models are not supported (supported: "
+                     f"{', '.join(sorted({a.name for a in ARCHITECTURES.values()}))})")
+
+
+def plan_lora(arch: Arch, names: Iterable[str], layers: int, heads: int, kv_heads: int,
+              file: str = "adapter_model.safetensors") -> list[LoraPlan]:
+    """Pair each ``lora_A``/``lora_B`` and name the base tensor it adapts; a stray or unpaired
+    tensor is a 400 naming it."""
+    table = gguf.get_tensor_name_map(arch.gguf, layers)
+    pairs: dict[str, dict[str, str]] = {}
+    for source in names:
+        base = source.removeprefix(_PEFT_PREFIX)
+        for side in ("A", "B"):
+            suffix = f".lora_{side}.weight"
+            if base.endswith(suffix):
+                pairs.setdefault(base[:-len(suffix)], {})[side] = source
+                break
+        else:
+            raise BadRequest(f"{file}: tensor {source!r} is not a LoRA factor "
+                             "(lora_A/lora_B)")
+    plans = []
+    for module, sides in sorted(pairs.items()):
+        if set(sides) != {"A", "B"}:
+            missing = "lora_B" if "A" in sides else "lora_A"
+            raise BadRequest(f"{file}: {module!r} has no {missing}")
+        name = table.get_name(module + ".weight", try_suffixes=(".weight",))
+        if name is None:
+            raise BadRequest(f"{file}: tensor {sides['A']!r} adapts {module!r}, which a "
+                             f"{arch.hf} model does not have")
+        heads_for = 0
+        if arch.permute_qk and name.endswith("attn_q.weight"):
+            heads_for = heads
+        elif arch.permute_qk and name.endswith("attn_k.weight"):
+            heads_for = kv_heads
+        plans.append(LoraPlan(source_a=sides["A"], source_b=sides["B"], name=name,
+                              permute_heads=heads_for))
+    if not plans:
+        raise BadRequest(f"{file}: no LoRA tensors")
+    return sorted(plans, key=lambda p: _order(TensorPlan(source="", name=p.name)))

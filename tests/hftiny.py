@@ -104,3 +104,29 @@ def _retag(path: str, old: str, new: str) -> None:
     header = data[8:8 + n].decode().replace(f'"{old}"', f'"{new}"').encode()
     with open(path, "wb") as f:
         f.write(len(header).to_bytes(8, "little") + header + data[8 + n:])
+
+
+def write_lora(out: str, config: dict[str, Any], *, rank: int = 4, alpha: float = 8.0,
+               zero: bool = False, seed: int = 1,
+               modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")) -> dict[str, str]:
+    """A PEFT LoRA for the tiny model: random A and B (B zero with ``zero``) on ``modules``
+    of every layer; its files by name."""
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    h = config["hidden_size"]
+    d = h // config["num_attention_heads"]
+    outs = {"q_proj": h, "k_proj": config["num_key_value_heads"] * d,
+            "v_proj": config["num_key_value_heads"] * d, "o_proj": h}
+    tensors = {}
+    for i in range(config["num_hidden_layers"]):
+        for m in modules:
+            p = f"base_model.model.model.layers.{i}.self_attn.{m}"
+            tensors[p + ".lora_A.weight"] = (rng.standard_normal((rank, h)) * 0.5).astype(
+                np.float32)
+            b = rng.standard_normal((outs[m], rank)) * 0.5
+            tensors[p + ".lora_B.weight"] = (b * (0 if zero else 1)).astype(np.float32)
+    save_file(tensors, os.path.join(out, "adapter_model.safetensors"))
+    with open(os.path.join(out, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": rank, "lora_alpha": alpha,
+                   "target_modules": list(modules), "base_model_name_or_path": "tiny"}, f)
+    return {name: os.path.join(out, name) for name in os.listdir(out)}
