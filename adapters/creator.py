@@ -117,9 +117,21 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
 
     if model_hex is None:
         raise BadRequest("no model file found in 'files'")
-    if len(req.adapters) > 1:
+    if hf_converter.is_adapter_dir(req.adapters):  # a PEFT LoRA: convert it for this base
+        uploaded = {name: _uploaded(store, f"adapter {name!r}", digest)
+                    for name, digest in req.adapters.items()}
+        lora = hf_converter.Conversion(store, uploaded, base_hex=model_hex)
+        async for status in lora.run():
+            yield status
+        assert lora.hex_digest is not None
+        layer = _layer_for(store, MEDIA_TYPE_ADAPTER, lora.hex_digest)
+        new_layers.append(layer)
+        yield {"status": f"creating new layer {layer.digest}"}
+    elif len(req.adapters) > 1:
         raise BadRequest("only one adapter is currently supported")
     for filename, digest in req.adapters.items():
+        if hf_converter.is_adapter_dir(req.adapters):
+            break
         hex_digest = _uploaded(store, f"adapter {filename!r}", digest)
         header = await anyio.to_thread.run_sync(gguf_file.read_header, store.blob_path(hex_digest))
         if header.kv.get("general.type") != "adapter":

@@ -318,10 +318,17 @@ def main(argv: list[str]) -> int:
 
 
 WEIGHT_FILES = (".safetensors",)
+ADAPTER_DIR_FILES = frozenset({"adapter_config.json"})
 MODEL_DIR_FILES = frozenset({
     "config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
     "special_tokens_map.json", "generation_config.json", "added_tokens.json",
     "model.safetensors.index.json"})
+
+
+def is_adapter_dir(names: Iterable[str]) -> bool:
+    """``adapters`` of a create that are a PEFT LoRA directory."""
+    names = list(names)
+    return hf.ADAPTER_CONFIG in names and any(n.endswith(WEIGHT_FILES) for n in names)
 
 
 def is_model_dir(names: Iterable[str]) -> bool:
@@ -334,9 +341,11 @@ class Conversion:
     """One conversion for /api/create, in a subprocess of its own (killed with the server,
     or when the client leaves). After ``run()``, ``hex_digest`` is the GGUF blob's."""
 
-    def __init__(self, store: Store, files: Mapping[str, str]) -> None:
+    def __init__(self, store: Store, files: Mapping[str, str],
+                 base_hex: str | None = None) -> None:
         self.store = store
         self.files = files  # name in the directory -> hex digest of its blob
+        self.base_hex = base_hex  # a LoRA's base model
         self.hex_digest: str | None = None
 
     async def run(self) -> AsyncIterator[dict[str, Any]]:
@@ -345,7 +354,8 @@ class Conversion:
         fd, tmp = tempfile.mkstemp(dir=store.blobs_dir, prefix=".tmp-convert-")
         os.close(fd)
         errlog = tempfile.TemporaryFile()
-        argv = [sys.executable, "-m", "pollama.adapters.hf_converter", tmp,
+        base = ["--base", store.blob_path(self.base_hex)] if self.base_hex else []
+        argv = [sys.executable, "-m", "pollama.adapters.hf_converter", tmp, *base,
                 *[f"{name}={store.blob_path(h)}" for name, h in self.files.items()]]
         proc = None
         try:

@@ -419,6 +419,10 @@ def create(model: str, modelfile: str, quantize: str) -> None:
     adapters: dict[str, str] = {}
     for value in spec.adapters:
         path = resolve_path(value, base, home)
+        if os.path.isdir(path):  # a PEFT LoRA directory
+            for name in _adapter_dir_files(path, value):
+                adapters[name] = _upload(client, os.path.join(path, name))
+            continue
         if not os.path.isfile(path):
             raise click.ClickException(f"ADAPTER {value}: no such file")
         adapters[os.path.basename(path)] = _upload(client, path)
@@ -452,6 +456,21 @@ def _model_dir_files(path: str, value: str) -> list[str]:
     if not weights:
         raise click.ClickException(f"{value}: no safetensors or gguf files found")
     return weights + [n for n in names if n in MODEL_DIR_FILES]
+
+
+def _adapter_dir_files(path: str, value: str) -> list[str]:
+    """The files of a LoRA directory to send: its GGUF, or its Safetensors and config."""
+    from pollama.adapters.hf_converter import ADAPTER_DIR_FILES
+
+    names = sorted(os.listdir(path))
+    ggufs = [n for n in names if n.lower().endswith(".gguf")]
+    if ggufs:
+        return ggufs
+    weights = [n for n in names if n.endswith(".safetensors")]
+    if not weights or "adapter_config.json" not in names:
+        raise click.ClickException(
+            f"ADAPTER {value}: no GGUF, or adapter_config.json with safetensors, found")
+    return weights + [n for n in names if n in ADAPTER_DIR_FILES]
 
 
 def _upload(client: Client, path: str) -> str:

@@ -96,3 +96,28 @@ def test_a_directory_without_weights_is_refused_by_the_cli(srv: Server, tmp_path
     (tmp_path / "Modelfile").write_text("FROM ./empty\n")
     done = _cli(srv, "create", "x", "-f", "Modelfile", cwd=str(tmp_path))
     assert done.returncode != 0 and "no safetensors or gguf files found" in done.stderr
+
+
+def test_a_lora_directory_with_its_base_directory(srv: Server, tmp_path: Any) -> None:
+    from tests.hftiny import tiny_config, write_lora
+
+    write_tiny(str(tmp_path / "base"))
+    write_lora(str(tmp_path / "lora"), tiny_config())
+    (tmp_path / "Modelfile").write_text("FROM ./base\nADAPTER ./lora\n")
+    done = _cli(srv, "create", "tiny-lora", "-f", "Modelfile", cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("converting model") >= 2  # the model, then the adapter
+    manifest_show = httpx.post(f"{srv.url}/api/show", json={"model": "tiny-lora"},
+                               timeout=60).json()
+    assert "ADAPTER" in manifest_show["modelfile"]
+
+    def answer(model: str) -> str:
+        r = httpx.post(f"{srv.url}/api/generate", timeout=300, json={
+            "model": model, "prompt": "hello", "raw": True, "stream": False,
+            "options": {"temperature": 0, "num_predict": 8}})
+        assert r.status_code == 200, r.text
+        return str(r.json()["response"])
+
+    (tmp_path / "Modelfile2").write_text("FROM ./base\n")
+    assert _cli(srv, "create", "tiny-base", "-f", "Modelfile2", cwd=str(tmp_path)).returncode == 0
+    assert answer("tiny-lora") != answer("tiny-base")  # the adapter is applied
