@@ -126,7 +126,7 @@ def convert(files: Mapping[str, str], out_path: str, progress: Progress | None =
         out_types = {}
         for p in plans:
             info = infos[p.source]
-            kind = _out_type(info, bf16)
+            kind = _out_type(p.name, info, bf16)
             out_types[p.source] = kind
             shape = info.shape
             nbytes = int(np.prod(shape)) * (4 if kind is gguf.GGMLQuantizationType.F32 else 2)
@@ -235,8 +235,8 @@ def _info(source: _Source, name: str) -> stf.TensorInfo:
     return info
 
 
-def _out_type(info: stf.TensorInfo, bf16: bool) -> gguf.GGMLQuantizationType:
-    if len(info.shape) < 2:
+def _out_type(name: str, info: stf.TensorInfo, bf16: bool) -> gguf.GGMLQuantizationType:
+    if hf.keeps_f32(name, info.shape):
         return gguf.GGMLQuantizationType.F32
     return gguf.GGMLQuantizationType.BF16 if bf16 else gguf.GGMLQuantizationType.F16
 
@@ -275,7 +275,10 @@ def _write_vocab(writer: gguf.GGUFWriter, vocab: hf.Vocab) -> None:
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(list(vocab.tokens))
     writer.add_token_types(list(vocab.types))
-    writer.add_token_merges(list(vocab.merges))
+    if vocab.merges:
+        writer.add_token_merges(list(vocab.merges))
+    if vocab.model == "bert" and vocab.eos is not None:
+        writer.add_sep_token_id(vocab.eos)
     for setter, value in ((writer.add_bos_token_id, vocab.bos),
                           (writer.add_eos_token_id, vocab.eos),
                           (writer.add_unk_token_id, vocab.unk),

@@ -25,7 +25,7 @@ import numpy as np
 from .errors import BadRequest
 
 __all__ = [
-    "ARCHITECTURES", "Arch", "KV", "LoraPlan", "arch_of_gguf", "TensorPlan", "Vocab", "architecture",
+    "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "arch_of_gguf", "keeps_f32", "TensorPlan", "Vocab", "architecture",
     "expected_shape", "lora_metadata", "metadata", "parse_config", "permute", "plan_lora",
     "plan_tensors", "pre_tokenizer", "unpermute", "vocab",
 ]
@@ -36,6 +36,7 @@ class Arch:
     hf: str  # config.json "architectures"[0]
     gguf: gguf.MODEL_ARCH
     permute_qk: bool = False  # llama.cpp's LlamaModel: Q/K rows reordered for its RoPE
+    encoder: bool = False  # a BERT-style embedding model (WordPiece vocabulary, pooled)
 
     @property
     def name(self) -> str:
@@ -47,6 +48,8 @@ ARCHITECTURES: Mapping[str, Arch] = {a.hf: a for a in (
     Arch(hf="MistralForCausalLM", gguf=gguf.MODEL_ARCH.LLAMA, permute_qk=True),
     Arch(hf="Qwen2ForCausalLM", gguf=gguf.MODEL_ARCH.QWEN2),
     Arch(hf="Qwen3ForCausalLM", gguf=gguf.MODEL_ARCH.QWEN3),
+    Arch(hf="BertModel", gguf=gguf.MODEL_ARCH.BERT, encoder=True),
+    Arch(hf="BertForMaskedLM", gguf=gguf.MODEL_ARCH.BERT, encoder=True),
 )}
 
 CONFIG = "config.json"
@@ -121,10 +124,28 @@ def _shape(config: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
-def metadata(arch: Arch, config: Mapping[str, Any]) -> list[KV]:
-    """The GGUF key/values of the model itself (the tokenizer's are the adapter's)."""
+def metadata(arch: Arch, config: Mapping[str, Any], pooling: int = 1) -> list[KV]:
+    """The GGUF key/values of the model itself (the tokenizer's are the adapter's).
+    ``pooling``: an encoder's pooling type (llama.cpp's: 1 mean, 2 CLS), from
+    sentence-transformers' ``1_Pooling/config.json`` where the adapter finds one."""
     s = _shape(config)
     a = arch.name
+    if arch.encoder:
+        return [
+            KV(key="general.architecture", value=a, kind="str"),
+            KV(key=f"{a}.context_length", value=_int(config, "max_position_embeddings", 512),
+               kind="u32"),
+            KV(key=f"{a}.embedding_length", value=s["hidden"], kind="u32"),
+            KV(key=f"{a}.block_count", value=s["layers"], kind="u32"),
+            KV(key=f"{a}.feed_forward_length", value=s["ffn"], kind="u32"),
+            KV(key=f"{a}.attention.head_count", value=s["heads"], kind="u32"),
+            KV(key=f"{a}.attention.layer_norm_epsilon",
+               value=_float(config, "layer_norm_eps", 1e-12), kind="f32"),
+            KV(key=f"{a}.attention.causal", value=False, kind="bool"),
+            KV(key=f"{a}.pooling_type", value=pooling, kind="u32"),
+            KV(key="tokenizer.ggml.token_type_count",
+               value=_int(config, "type_vocab_size", 2), kind="u32"),
+        ]
     return [
         KV(key="general.architecture", value=a, kind="str"),
         KV(key=f"{a}.context_length", value=_int(config, "max_position_embeddings", 4096),
@@ -151,18 +172,21 @@ def expected_shape(arch: Arch, config: Mapping[str, Any], name: str) -> tuple[in
     q, kv = s["heads"] * s["head_dim"], s["kv_heads"] * s["head_dim"]
     base = name.rsplit(".", 1)[0].split(".", 2)[-1] if name.startswith("blk.") else \
         name.rsplit(".", 1)[0]
-    weight = name.endswith(".weight")
     shapes = {
         "token_embd": (s["vocab"], s["hidden"]), "output": (s["vocab"], s["hidden"]),
         "output_norm": (s["hidden"],), "attn_norm": (s["hidden"],), "ffn_norm": (s["hidden"],),
-        "attn_q": (q, s["hidden"]) if weight else (q,),
-        "attn_k": (kv, s["hidden"]) if weight else (kv,),
-        "attn_v": (kv, s["hidden"]) if weight else (kv,),
+        "attn_q": (q, s["hidden"]), "attn_k": (kv, s["hidden"]), "attn_v": (kv, s["hidden"]),
         "attn_output": (s["hidden"], q), "ffn_gate": (s["ffn"], s["hidden"]),
         "ffn_up": (s["ffn"], s["hidden"]), "ffn_down": (s["hidden"], s["ffn"]),
         "attn_q_norm": (s["head_dim"],), "attn_k_norm": (s["head_dim"],),
+        "position_embd": (_int(config, "max_position_embeddings", 512), s["hidden"]),
+        "token_embd_norm": (s["hidden"],), "attn_output_norm": (s["hidden"],),
+        "layer_output_norm": (s["hidden"],),
     }
-    return shapes.get(base)
+    shape = shapes.get(base)
+    if shape is not None and name.endswith(".bias"):
+        return shape[:1]  # a bias has a weight's rows
+    return shape
 
 
 def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
@@ -180,7 +204,14 @@ def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
     for source in names:
         if source.endswith(".rotary_emb.inv_freq"):
             continue
-        name = table.get_name(source, try_suffixes=(".weight", ".bias"))
+        if arch.encoder:  # the pooler and the masked-LM head are not part of the embedder
+            source_name = source.removeprefix("bert.")
+            if source_name.startswith(("pooler.", "cls.")) or source_name.endswith(
+                    "position_ids"):
+                continue
+        else:
+            source_name = source
+        name = table.get_name(source_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             file = where.get(source, "the model's files")
             raise BadRequest(f"{file}: tensor {source!r} is not part of a {arch.hf} model")
@@ -191,10 +222,16 @@ def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
             transform = "permute_k"
         plans.append(TensorPlan(source=source, name=name, transform=transform))
     present = {p.name for p in plans}
-    required = ["token_embd.weight", "output_norm.weight"] + [
-        f"blk.{i}.{t}.weight" for i in range(s["layers"])
-        for t in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm",
-                  "ffn_gate", "ffn_up", "ffn_down")]
+    if arch.encoder:
+        required = ["token_embd.weight", "position_embd.weight", "token_embd_norm.weight"] + [
+            f"blk.{i}.{t}.weight" for i in range(s["layers"])
+            for t in ("attn_q", "attn_k", "attn_v", "attn_output", "attn_output_norm",
+                      "ffn_up", "ffn_down", "layer_output_norm")]
+    else:
+        required = ["token_embd.weight", "output_norm.weight"] + [
+            f"blk.{i}.{t}.weight" for i in range(s["layers"])
+            for t in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm",
+                      "ffn_gate", "ffn_up", "ffn_down")]
     for name in required:
         if name not in present:
             raise BadRequest(f"the model's files have no tensor for {name!r} "
@@ -208,6 +245,17 @@ def _order(plan: TensorPlan) -> tuple[int, str]:
     if plan.name.startswith("blk."):
         return int(plan.name.split(".")[1]), plan.name
     return (-1 if plan.name.startswith("token_embd") else 1 << 30), plan.name
+
+
+# Tensors llama.cpp adds to F32 activations (ggml's CPU add takes no F16 operand): kept F32 as
+# its converter keeps them.
+F32_TENSORS = frozenset({"position_embd.weight", "token_types.weight"})
+
+
+def keeps_f32(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether GGUF tensor ``name`` is written F32 rather than 16-bit: norms and biases (one
+    dimension) and ``F32_TENSORS``."""
+    return len(shape) < 2 or name in F32_TENSORS
 
 
 def permute(w: np.ndarray[Any, Any], n_head: int) -> np.ndarray[Any, Any]:
@@ -283,6 +331,42 @@ def _token_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _wordpiece(tok: Mapping[str, Any], tok_config: Mapping[str, Any], size: int) -> Vocab:
+    """A BERT WordPiece vocabulary as llama.cpp's ``bert`` tokenizer takes it (its
+    BertModel.set_vocab): ``##x`` continuation pieces lose the ``##``, other words get the
+    phantom space ``▁``, ``[X]`` specials stay and are CONTROL; [CLS] is BOS, [SEP] EOS."""
+    table = tok["model"].get("vocab")
+    if not isinstance(table, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in table.items()):
+        raise BadRequest(f"{TOKENIZER}: model.vocab must map tokens to ids")
+    if table and max(table.values()) >= size:
+        raise BadRequest(f"{TOKENIZER}: token id {max(table.values())} is beyond vocab_size "
+                         f"{size}")
+    by_id = {i: t for t, i in table.items()}
+    tokens, types = [], []
+    for i in range(size):
+        t = by_id.get(i)
+        if t is None:
+            tokens.append(f"[PAD{i}]")
+            types.append(UNUSED)
+        elif t.startswith("[") and t.endswith("]"):
+            tokens.append(t)
+            types.append(CONTROL)
+        else:
+            tokens.append(t[2:] if t.startswith("##") else "\u2581" + t)
+            types.append(NORMAL)
+
+    def special(name: str, default: str) -> int | None:
+        text = _token_text(tok_config.get(name)) or default
+        return table.get(text)
+
+    return Vocab(model="bert", pre="default", tokens=tuple(tokens), types=tuple(types),
+                 merges=(), bos=special("cls_token", "[CLS]"),
+                 eos=special("sep_token", "[SEP]"), unk=special("unk_token", "[UNK]"),
+                 pad=special("pad_token", "[PAD]"), add_bos=True, add_eos=True)
+
+
 def vocab(tokenizer_raw: bytes, tokenizer_config_raw: bytes | None,
           config: Mapping[str, Any]) -> Vocab:
     """The GGUF vocabulary of a byte-level BPE ``tokenizer.json`` (GPT-2, Llama 3, Qwen2,
@@ -293,9 +377,12 @@ def vocab(tokenizer_raw: bytes, tokenizer_config_raw: bytes | None,
     tok_config = _json_object(tokenizer_config_raw, TOKENIZER_CONFIG) \
         if tokenizer_config_raw is not None else {}
     model = tok.get("model")
+    if isinstance(model, dict) and model.get("type") == "WordPiece":
+        return _wordpiece(tok, tok_config, _int(config, "vocab_size"))
     if not isinstance(model, dict) or model.get("type") != "BPE":
         kind = model.get("type") if isinstance(model, dict) else None
-        raise BadRequest(f"{TOKENIZER}: unsupported tokenizer model {kind!r} (BPE is)")
+        raise BadRequest(f"{TOKENIZER}: unsupported tokenizer model {kind!r} "
+                         "(BPE and WordPiece are)")
     table = model.get("vocab")
     if not isinstance(table, dict) or not all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
@@ -390,12 +477,14 @@ def lora_metadata(adapter_config: Mapping[str, Any], arch_name: str) -> list[KV]
 
 
 def arch_of_gguf(name: str) -> Arch:
-    """The architecture of a base model whose GGUF ``general.architecture`` is ``name``."""
-    for arch in ARCHITECTURES.values():
+    """The architecture of a LoRA's base model, whose GGUF ``general.architecture`` is
+    ``name``: a decoder (LoRAs for encoders are not converted)."""
+    decoders = [a for a in ARCHITECTURES.values() if not a.encoder]
+    for arch in decoders:
         if arch.name == name:
             return arch
     raise BadRequest(f"LoRA adapters for {name!r} models are not supported (supported: "
-                     f"{', '.join(sorted({a.name for a in ARCHITECTURES.values()}))})")
+                     f"{', '.join(sorted({a.name for a in decoders}))})")
 
 
 def plan_lora(arch: Arch, names: Iterable[str], layers: int, heads: int, kv_heads: int,

@@ -517,7 +517,7 @@ class Runner:
             work(msg)
         finally:
             llm.reset()
-            llm._ctx.kv_cache_clear()
+            _clear_memory(llm)
             if self._decoder is not None:
                 self._decoder.reset_cache()
 
@@ -740,10 +740,12 @@ class Runner:
             except ValueError as exc:
                 raise PollamaError(f"unable to load model {msg.model_path}: {exc}") from None
         # Warm up: the first decode allocates compute buffers (seconds at large num_ctx); do it
-        # now so it counts as load time, as Ollama's runners do.
-        llm.eval([llm.token_bos() if llm.token_bos() >= 0 else 0])
+        # now so it counts as load time, as Ollama's runners do. An encoder-only model (BERT)
+        # has no KV memory to decode into: its first embedding allocates them.
+        if llm._ctx.memory is not None:
+            llm.eval([llm.token_bos() if llm.token_bos() >= 0 else 0])
         llm.reset()
-        llm._ctx.kv_cache_clear()
+        _clear_memory(llm)
         self._slot_ctx = min(msg.num_ctx, _capacity(llm) // n_streams)
         # The spare stream past the slots, where embeddings run between steps; None when the
         # context has one unified cache (one slot): embeddings then wait for it to be idle.
@@ -830,7 +832,7 @@ class Runner:
         def clear() -> None:
             if spare is None:
                 llm.reset()  # the cache no longer holds a prompt for generate()'s reuse
-                llm._ctx.kv_cache_clear()
+                _clear_memory(llm)
             else:
                 for seq_id in ids:
                     llm._ctx.kv_cache_seq_rm(seq_id, 0, -1)
@@ -1060,6 +1062,12 @@ def _die_with_parent() -> None:
     if os.getppid() != expected:
         os._exit(1)
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _clear_memory(llm: Any) -> None:
+    """Empty the KV cache; an encoder-only model (BERT) has none."""
+    if llm._ctx.memory is not None:
+        llm._ctx.kv_cache_clear()
 
 
 def main() -> int:

@@ -130,3 +130,62 @@ def write_lora(out: str, config: dict[str, Any], *, rank: int = 4, alpha: float 
         json.dump({"peft_type": "LORA", "r": rank, "lora_alpha": alpha,
                    "target_modules": list(modules), "base_model_name_or_path": "tiny"}, f)
     return {name: os.path.join(out, name) for name in os.listdir(out)}
+
+
+BERT_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "##s", "the",
+              "cat", "sat", "on", "mat", ",", "."]
+
+
+def tiny_bert_config(**over: Any) -> dict[str, Any]:
+    return {"architectures": ["BertModel"], "model_type": "bert", "hidden_size": 32,
+            "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "max_position_embeddings": 64, "type_vocab_size": 2, "vocab_size": 16,
+            "layer_norm_eps": 1e-12, **over}
+
+
+def write_tiny_bert(out: str, config: dict[str, Any] | None = None, seed: int = 0,
+                    prefix: str = "") -> dict[str, str]:
+    """A tiny random BERT embedder with a WordPiece tokenizer; its files by name. ``prefix``
+    ("bert." as BertForMaskedLM saves them) goes before every tensor name."""
+    os.makedirs(out, exist_ok=True)
+    config = config or tiny_bert_config()
+    rng = np.random.default_rng(seed)
+    h, f = config["hidden_size"], config["intermediate_size"]
+
+    def w(*shape: int) -> np.ndarray[Any, Any]:
+        return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+    t = {"embeddings.word_embeddings.weight": w(config["vocab_size"], h),
+         "embeddings.position_embeddings.weight": w(config["max_position_embeddings"], h),
+         "embeddings.token_type_embeddings.weight": w(config["type_vocab_size"], h),
+         "embeddings.LayerNorm.weight": np.ones(h, np.float32),
+         "embeddings.LayerNorm.bias": np.zeros(h, np.float32),
+         "pooler.dense.weight": w(h, h), "pooler.dense.bias": w(h)}
+    for i in range(config["num_hidden_layers"]):
+        p = f"encoder.layer.{i}."
+        for name, shape in (("attention.self.query", (h, h)), ("attention.self.key", (h, h)),
+                            ("attention.self.value", (h, h)),
+                            ("attention.output.dense", (h, h)),
+                            ("intermediate.dense", (f, h)), ("output.dense", (h, f))):
+            t[p + name + ".weight"] = w(*shape)
+            t[p + name + ".bias"] = w(shape[0])
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            t[p + norm + ".weight"] = np.ones(h, np.float32)
+            t[p + norm + ".bias"] = np.zeros(h, np.float32)
+    save_file({prefix + k: v for k, v in t.items()}, os.path.join(out, "model.safetensors"))
+    tokenizer = {
+        "version": "1.0",
+        "added_tokens": [{"id": i, "content": tok, "special": True}
+                         for i, tok in enumerate(BERT_WORDS[:5])],
+        "normalizer": {"type": "BertNormalizer", "lowercase": True},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100,
+                  "vocab": {tok: i for i, tok in enumerate(BERT_WORDS)}},
+    }
+    for name, value in (("config.json", config), ("tokenizer.json", tokenizer),
+                        ("tokenizer_config.json", {"cls_token": "[CLS]", "sep_token": "[SEP]",
+                                                   "do_lower_case": True})):
+        with open(os.path.join(out, name), "w") as fh:
+            json.dump(value, fh)
+    return {name: os.path.join(out, name) for name in os.listdir(out)}

@@ -237,3 +237,25 @@ def gguf_file_kv(path: str) -> dict[str, Any]:
     from pollama.adapters.gguf_file import read_header
 
     return dict(read_header(path, ()).kv)
+
+
+@pytest.mark.parametrize("prefix", ["", "bert."])
+def test_a_tiny_bert_converts_and_embeds(tmp_path: Any, prefix: str) -> None:
+    import llama_cpp
+
+    from tests.hftiny import tiny_bert_config, write_tiny_bert
+
+    config = tiny_bert_config(architectures=["BertForMaskedLM" if prefix else "BertModel"])
+    out = str(tmp_path / "bert.gguf")
+    hf_converter.convert(write_tiny_bert(str(tmp_path / "hf"), config, prefix=prefix), out)
+    reader = gguf.GGUFReader(out)
+    assert reader.fields["general.architecture"].contents() == "bert"
+    assert reader.fields["bert.pooling_type"].contents() == 1
+    assert reader.fields["tokenizer.ggml.model"].contents() == "bert"
+    assert not any(t.name.startswith("pooler") for t in reader.tensors)
+    llm = llama_cpp.Llama(out, embedding=True, n_ctx=64, verbose=False)
+    assert llm.tokenize(b"hello worlds") == [2, 5, 6, 7, 3]  # [CLS] hello world ##s [SEP]
+    vectors = llm.embed(["hello world", "the cat sat on the mat."])
+    assert len(vectors) == 2 and len(vectors[0]) == 32
+    assert np.isfinite(np.asarray(vectors)).all()
+    assert not np.allclose(vectors[0], vectors[1])

@@ -121,3 +121,19 @@ def test_a_lora_directory_with_its_base_directory(srv: Server, tmp_path: Any) ->
     (tmp_path / "Modelfile2").write_text("FROM ./base\n")
     assert _cli(srv, "create", "tiny-base", "-f", "Modelfile2", cwd=str(tmp_path)).returncode == 0
     assert answer("tiny-lora") != answer("tiny-base")  # the adapter is applied
+
+
+def test_a_bert_directory_becomes_an_embedding_model(srv: Server, tmp_path: Any) -> None:
+    from tests.hftiny import write_tiny_bert
+
+    write_tiny_bert(str(tmp_path / "bert"))
+    (tmp_path / "Modelfile").write_text("FROM ./bert\n")
+    done = _cli(srv, "create", "tiny-bert", "-f", "Modelfile", cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    r = httpx.post(f"{srv.url}/api/embed", timeout=300, json={
+        "model": "tiny-bert", "input": ["hello world", "the cat sat on the mat."]})
+    assert r.status_code == 200, r.text
+    vectors = r.json()["embeddings"]
+    assert len(vectors) == 2 and len(vectors[0]) == 32 and vectors[0] != vectors[1]
+    assert abs(sum(x * x for x in vectors[0]) - 1) < 1e-3  # normalized, as Ollama's are
+    assert r.json()["prompt_eval_count"] > 0
