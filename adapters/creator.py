@@ -76,7 +76,8 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     elif not req.files:
         raise BadRequest("neither 'from' or 'files' was specified")
 
-    if hf_converter.is_model_dir(req.files):  # Hugging Face Safetensors: convert to GGUF
+    converted = hf_converter.is_model_dir(req.files)
+    if converted:  # Hugging Face Safetensors: convert to GGUF
         if req.from_:
             raise BadRequest("a model directory cannot be combined with 'from'")
         uploaded = {name: _uploaded(store, f"file {name!r}", digest)
@@ -90,8 +91,8 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
         new_layers.append(layer)
         yield {"status": f"creating new layer {layer.digest}"}
     for filename, digest in req.files.items():
-        if model_hex is not None and not req.from_:
-            break  # converted above
+        if converted:
+            break
         hex_digest = _uploaded(store, f"file {filename!r}", digest)
         if not filename.lower().endswith(".gguf") and len(req.files) > 1:
             continue

@@ -51,6 +51,18 @@ class _Source:
     header: stf.Header
 
 
+def names_for(arch: hf.Arch, layers: int) -> hf.NameLookup:
+    """Hugging Face tensor names to GGUF ones for ``arch``: gguf's TensorNameMap, the table
+    llama.cpp's converter uses."""
+    table = gguf.get_tensor_name_map(
+        next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch.name), layers)
+
+    def lookup(name: str) -> str | None:
+        return table.get_name(name, try_suffixes=(".weight", ".bias"))
+
+    return lookup
+
+
 def _read(path: str, limit: int = 64 << 20) -> bytes:
     with open(path, "rb") as f:
         data = f.read(limit + 1)
@@ -109,6 +121,7 @@ def convert(files: Mapping[str, str], out_path: str, progress: Progress | None =
                      _read(tok_config) if tok_config else None, config)
     sources = _headers(files)
     plans = hf.plan_tensors(arch, config, list(sources),
+                            names_for(arch, config["num_hidden_layers"]),
                             {name: s.file for name, s in sources.items()})
     infos = {p.source: _info(sources[p.source], p.source) for p in plans}
     for p in plans:
@@ -179,7 +192,7 @@ def convert_lora(files: Mapping[str, str], base_kv: Mapping[str, Any], out_path:
     heads = base_int("attention.head_count")
     kv_heads = base_kv.get(f"{arch_name}.attention.head_count_kv", heads)
     sources = _headers(files)
-    plans = hf.plan_lora(arch, list(sources), base_int("block_count"), heads,
+    plans = hf.plan_lora(arch, list(sources), names_for(arch, base_int("block_count")), heads,
                          kv_heads if isinstance(kv_heads, int) else heads)
     tmp = f"{out_path}.partial-{os.getpid()}"
     writer = gguf.GGUFWriter(tmp, arch_name)

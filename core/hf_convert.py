@@ -2,9 +2,9 @@
 
 What llama.cpp's ``convert_hf_to_gguf.py`` decides per architecture is decided here: which
 ``config.json`` architectures are supported and what GGUF architecture each becomes, the GGUF
-metadata from the config, each Safetensors tensor's GGUF name (the ``gguf`` package's
-``TensorNameMap``, the table llama.cpp's converter uses), and the transforms a tensor needs on
-the way (the llama family's Q/K row permutation). The adapter (adapters/hf_converter.py) reads
+metadata from the config, each Safetensors tensor's GGUF name (through a lookup the adapter
+passes in: the ``gguf`` package's ``TensorNameMap``, the table llama.cpp's converter uses), and
+the transforms a tensor needs on the way (the llama family's Q/K row permutation). The adapter (adapters/hf_converter.py) reads
 the files, streams the tensors through these decisions and writes the GGUF.
 
 An unsupported architecture, a config without a field the architecture needs, a tensor the
@@ -15,41 +15,41 @@ architecture does not have, a missing tensor and a shape that disagrees with the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import gguf
 import numpy as np
 
 from .errors import BadRequest
 
 __all__ = [
-    "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "arch_of_gguf", "keeps_f32", "TensorPlan", "Vocab", "architecture",
+    "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "NameLookup", "arch_of_gguf", "keeps_f32", "TensorPlan", "Vocab", "architecture",
     "expected_shape", "lora_metadata", "metadata", "parse_config", "permute", "plan_lora",
     "plan_tensors", "pre_tokenizer", "unpermute", "vocab",
 ]
 
 
+# A tensor's GGUF name from its Hugging Face name, or None (gguf's TensorNameMap.get_name with
+# the ".weight"/".bias" suffixes), built by the adapter for an architecture and block count.
+NameLookup = Callable[[str], "str | None"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Arch:
     hf: str  # config.json "architectures"[0]
-    gguf: gguf.MODEL_ARCH
+    name: str  # GGUF general.architecture (llama.cpp's)
     permute_qk: bool = False  # llama.cpp's LlamaModel: Q/K rows reordered for its RoPE
     encoder: bool = False  # a BERT-style embedding model (WordPiece vocabulary, pooled)
 
-    @property
-    def name(self) -> str:
-        return gguf.MODEL_ARCH_NAMES[self.gguf]
-
 
 ARCHITECTURES: Mapping[str, Arch] = {a.hf: a for a in (
-    Arch(hf="LlamaForCausalLM", gguf=gguf.MODEL_ARCH.LLAMA, permute_qk=True),
-    Arch(hf="MistralForCausalLM", gguf=gguf.MODEL_ARCH.LLAMA, permute_qk=True),
-    Arch(hf="Qwen2ForCausalLM", gguf=gguf.MODEL_ARCH.QWEN2),
-    Arch(hf="Qwen3ForCausalLM", gguf=gguf.MODEL_ARCH.QWEN3),
-    Arch(hf="BertModel", gguf=gguf.MODEL_ARCH.BERT, encoder=True),
-    Arch(hf="BertForMaskedLM", gguf=gguf.MODEL_ARCH.BERT, encoder=True),
+    Arch(hf="LlamaForCausalLM", name="llama", permute_qk=True),
+    Arch(hf="MistralForCausalLM", name="llama", permute_qk=True),
+    Arch(hf="Qwen2ForCausalLM", name="qwen2"),
+    Arch(hf="Qwen3ForCausalLM", name="qwen3"),
+    Arch(hf="BertModel", name="bert", encoder=True),
+    Arch(hf="BertForMaskedLM", name="bert", encoder=True),
 )}
 
 CONFIG = "config.json"
@@ -190,6 +190,7 @@ def expected_shape(arch: Arch, config: Mapping[str, Any], name: str) -> tuple[in
 
 
 def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
+                 lookup: NameLookup,
                  where: Mapping[str, str] | None = None) -> list[TensorPlan]:
     """Each Safetensors tensor's GGUF name and transform, in GGUF order (by block).
 
@@ -198,7 +199,6 @@ def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
     have is a 400 naming it. A missing embedding, norm or block tensor is a 400 too.
     """
     s = _shape(config)
-    table = gguf.get_tensor_name_map(arch.gguf, s["layers"])
     where = where or {}
     plans: list[TensorPlan] = []
     for source in names:
@@ -211,7 +211,7 @@ def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
                 continue
         else:
             source_name = source
-        name = table.get_name(source_name, try_suffixes=(".weight", ".bias"))
+        name = lookup(source_name)
         if name is None:
             file = where.get(source, "the model's files")
             raise BadRequest(f"{file}: tensor {source!r} is not part of a {arch.hf} model")
@@ -487,11 +487,10 @@ def arch_of_gguf(name: str) -> Arch:
                      f"{', '.join(sorted({a.name for a in decoders}))})")
 
 
-def plan_lora(arch: Arch, names: Iterable[str], layers: int, heads: int, kv_heads: int,
+def plan_lora(arch: Arch, names: Iterable[str], lookup: NameLookup, heads: int, kv_heads: int,
               file: str = "adapter_model.safetensors") -> list[LoraPlan]:
     """Pair each ``lora_A``/``lora_B`` and name the base tensor it adapts; a stray or unpaired
     tensor is a 400 naming it."""
-    table = gguf.get_tensor_name_map(arch.gguf, layers)
     pairs: dict[str, dict[str, str]] = {}
     for source in names:
         base = source.removeprefix(_PEFT_PREFIX)
@@ -508,7 +507,7 @@ def plan_lora(arch: Arch, names: Iterable[str], layers: int, heads: int, kv_head
         if set(sides) != {"A", "B"}:
             missing = "lora_B" if "A" in sides else "lora_A"
             raise BadRequest(f"{file}: {module!r} has no {missing}")
-        name = table.get_name(module + ".weight", try_suffixes=(".weight",))
+        name = lookup(module + ".weight")
         if name is None:
             raise BadRequest(f"{file}: tensor {sides['A']!r} adapts {module!r}, which a "
                              f"{arch.hf} model does not have")

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pollama.adapters.hf_converter import names_for
 from pollama.core import hf_convert as hf
 from pollama.core.errors import BadRequest
 
@@ -20,6 +21,9 @@ SMOL: dict[str, Any] = {
     "num_key_value_heads": 3, "rms_norm_eps": 1e-5, "rope_theta": 100000,
     "max_position_embeddings": 8192, "vocab_size": 49152, "tie_word_embeddings": True,
 }
+
+
+LOOKUP = names_for(hf.architecture(SMOL), 2)
 
 
 def hf_names(layers: int = 2, *, lm_head: bool = False) -> list[str]:
@@ -65,7 +69,7 @@ def test_bad_configs(change: dict[str, Any], match: str) -> None:
 
 
 def test_tensor_names_transforms_and_order() -> None:
-    plans = hf.plan_tensors(hf.architecture(SMOL), SMOL, reversed(hf_names()))
+    plans = hf.plan_tensors(hf.architecture(SMOL), SMOL, reversed(hf_names()), LOOKUP)
     by_source = {p.source: p for p in plans}
     assert by_source["model.embed_tokens.weight"].name == "token_embd.weight"
     assert by_source["model.layers.1.self_attn.q_proj.weight"] == hf.TensorPlan(
@@ -82,7 +86,8 @@ def test_tensor_names_transforms_and_order() -> None:
 def test_qwen2_keeps_its_rows() -> None:
     config = {**SMOL, "architectures": ["Qwen2ForCausalLM"]}
     names = hf_names() + ["model.layers.0.self_attn.q_proj.bias"]
-    plans = hf.plan_tensors(hf.architecture(config), config, names)
+    plans = hf.plan_tensors(hf.architecture(config), config, names,
+                            names_for(hf.architecture(config), 2))
     assert {p.transform for p in plans} == {""}
     assert "blk.0.attn_q.bias" in {p.name for p in plans}
 
@@ -92,7 +97,7 @@ def test_a_stray_tensor_is_named_with_its_file() -> None:
     with pytest.raises(BadRequest, match="model-00002-of-00002.safetensors: tensor "
                        "'model.layers.0.self_attn.lora_A.weight' is not part of a "
                        "LlamaForCausalLM model"):
-        hf.plan_tensors(hf.architecture(SMOL), SMOL, names,
+        hf.plan_tensors(hf.architecture(SMOL), SMOL, names, LOOKUP,
                         {"model.layers.0.self_attn.lora_A.weight":
                          "model-00002-of-00002.safetensors"})
 
@@ -100,7 +105,7 @@ def test_a_stray_tensor_is_named_with_its_file() -> None:
 def test_a_missing_tensor_is_named() -> None:
     names = [n for n in hf_names() if n != "model.layers.1.mlp.up_proj.weight"]
     with pytest.raises(BadRequest, match="no tensor for 'blk.1.ffn_up.weight'"):
-        hf.plan_tensors(hf.architecture(SMOL), SMOL, names)
+        hf.plan_tensors(hf.architecture(SMOL), SMOL, names, LOOKUP)
 
 
 def test_expected_shapes() -> None:
