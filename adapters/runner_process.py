@@ -29,7 +29,7 @@ from anyio.abc import Process, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pollama.core import decoding
-from pollama.core import runner_protocol as rp
+from pollama.core import runner_protocol as protocol
 from pollama.core.errors import (RUNNER_TERMINATED, PollamaError, RunnerError, RunnerProtocolError,
                                  RunnerTerminated, map_exceptions)
 from pollama.core.ndjson import NEED_DATA
@@ -160,21 +160,21 @@ def exit_reason(code: int | None, tail: list[str]) -> str:
 
 
 class RunnerProcess:
-    def __init__(self, pipe: RunnerPipe, load: rp.Load,
+    def __init__(self, pipe: RunnerPipe, load: protocol.Load,
                  on_exit: Callable[[str], None] | None = None) -> None:
         self.pipe = pipe
         self.on_exit = on_exit
         self.load_spec = load
-        self.loaded: rp.Loaded | None = None
+        self.loaded: protocol.Loaded | None = None
         self.alive = True
         self.exit_reason = ""
         self._ids = itertools.count(1)
-        self._pending: dict[int, MemoryObjectSendStream[rp.RunnerMessage]] = {}
+        self._pending: dict[int, MemoryObjectSendStream[protocol.RunnerMessage]] = {}
         self._write_lock = anyio.Lock()
         self._gone = anyio.Event()
 
     @classmethod
-    async def start(cls, tg: TaskGroup, load: rp.Load,
+    async def start(cls, tg: TaskGroup, load: protocol.Load,
                     on_exit: Callable[[str], None] | None = None,
                     pipe: RunnerPipe | None = None) -> RunnerProcess:
         """Start a runner (a local subprocess unless a ``pipe`` to one is given) and load the
@@ -185,10 +185,10 @@ class RunnerProcess:
         try:
             await runner._write(load)
             async for msg in events:
-                if isinstance(msg, rp.Loaded):
+                if isinstance(msg, protocol.Loaded):
                     runner.loaded = msg
                     return runner
-                if isinstance(msg, rp.Failed):
+                if isinstance(msg, protocol.Failed):
                     raise RunnerError(msg.message)
             raise runner.terminated()
         except BaseException:
@@ -202,18 +202,18 @@ class RunnerProcess:
         """The error for work on a runner that has gone: its exit reason once it is known."""
         return RunnerTerminated(self.exit_reason)
 
-    async def _open(self, request_id: int) -> MemoryObjectReceiveStream[rp.RunnerMessage]:
-        send, recv = anyio.create_memory_object_stream[rp.RunnerMessage](math.inf)
+    async def _open(self, request_id: int) -> MemoryObjectReceiveStream[protocol.RunnerMessage]:
+        send, recv = anyio.create_memory_object_stream[protocol.RunnerMessage](math.inf)
         self._pending[request_id] = send
         return recv
 
-    async def _write(self, msg: rp.ServerMessage) -> None:
+    async def _write(self, msg: protocol.ServerMessage) -> None:
         async with self._write_lock:
             with map_exceptions({CLOSED: lambda _: self.terminated()}):
-                await self.pipe.send(rp.RunnerCodec.send(msg))
+                await self.pipe.send(protocol.RunnerCodec.send(msg))
 
     async def _read_stdout(self) -> None:
-        codec = rp.RunnerCodec(accept=rp.RUNNER_KINDS)
+        codec = protocol.RunnerCodec(accept=protocol.RUNNER_KINDS)
         try:
             async for data in self.pipe.output():
                 codec.receive_data(data)
@@ -221,12 +221,12 @@ class RunnerProcess:
                     msg = codec.next_event()
                     if msg is NEED_DATA or msg is None:
                         break
-                    assert isinstance(msg, rp.RUNNER_KINDS)
+                    assert isinstance(msg, protocol.RUNNER_KINDS)
                     stream = self._pending.get(msg.id)
                     if stream is not None:
                         stream.send_nowait(msg)
-                        if isinstance(msg, (rp.Done, rp.Failed, rp.Tokens, rp.Loaded,
-                                            rp.Embeddings)):
+                        if isinstance(msg, (protocol.Done, protocol.Failed, protocol.Tokens,
+                                            protocol.Loaded, protocol.Embeddings)):
                             self._pending.pop(msg.id, None)
                             stream.close()
         except RunnerProtocolError as exc:
@@ -244,7 +244,7 @@ class RunnerProcess:
         self._gone.set()
         for request_id, stream in list(self._pending.items()):
             try:
-                stream.send_nowait(rp.Failed(id=request_id, message=self.exit_reason))
+                stream.send_nowait(protocol.Failed(id=request_id, message=self.exit_reason))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
             stream.close()
@@ -258,7 +258,7 @@ class RunnerProcess:
                        shift: bool = True, tools: list[dict[str, Any]] | None = None,
                        tool_format: dict[str, Any] | None = None, tools_required: bool = False,
                        images: list[str] | None = None
-                       ) -> AsyncIterator[AsyncIterator[rp.RunnerMessage]]:
+                       ) -> AsyncIterator[AsyncIterator[protocol.RunnerMessage]]:
         """Start a completion; yields its event stream. Leaving early cancels it on the runner."""
         if not self.alive:
             raise self.terminated()
@@ -266,18 +266,20 @@ class RunnerProcess:
         events = await self._open(request_id)
         finished = False
 
-        async def stream() -> AsyncIterator[rp.RunnerMessage]:
+        async def stream() -> AsyncIterator[protocol.RunnerMessage]:
             nonlocal finished
             async for msg in events:
-                if isinstance(msg, (rp.Done, rp.Failed)):
+                if isinstance(msg, (protocol.Done, protocol.Failed)):
                     finished = True
                 yield msg
             if not finished:
                 finished = True
-                yield rp.Failed(id=request_id, message=self.exit_reason or "runner stream ended")
+                yield protocol.Failed(id=request_id,
+                                      message=self.exit_reason or "runner stream ended")
 
         try:
-            await self._write(rp.Complete(id=request_id, prompt=prompt, context=context, options=options,
+            await self._write(protocol.Complete(id=request_id, prompt=prompt, context=context,
+                                                options=options,
                                           format=fmt, logprobs=logprobs or top_logprobs > 0,
                                           top_logprobs=top_logprobs, shift=shift,
                                           tools=tools, tool_format=tool_format,
@@ -288,7 +290,7 @@ class RunnerProcess:
             if not finished and self.alive:
                 with anyio.CancelScope(shield=True):
                     try:
-                        await self._write(rp.Cancel(id=next(self._ids), target=request_id))
+                        await self._write(protocol.Cancel(id=next(self._ids), target=request_id))
                     except RunnerError:
                         pass
 
@@ -300,18 +302,18 @@ class RunnerProcess:
         request_id = next(self._ids)
         events = await self._open(request_id)
         try:
-            await self._write(rp.Tokenize(id=request_id, text=text))
+            await self._write(protocol.Tokenize(id=request_id, text=text))
             async for msg in events:
-                if isinstance(msg, rp.Tokens):
+                if isinstance(msg, protocol.Tokens):
                     return msg.tokens
-                if isinstance(msg, rp.Failed):
+                if isinstance(msg, protocol.Failed):
                     raise PollamaError(msg.message, status_hint=msg.status)
             raise self.terminated()
         finally:
             self._pending.pop(request_id, None)
 
     async def embed(self, inputs: list[str], truncate: bool, *,
-                    num_ctx: int | None = 0) -> rp.Embeddings:
+                    num_ctx: int | None = 0) -> protocol.Embeddings:
         """Embed texts on this runner; raises the runner's failure with its status.
         ``num_ctx``: the request's (0: none asked) for /api/embed's limit; None for the legacy
         /api/embeddings (no limit but the runner's own; see core.embed)."""
@@ -320,12 +322,12 @@ class RunnerProcess:
         request_id = next(self._ids)
         events = await self._open(request_id)
         try:
-            await self._write(rp.Embed(id=request_id, inputs=inputs, truncate=truncate,
+            await self._write(protocol.Embed(id=request_id, inputs=inputs, truncate=truncate,
                                        num_ctx=num_ctx))
             async for msg in events:
-                if isinstance(msg, rp.Embeddings):
+                if isinstance(msg, protocol.Embeddings):
                     return msg
-                if isinstance(msg, rp.Failed):
+                if isinstance(msg, protocol.Failed):
                     raise PollamaError(msg.message, status_hint=msg.status)
             raise self.terminated()
         finally:
@@ -337,7 +339,7 @@ class RunnerProcess:
             return
         with anyio.CancelScope(shield=True):
             try:
-                await self._write(rp.Shutdown(id=0))
+                await self._write(protocol.Shutdown(id=0))
             except RunnerError:
                 pass
             with anyio.move_on_after(5):

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from pollama.core import runner_protocol as rp
+from pollama.core import runner_protocol as protocol
 from pollama.core import scheduler as sched
 from pollama.core import trace
 from pollama.core.errors import PollamaError, RunnerTerminated
@@ -123,7 +123,7 @@ class SchedulerDriver:
             paths = [node_paths[_blob(p)[0]] for p in paths]
         model_path, rest = paths[0], paths[1:]
         adapters, projectors = rest[:len(info.adapters)], rest[len(info.adapters):]
-        load = rp.Load(id=0, model_path=model_path, num_ctx=spec.num_ctx,
+        load = protocol.Load(id=0, model_path=model_path, num_ctx=spec.num_ctx,
                        num_batch=spec.num_batch,
                        num_gpu=spec.num_gpu if spec.num_gpu >= 0 else command.gpu_layers,
                        num_thread=spec.num_thread, use_mmap=spec.use_mmap,

@@ -4,8 +4,9 @@ What llama.cpp's ``convert_hf_to_gguf.py`` decides per architecture is decided h
 ``config.json`` architectures are supported and what GGUF architecture each becomes, the GGUF
 metadata from the config, each Safetensors tensor's GGUF name (through a lookup the adapter
 passes in: the ``gguf`` package's ``TensorNameMap``, the table llama.cpp's converter uses), and
-the transforms a tensor needs on the way (the llama family's Q/K row permutation). The adapter (adapters/hf_converter.py) reads
-the files, streams the tensors through these decisions and writes the GGUF.
+the transforms a tensor needs on the way (the llama family's Q/K row permutation). The adapter
+(adapters/hf_converter.py) reads the files, streams the tensors through these decisions and
+writes the GGUF.
 
 An unsupported architecture, a config without a field the architecture needs, a tensor the
 architecture does not have, a missing tensor and a shape that disagrees with the config are
@@ -24,9 +25,10 @@ import numpy as np
 from .errors import BadRequest
 
 __all__ = [
-    "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "NameLookup", "arch_of_gguf", "keeps_f32", "TensorPlan", "Vocab", "architecture",
-    "expected_shape", "lora_metadata", "metadata", "parse_config", "permute", "plan_lora",
-    "plan_tensors", "pre_tokenizer", "unpermute", "vocab",
+    "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "NameLookup", "TensorPlan",
+    "Vocab", "arch_of_gguf", "architecture", "expected_shape", "keeps_f32", "lora_metadata",
+    "metadata", "parse_config", "permute", "plan_lora", "plan_tensors", "pre_tokenizer",
+    "unpermute", "vocab",
 ]
 
 
