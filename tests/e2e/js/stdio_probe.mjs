@@ -35,7 +35,9 @@ try {
 const source = new rpc.CancellationTokenSource()
 const long = conn.sendRequest('chat', {
   model: 'smol', messages: [{ role: 'user', content: 'Tell a very long story.' }],
-  options: { num_predict: 100000 } }, source.token)
+  // greedy: this prompt then runs past 600 tokens (seconds), so the cancel lands mid-way; a
+  // sampled answer could end before it (a CI failure)
+  options: { num_predict: 100000, temperature: 0 } }, source.token)
 setTimeout(() => source.cancel(), 1000)
 try {
   await long
