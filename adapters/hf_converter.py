@@ -111,14 +111,10 @@ def convert(files: Mapping[str, str], out_path: str, progress: Progress | None =
     """Convert the model whose files (name in the directory -> path) are ``files``."""
     if hf.CONFIG not in files:
         raise BadRequest(f"the model's files have no {hf.CONFIG}")
-    if hf.TOKENIZER not in files:
-        raise BadRequest(f"the model's files have no {hf.TOKENIZER}")
     config = hf.parse_config(_read(files[hf.CONFIG]))
     arch = hf.architecture(config)
     kvs = hf.metadata(arch, config)
-    tok_config = files.get(hf.TOKENIZER_CONFIG)
-    vocab = hf.vocab(_read(files[hf.TOKENIZER], 256 << 20),
-                     _read(tok_config) if tok_config else None, config)
+    vocab = _vocab(files, config)
     sources = _headers(files)
     plans = hf.plan_tensors(arch, config, list(sources),
                             names_for(arch, config["num_hidden_layers"]),
@@ -242,6 +238,48 @@ def _discard(writer: gguf.GGUFWriter, tmp: str) -> None:
         pass
 
 
+def _vocab(files: Mapping[str, str], config: Mapping[str, Any]) -> hf.Vocab:
+    """The vocabulary: ``tokenizer.json`` (byte-level BPE, WordPiece), or SentencePiece's
+    ``tokenizer.model`` when there is no such ``tokenizer.json``."""
+    tok_config_path = files.get(hf.TOKENIZER_CONFIG)
+    tok_config = _read(tok_config_path) if tok_config_path else None
+    tokenizer = _read(files[hf.TOKENIZER], 256 << 20) if hf.TOKENIZER in files else None
+    if hf.SENTENCEPIECE in files and (tokenizer is None
+                                      or hf.is_sentencepiece_json(tokenizer)):
+        return hf.sentencepiece_vocab(_pieces(files[hf.SENTENCEPIECE]), tok_config, config)
+    if tokenizer is None:
+        raise BadRequest(f"the model's files have no {hf.TOKENIZER} or {hf.SENTENCEPIECE}")
+    if hf.is_sentencepiece_json(tokenizer):
+        raise BadRequest(f"{hf.TOKENIZER} is a SentencePiece vocabulary: add its "
+                         f"{hf.SENTENCEPIECE}")
+    return hf.vocab(tokenizer, tok_config, config)
+
+
+def _pieces(path: str) -> list[hf.Piece]:
+    """The pieces of a SentencePiece model file, with their scores and GGUF types."""
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor()
+    try:
+        sp.LoadFromSerializedProto(_read(path))
+    except (RuntimeError, OSError) as exc:
+        raise BadRequest(f"{hf.SENTENCEPIECE}: not a SentencePiece model ({exc})") from None
+    pieces = []
+    for i in range(sp.vocab_size()):
+        if sp.is_unknown(i):
+            kind = hf.UNKNOWN
+        elif sp.is_control(i):
+            kind = hf.CONTROL
+        elif sp.is_unused(i):
+            kind = hf.UNUSED
+        elif sp.is_byte(i):
+            kind = hf.BYTE
+        else:
+            kind = hf.NORMAL
+        pieces.append(hf.Piece(text=sp.id_to_piece(i), score=sp.get_score(i), kind=kind))
+    return pieces
+
+
 def _info(source: _Source, name: str) -> stf.TensorInfo:
     info = source.header.tensor(name)
     assert info is not None
@@ -288,6 +326,8 @@ def _write_vocab(writer: gguf.GGUFWriter, vocab: hf.Vocab) -> None:
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(list(vocab.tokens))
     writer.add_token_types(list(vocab.types))
+    if vocab.scores:
+        writer.add_token_scores(list(vocab.scores))
     if vocab.merges:
         writer.add_token_merges(list(vocab.merges))
     if vocab.model == "bert" and vocab.eos is not None:
@@ -335,7 +375,7 @@ def main(argv: list[str]) -> int:
 
 WEIGHT_FILES = (".safetensors",)
 ADAPTER_DIR_FILES = frozenset({"adapter_config.json"})
-MODEL_DIR_FILES = frozenset({
+MODEL_DIR_FILES = frozenset({  # tokenizer.model: SentencePiece vocabularies
     "config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
     "special_tokens_map.json", "generation_config.json", "added_tokens.json",
     "model.safetensors.index.json"})

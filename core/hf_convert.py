@@ -25,8 +25,8 @@ import numpy as np
 from .errors import BadRequest
 
 __all__ = [
-    "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "NameLookup", "TensorPlan",
-    "Vocab", "arch_of_gguf", "architecture", "expected_shape", "keeps_f32", "lora_metadata",
+    "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "NameLookup", "Piece",
+    "TensorPlan", "Vocab", "arch_of_gguf", "is_sentencepiece_json", "sentencepiece_vocab", "architecture", "expected_shape", "keeps_f32", "lora_metadata",
     "metadata", "parse_config", "permute", "plan_lora", "plan_tensors", "pre_tokenizer",
     "unpermute", "vocab",
 ]
@@ -307,6 +307,7 @@ class Vocab:
     add_bos: bool | None = None
     add_eos: bool | None = None
     chat_template: str | None = None
+    scores: tuple[float, ...] = ()  # SentencePiece's, per token
 
 
 def pre_tokenizer(pre: Any) -> str:
@@ -436,6 +437,65 @@ def vocab(tokenizer_raw: bytes, tokenizer_config_raw: bytes | None,
         add_bos=add_bos if isinstance(add_bos, bool) else None,
         add_eos=add_eos if isinstance(add_eos, bool) else None,
         chat_template=template if isinstance(template, str) else None)
+
+
+SENTENCEPIECE = "tokenizer.model"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Piece:
+    """One entry of a SentencePiece model, as the adapter read it."""
+
+    text: str
+    score: float
+    kind: int  # the GGUF token type: NORMAL, UNKNOWN, CONTROL, UNUSED or BYTE
+
+
+def sentencepiece_vocab(pieces: list[Piece], tokenizer_config_raw: bytes | None,
+                        config: Mapping[str, Any]) -> Vocab:
+    """A SentencePiece ``tokenizer.model`` (Llama 2, Mistral v0.1) as llama.cpp's ``llama``
+    tokenizer (its _set_vocab_sentencepiece): the pieces with their scores and types, padded
+    to ``vocab_size`` with ``[PADi]`` UNUSED, special ids from tokenizer_config.json (else the
+    config), BOS added unless it says otherwise."""
+    tok_config = _json_object(tokenizer_config_raw, TOKENIZER_CONFIG) \
+        if tokenizer_config_raw is not None else {}
+    size = _int(config, "vocab_size")
+    if len(pieces) > size:
+        raise BadRequest(f"{SENTENCEPIECE}: {len(pieces)} pieces are more than vocab_size "
+                         f"{size}")
+    padded = list(pieces) + [Piece(text=f"[PAD{i}]", score=-1000.0, kind=UNUSED)
+                             for i in range(len(pieces), size)]
+    ids = {p.text: i for i, p in enumerate(padded)}
+
+    def special(name: str, config_key: str) -> int | None:
+        text = _token_text(tok_config.get(name))
+        if text is not None and text in ids:
+            return ids[text]
+        value = config.get(config_key)
+        return value if isinstance(value, int) and 0 <= value < size else None
+
+    add_bos, add_eos = tok_config.get("add_bos_token", True), tok_config.get("add_eos_token")
+    template = tok_config.get("chat_template")
+    return Vocab(
+        model="llama", pre="default", tokens=tuple(p.text for p in padded),
+        types=tuple(p.kind for p in padded), merges=(), scores=tuple(p.score for p in padded),
+        bos=special("bos_token", "bos_token_id"), eos=special("eos_token", "eos_token_id"),
+        unk=special("unk_token", "unk_token_id"), pad=special("pad_token", "pad_token_id"),
+        add_bos=add_bos if isinstance(add_bos, bool) else True,
+        add_eos=add_eos if isinstance(add_eos, bool) else None,
+        chat_template=template if isinstance(template, str) else None)
+
+
+def is_sentencepiece_json(tokenizer_raw: bytes) -> bool:
+    """A ``tokenizer.json`` that is SentencePiece's BPE in Hugging Face's dress (byte
+    fallback, ``▁`` for spaces), not byte-level BPE: ``tokenizer.model`` is the one to read."""
+    try:
+        tok = json.loads(tokenizer_raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    model = tok.get("model") if isinstance(tok, dict) else None
+    return isinstance(model, dict) and model.get("type") == "BPE" and bool(
+        model.get("byte_fallback"))
 
 
 def _json_object(raw: bytes, name: str) -> dict[str, Any]:

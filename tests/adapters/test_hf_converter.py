@@ -137,8 +137,8 @@ def test_the_subprocess_entry_prints_progress_and_errors(tmp_path: Any) -> None:
     failed = subprocess.run(argv[:4] + [a for a in argv[4:] if "tokenizer.json=" not in a],
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1
-    assert json.loads(failed.stdout) == {"error": "the model's files have no tokenizer.json",
-                                         "status": 400}
+    assert json.loads(failed.stdout) == {
+        "error": "the model's files have no tokenizer.json or tokenizer.model", "status": 400}
 
 
 def _edit_json(path: str, **changes: Any) -> None:
@@ -259,3 +259,49 @@ def test_a_tiny_bert_converts_and_embeds(tmp_path: Any, prefix: str) -> None:
     assert len(vectors) == 2 and len(vectors[0]) == 32
     assert np.isfinite(np.asarray(vectors)).all()
     assert not np.allclose(vectors[0], vectors[1])
+
+
+def _sentencepiece_model(folder: str) -> str:
+    """Train a small SentencePiece BPE model on a few lines, configured as Llama 2's is (byte
+    fallback, no normalization, whitespace kept): llama.cpp implements no normalizer."""
+    import sentencepiece
+
+    corpus = os.path.join(folder, "corpus.txt")
+    with open(corpus, "w") as f:
+        f.write("\n".join(["Hello world, this is a test.", "The cat sat on the mat.",
+                           "Numbers 12345 and café!", "def f(x): return x * 2"] * 50))
+    sentencepiece.SentencePieceTrainer.train(
+        input=corpus, model_prefix=os.path.join(folder, "sp"), vocab_size=320,
+        model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1,
+        eos_id=2, pad_id=-1, minloglevel=2, normalization_rule_name="identity",
+        remove_extra_whitespaces=False)
+    return os.path.join(folder, "sp.model")
+
+
+def test_a_sentencepiece_vocabulary_tokenizes_as_sentencepiece(tmp_path: Any) -> None:
+    import llama_cpp
+    import sentencepiece
+
+    model = _sentencepiece_model(str(tmp_path))
+    config = tiny_config(vocab_size=328)  # padded past the 320 pieces, as real models are
+    files = write_tiny(str(tmp_path / "hf"), config)
+    os.remove(files.pop("tokenizer.json"))
+    files["tokenizer.model"] = model
+    _edit_json(files["tokenizer_config.json"], bos_token="<s>", eos_token="</s>")
+    out = str(tmp_path / "model.gguf")
+    hf_converter.convert(files, out)
+    reader = gguf.GGUFReader(out)
+    assert reader.fields["tokenizer.ggml.model"].contents() == "llama"
+    assert len(reader.fields["tokenizer.ggml.scores"].contents()) == 328
+    sp = sentencepiece.SentencePieceProcessor(model_file=model)
+    llm = llama_cpp.Llama(out, vocab_only=True, verbose=False)
+    for text in ("Hello world", "The cat sat on the mat.", "café 42 ünïcödé ✓", "  two  spaces"):
+        assert llm.tokenize(text.encode()) == [1, *sp.encode(text)], text
+
+
+def test_a_sentencepiece_tokenizer_json_needs_its_model_file(tmp_path: Any) -> None:
+    files = write_tiny(str(tmp_path / "hf"))
+    _edit_json(files["tokenizer.json"], model={"type": "BPE", "byte_fallback": True,
+                                                "vocab": {}, "merges": []})
+    with pytest.raises(BadRequest, match="SentencePiece vocabulary: add its tokenizer.model"):
+        hf_converter.convert(files, str(tmp_path / "model.gguf"))

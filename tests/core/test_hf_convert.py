@@ -181,3 +181,25 @@ def test_pre_tokenizer_names(pre: Any, name: str) -> None:
 def test_bad_tokenizers(tok: dict[str, Any], match: str) -> None:
     with pytest.raises(BadRequest, match=match):
         hf.vocab(json.dumps(tok).encode(), None, {"vocab_size": 272})
+
+
+def test_sentencepiece_pieces_become_a_llama_vocabulary() -> None:
+    pieces = [hf.Piece(text="<unk>", score=0.0, kind=hf.UNKNOWN),
+              hf.Piece(text="<s>", score=0.0, kind=hf.CONTROL),
+              hf.Piece(text="</s>", score=0.0, kind=hf.CONTROL),
+              hf.Piece(text="<0x00>", score=0.0, kind=hf.BYTE),
+              hf.Piece(text="▁the", score=-1.5, kind=hf.NORMAL)]
+    v = hf.sentencepiece_vocab(pieces, json.dumps({"bos_token": "<s>", "eos_token": {
+        "content": "</s>"}}).encode(), {"vocab_size": 7})
+    assert (v.model, v.pre, v.bos, v.eos, v.add_bos) == ("llama", "default", 1, 2, True)
+    assert v.tokens[-2:] == ("[PAD5]", "[PAD6]") and v.types[-1] == hf.UNUSED
+    assert v.scores[4] == -1.5 and v.scores[-1] == -1000.0 and v.merges == ()
+    with pytest.raises(BadRequest, match="more than vocab_size"):
+        hf.sentencepiece_vocab(pieces, None, {"vocab_size": 3})
+
+
+def test_a_sentencepiece_tokenizer_json_is_recognised() -> None:
+    assert hf.is_sentencepiece_json(json.dumps(
+        {"model": {"type": "BPE", "byte_fallback": True}}).encode())
+    assert not hf.is_sentencepiece_json(json.dumps(_tokenizer()).encode())
+    assert not hf.is_sentencepiece_json(b"{")
