@@ -56,6 +56,7 @@ def names_for(arch: hf.Arch, layers: int) -> hf.NameLookup:
     llama.cpp's converter uses."""
     table = gguf.get_tensor_name_map(
         next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch.name), layers)
+    # (gguf's table names Phi-3's fused gate_up_proj ffn_up: llama.cpp's phi3 takes it so)
 
     def lookup(name: str) -> str | None:
         return table.get_name(name, try_suffixes=(".weight", ".bias"))

@@ -43,6 +43,7 @@ class Arch:
     name: str  # GGUF general.architecture (llama.cpp's)
     permute_qk: bool = False  # llama.cpp's LlamaModel: Q/K rows reordered for its RoPE
     encoder: bool = False  # a BERT-style embedding model (WordPiece vocabulary, pooled)
+    fused: bool = False  # Phi-3: one qkv_proj and one gate_up_proj per block
 
 
 ARCHITECTURES: Mapping[str, Arch] = {a.hf: a for a in (
@@ -50,6 +51,7 @@ ARCHITECTURES: Mapping[str, Arch] = {a.hf: a for a in (
     Arch(hf="MistralForCausalLM", name="llama", permute_qk=True),
     Arch(hf="Qwen2ForCausalLM", name="qwen2"),
     Arch(hf="Qwen3ForCausalLM", name="qwen3"),
+    Arch(hf="Phi3ForCausalLM", name="phi3", fused=True),
     Arch(hf="BertModel", name="bert", encoder=True),
     Arch(hf="BertForMaskedLM", name="bert", encoder=True),
 )}
@@ -179,7 +181,8 @@ def expected_shape(arch: Arch, config: Mapping[str, Any], name: str) -> tuple[in
         "output_norm": (s["hidden"],), "attn_norm": (s["hidden"],), "ffn_norm": (s["hidden"],),
         "attn_q": (q, s["hidden"]), "attn_k": (kv, s["hidden"]), "attn_v": (kv, s["hidden"]),
         "attn_output": (s["hidden"], q), "ffn_gate": (s["ffn"], s["hidden"]),
-        "ffn_up": (s["ffn"], s["hidden"]), "ffn_down": (s["hidden"], s["ffn"]),
+        "ffn_up": ((2 if arch.fused else 1) * s["ffn"], s["hidden"]),
+        "ffn_down": (s["hidden"], s["ffn"]), "attn_qkv": (q + 2 * kv, s["hidden"]),
         "attn_q_norm": (s["head_dim"],), "attn_k_norm": (s["head_dim"],),
         "position_embd": (_int(config, "max_position_embeddings", 512), s["hidden"]),
         "token_embd_norm": (s["hidden"],), "attn_output_norm": (s["hidden"],),
@@ -229,6 +232,10 @@ def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
             f"blk.{i}.{t}.weight" for i in range(s["layers"])
             for t in ("attn_q", "attn_k", "attn_v", "attn_output", "attn_output_norm",
                       "ffn_up", "ffn_down", "layer_output_norm")]
+    elif arch.fused:
+        required = ["token_embd.weight", "output_norm.weight", "output.weight"] + [
+            f"blk.{i}.{t}.weight" for i in range(s["layers"])
+            for t in ("attn_norm", "attn_qkv", "attn_output", "ffn_norm", "ffn_up", "ffn_down")]
     else:
         required = ["token_embd.weight", "output_norm.weight"] + [
             f"blk.{i}.{t}.weight" for i in range(s["layers"])

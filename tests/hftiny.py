@@ -46,9 +46,17 @@ def tiny_weights(config: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray[
         if arch == "Qwen2ForCausalLM":
             out |= {p + "self_attn.q_proj.bias": w(h), p + "self_attn.k_proj.bias": w(kv),
                     p + "self_attn.v_proj.bias": w(kv)}
+        if arch == "Phi3ForCausalLM":  # fused projections
+            for name in ("q_proj", "k_proj", "v_proj"):
+                del out[p + f"self_attn.{name}.weight"]
+            del out[p + "mlp.gate_proj.weight"], out[p + "mlp.up_proj.weight"]
+            out |= {p + "self_attn.qkv_proj.weight": w(h + 2 * kv, h),
+                    p + "mlp.gate_up_proj.weight": w(2 * f, h)}
         if arch == "Qwen3ForCausalLM":
             out |= {p + "self_attn.q_norm.weight": np.ones(d, np.float32),
                     p + "self_attn.k_norm.weight": np.ones(d, np.float32)}
+    if arch == "Phi3ForCausalLM":
+        out["lm_head.weight"] = w(v, h)
     return out
 
 

@@ -65,9 +65,12 @@ def test_llama_cpp_loads_and_runs_the_conversion(tmp_path: Any) -> None:
     assert logits.shape == (272,) and np.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("arch, extra", [
-    ("Qwen2ForCausalLM", "blk.1.attn_v.bias"), ("Qwen3ForCausalLM", "blk.1.attn_k_norm.weight")])
-def test_qwen_style_models_convert_and_run(tmp_path: Any, arch: str, extra: str) -> None:
+@pytest.mark.parametrize("arch, name, extra", [
+    ("Qwen2ForCausalLM", "qwen2", "blk.1.attn_v.bias"),
+    ("Qwen3ForCausalLM", "qwen3", "blk.1.attn_k_norm.weight"),
+    ("Phi3ForCausalLM", "phi3", "blk.1.attn_qkv.weight")])
+def test_qwen_and_phi3_models_convert_and_run(tmp_path: Any, arch: str, name: str,
+                                              extra: str) -> None:
     import llama_cpp
 
     files = write_tiny(str(tmp_path / "hf"), tiny_config(arch))
@@ -75,7 +78,7 @@ def test_qwen_style_models_convert_and_run(tmp_path: Any, arch: str, extra: str)
     hf_converter.convert(files, out)
     reader = gguf.GGUFReader(out)
     assert extra in {t.name for t in reader.tensors}
-    assert reader.fields["general.architecture"].contents() == arch[:5].lower()
+    assert reader.fields["general.architecture"].contents() == name
     llm = llama_cpp.Llama(out, n_ctx=64, verbose=False)
     llm.eval(llm.tokenize(b"hello", add_bos=False))
     assert np.isfinite(np.asarray(llm.scores[llm.n_tokens - 1])).all()
