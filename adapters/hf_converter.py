@@ -152,6 +152,8 @@ def convert(files: Mapping[str, str], out_path: str, progress: Progress | None =
                 array = hf.permute(array, heads)
             elif p.transform == "permute_k":
                 array = hf.permute(array, kv_heads)
+            elif p.transform == "plus_one":
+                array = array + 1.0
             kind = out_types[p.source]
             if kind is gguf.GGMLQuantizationType.F32:
                 data = np.ascontiguousarray(array, dtype=np.float32)

@@ -44,6 +44,7 @@ class Arch:
     permute_qk: bool = False  # llama.cpp's LlamaModel: Q/K rows reordered for its RoPE
     encoder: bool = False  # a BERT-style embedding model (WordPiece vocabulary, pooled)
     fused: bool = False  # Phi-3: one qkv_proj and one gate_up_proj per block
+    gemma: bool = False  # Gemma 2/3: norms stored as w - 1, extra post-norms, soft-capping
 
 
 ARCHITECTURES: Mapping[str, Arch] = {a.hf: a for a in (
@@ -52,6 +53,8 @@ ARCHITECTURES: Mapping[str, Arch] = {a.hf: a for a in (
     Arch(hf="Qwen2ForCausalLM", name="qwen2"),
     Arch(hf="Qwen3ForCausalLM", name="qwen3"),
     Arch(hf="Phi3ForCausalLM", name="phi3", fused=True),
+    Arch(hf="Gemma2ForCausalLM", name="gemma2", gemma=True),
+    Arch(hf="Gemma3ForCausalLM", name="gemma3", gemma=True),
     Arch(hf="BertModel", name="bert", encoder=True),
     Arch(hf="BertForMaskedLM", name="bert", encoder=True),
 )}
@@ -70,7 +73,7 @@ class KV:
 class TensorPlan:
     source: str  # the Safetensors name
     name: str  # the GGUF name
-    transform: str = ""  # "", "permute_q" or "permute_k"
+    transform: str = ""  # "", "permute_q", "permute_k" or "plus_one"
 
 
 def parse_config(raw: bytes) -> dict[str, Any]:
@@ -150,7 +153,14 @@ def metadata(arch: Arch, config: Mapping[str, Any], pooling: int = 1) -> list[KV
             KV(key="tokenizer.ggml.token_type_count",
                value=_int(config, "type_vocab_size", 2), kind="u32"),
         ]
-    return [
+    extra: list[KV] = []
+    if arch.gemma:
+        extra.append(KV(key=f"{a}.attention.sliding_window",
+                        value=_int(config, "sliding_window", 4096), kind="u32"))
+        for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+            if config.get(key) is not None:
+                extra.append(KV(key=f"{a}.{key}", value=_float(config, key, 1.0), kind="f32"))
+    return extra + [
         KV(key="general.architecture", value=a, kind="str"),
         KV(key=f"{a}.context_length", value=_int(config, "max_position_embeddings", 4096),
            kind="u32"),
@@ -186,7 +196,8 @@ def expected_shape(arch: Arch, config: Mapping[str, Any], name: str) -> tuple[in
         "attn_q_norm": (s["head_dim"],), "attn_k_norm": (s["head_dim"],),
         "position_embd": (_int(config, "max_position_embeddings", 512), s["hidden"]),
         "token_embd_norm": (s["hidden"],), "attn_output_norm": (s["hidden"],),
-        "layer_output_norm": (s["hidden"],),
+        "layer_output_norm": (s["hidden"],), "post_attention_norm": (s["hidden"],),
+        "post_ffw_norm": (s["hidden"],),
     }
     shape = shapes.get(base)
     if shape is not None and name.endswith(".bias"):
@@ -221,7 +232,9 @@ def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
             file = where.get(source, "the model's files")
             raise BadRequest(f"{file}: tensor {source!r} is not part of a {arch.hf} model")
         transform = ""
-        if arch.permute_qk and name.endswith("attn_q.weight"):
+        if arch.gemma and name.endswith("norm.weight"):
+            transform = "plus_one"  # Gemma's RMSNorm scales by (1 + w); llama.cpp's by w
+        elif arch.permute_qk and name.endswith("attn_q.weight"):
             transform = "permute_q"
         elif arch.permute_qk and name.endswith("attn_k.weight"):
             transform = "permute_k"
@@ -232,6 +245,12 @@ def plan_tensors(arch: Arch, config: Mapping[str, Any], names: Iterable[str],
             f"blk.{i}.{t}.weight" for i in range(s["layers"])
             for t in ("attn_q", "attn_k", "attn_v", "attn_output", "attn_output_norm",
                       "ffn_up", "ffn_down", "layer_output_norm")]
+    elif arch.gemma:
+        required = ["token_embd.weight", "output_norm.weight"] + [
+            f"blk.{i}.{t}.weight" for i in range(s["layers"])
+            for t in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                      "post_attention_norm", "ffn_norm", "post_ffw_norm", "ffn_gate", "ffn_up",
+                      "ffn_down")]
     elif arch.fused:
         required = ["token_embd.weight", "output_norm.weight", "output.weight"] + [
             f"blk.{i}.{t}.weight" for i in range(s["layers"])

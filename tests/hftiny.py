@@ -52,6 +52,13 @@ def tiny_weights(config: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray[
             del out[p + "mlp.gate_proj.weight"], out[p + "mlp.up_proj.weight"]
             out |= {p + "self_attn.qkv_proj.weight": w(h + 2 * kv, h),
                     p + "mlp.gate_up_proj.weight": w(2 * f, h)}
+        if arch in ("Gemma2ForCausalLM", "Gemma3ForCausalLM"):  # norms stored as w - 1
+            for norm in ("input_layernorm", "post_attention_layernorm",
+                         "pre_feedforward_layernorm", "post_feedforward_layernorm"):
+                out[p + norm + ".weight"] = np.zeros(h, np.float32)
+        if arch == "Gemma3ForCausalLM":
+            out |= {p + "self_attn.q_norm.weight": np.zeros(d, np.float32),
+                    p + "self_attn.k_norm.weight": np.zeros(d, np.float32)}
         if arch == "Qwen3ForCausalLM":
             out |= {p + "self_attn.q_norm.weight": np.ones(d, np.float32),
                     p + "self_attn.k_norm.weight": np.ones(d, np.float32)}

@@ -68,16 +68,22 @@ def test_llama_cpp_loads_and_runs_the_conversion(tmp_path: Any) -> None:
 @pytest.mark.parametrize("arch, name, extra", [
     ("Qwen2ForCausalLM", "qwen2", "blk.1.attn_v.bias"),
     ("Qwen3ForCausalLM", "qwen3", "blk.1.attn_k_norm.weight"),
-    ("Phi3ForCausalLM", "phi3", "blk.1.attn_qkv.weight")])
+    ("Phi3ForCausalLM", "phi3", "blk.1.attn_qkv.weight"),
+    ("Gemma2ForCausalLM", "gemma2", "blk.1.post_ffw_norm.weight"),
+    ("Gemma3ForCausalLM", "gemma3", "blk.0.attn_q_norm.weight")])
 def test_qwen_and_phi3_models_convert_and_run(tmp_path: Any, arch: str, name: str,
                                               extra: str) -> None:
     import llama_cpp
 
-    files = write_tiny(str(tmp_path / "hf"), tiny_config(arch))
+    gemma = {"head_dim": 16, "sliding_window": 32, "attn_logit_softcapping": 50.0,
+             "final_logit_softcapping": 30.0} if name.startswith("gemma") else {}
+    files = write_tiny(str(tmp_path / "hf"), tiny_config(arch, **gemma))
     out = str(tmp_path / "model.gguf")
     hf_converter.convert(files, out)
     reader = gguf.GGUFReader(out)
     assert extra in {t.name for t in reader.tensors}
+    if gemma:  # zeros stored for Gemma's (1 + w) norms: ones in the GGUF
+        assert np.all(_tensor(reader, "blk.0.attn_norm.weight") == 1.0)
     assert reader.fields["general.architecture"].contents() == name
     llm = llama_cpp.Llama(out, n_ctx=64, verbose=False)
     llm.eval(llm.tokenize(b"hello", add_bos=False))
