@@ -133,6 +133,10 @@ def convert(files: Mapping[str, str], out_path: str, progress: Progress | None =
     writer = gguf.GGUFWriter(tmp, arch.name)
     try:
         _write_metadata(writer, kvs, vocab, bf16)
+        factors = hf.rope_factors(config) if arch.permute_qk else None
+        if factors is not None:  # Llama 3.1's scaling, as llama.cpp's converter writes it
+            writer.add_tensor_info("rope_freqs.weight", (len(factors),), np.dtype(np.float32),
+                                   4 * len(factors), raw_dtype=gguf.GGMLQuantizationType.F32)
         out_types = {}
         for p in plans:
             info = infos[p.source]
@@ -146,6 +150,8 @@ def convert(files: Mapping[str, str], out_path: str, progress: Progress | None =
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
+        if factors is not None:
+            writer.write_tensor_data(np.array(factors, dtype=np.float32))
         for done, p in enumerate(plans, 1):
             array = _load(sources[p.source], infos[p.source])
             if p.transform == "permute_q":

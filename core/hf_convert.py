@@ -27,7 +27,7 @@ from .errors import BadRequest
 __all__ = [
     "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "NameLookup", "Piece",
     "TensorPlan", "Vocab", "arch_of_gguf", "is_sentencepiece_json", "sentencepiece_vocab", "architecture", "expected_shape", "keeps_f32", "lora_metadata",
-    "metadata", "parse_config", "permute", "plan_lora", "plan_tensors", "pre_tokenizer",
+    "metadata", "parse_config", "permute", "plan_lora", "plan_tensors", "pre_tokenizer", "rope_factors",
     "unpermute", "vocab",
 ]
 
@@ -153,7 +153,7 @@ def metadata(arch: Arch, config: Mapping[str, Any], pooling: int = 1) -> list[KV
             KV(key="tokenizer.ggml.token_type_count",
                value=_int(config, "type_vocab_size", 2), kind="u32"),
         ]
-    extra: list[KV] = []
+    extra: list[KV] = _rope_scaling(config, a)
     if arch.gemma:
         extra.append(KV(key=f"{a}.attention.sliding_window",
                         value=_int(config, "sliding_window", 4096), kind="u32"))
@@ -177,6 +177,55 @@ def metadata(arch: Arch, config: Mapping[str, Any], pooling: int = 1) -> list[KV
            value=_float(config, "rms_norm_eps", 1e-6), kind="f32"),
         KV(key=f"{a}.vocab_size", value=s["vocab"], kind="u32"),
     ]
+
+
+def _rope_scaling(config: Mapping[str, Any], a: str) -> list[KV]:
+    """``rope_scaling`` as llama.cpp's keys: linear and YaRN (factor, original context);
+    Llama 3's scaling is a tensor instead (``rope_factors``)."""
+    scaling = config.get("rope_scaling")
+    if not isinstance(scaling, dict):
+        return []
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind not in ("linear", "yarn"):
+        return []
+    out = [KV(key=f"{a}.rope.scaling.type", value=kind, kind="str"),
+           KV(key=f"{a}.rope.scaling.factor", value=_float(scaling, "factor", 1.0),
+              kind="f32")]
+    if kind == "yarn" and scaling.get("original_max_position_embeddings") is not None:
+        out.append(KV(key=f"{a}.rope.scaling.original_context_length",
+                      value=_int(scaling, "original_max_position_embeddings"), kind="u32"))
+    return out
+
+
+def rope_factors(config: Mapping[str, Any]) -> list[float] | None:
+    """Llama 3.1's ``rope_scaling`` (``rope_type: llama3``) as the ``rope_freqs.weight``
+    tensor llama.cpp's converter computes (LlamaModel.generate_extra_tensors); None without it."""
+    scaling = config.get("rope_scaling")
+    if not isinstance(scaling, dict) or scaling.get("rope_type",
+                                                    scaling.get("type")) != "llama3":
+        return None
+    s = _shape(config)
+    base = _float(config, "rope_theta", 10000.0)
+    factor = _float(scaling, "factor", 8.0)
+    low = _float(scaling, "low_freq_factor", 1.0)
+    high = _float(scaling, "high_freq_factor", 4.0)
+    old = _float(scaling, "original_max_position_embeddings", 8192)
+    if high <= low:
+        raise BadRequest(f"{CONFIG}: rope_scaling high_freq_factor must exceed "
+                         "low_freq_factor")
+    low_wavelen, high_wavelen = old / low, old / high
+    out = []
+    dim = s["head_dim"]
+    for i in range(0, dim, 2):
+        wavelen = 2 * 3.141592653589793 / (1.0 / base ** (i / dim))
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return out
 
 
 def expected_shape(arch: Arch, config: Mapping[str, Any], name: str) -> tuple[int, ...] | None:

@@ -314,3 +314,19 @@ def test_a_sentencepiece_tokenizer_json_needs_its_model_file(tmp_path: Any) -> N
                                                 "vocab": {}, "merges": []})
     with pytest.raises(BadRequest, match="SentencePiece vocabulary: add its tokenizer.model"):
         hf_converter.convert(files, str(tmp_path / "model.gguf"))
+
+
+def test_llama3_rope_scaling_becomes_the_rope_freqs_tensor(tmp_path: Any) -> None:
+    import llama_cpp
+
+    config = tiny_config(rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                       "original_max_position_embeddings": 64})
+    out = str(tmp_path / "model.gguf")
+    hf_converter.convert(write_tiny(str(tmp_path / "hf"), config), out)
+    factors = _tensor(gguf.GGUFReader(out), "rope_freqs.weight")
+    assert factors.shape == (8,) and factors.dtype == np.float32
+    np.testing.assert_allclose(factors, hf.rope_factors(config), rtol=1e-6)
+    llm = llama_cpp.Llama(out, n_ctx=64, verbose=False)
+    llm.eval(llm.tokenize(b"hello", add_bos=False))
+    assert np.isfinite(np.asarray(llm.scores[llm.n_tokens - 1])).all()

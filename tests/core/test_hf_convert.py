@@ -203,3 +203,27 @@ def test_a_sentencepiece_tokenizer_json_is_recognised() -> None:
         {"model": {"type": "BPE", "byte_fallback": True}}).encode())
     assert not hf.is_sentencepiece_json(json.dumps(_tokenizer()).encode())
     assert not hf.is_sentencepiece_json(b"{")
+
+
+def test_llama3_rope_factors_as_llama_cpp_computes_them() -> None:
+    config = {**SMOL, "rope_theta": 500000.0, "hidden_size": 2048, "num_attention_heads": 32,
+              "num_key_value_heads": 8,
+              "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                               "high_freq_factor": 4.0,
+                               "original_max_position_embeddings": 8192}}
+    factors = hf.rope_factors(config)
+    assert factors is not None and len(factors) == 32  # head_dim 64 / 2
+    assert factors[0] == 1.0 and factors[-1] == 32.0  # short wavelengths kept, long scaled
+    assert all(1.0 <= f <= 32.0 for f in factors) and factors == sorted(factors)
+    assert hf.rope_factors(SMOL) is None
+
+
+def test_linear_and_yarn_rope_scaling_keys() -> None:
+    config = {**SMOL, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                       "original_max_position_embeddings": 32768}}
+    kv = {k.key: k.value for k in hf.metadata(hf.architecture(config), config)}
+    assert kv["llama.rope.scaling.type"] == "yarn" and kv["llama.rope.scaling.factor"] == 4.0
+    assert kv["llama.rope.scaling.original_context_length"] == 32768
+    linear = {**SMOL, "rope_scaling": {"type": "linear", "factor": 8.0}}
+    kv = {k.key: k.value for k in hf.metadata(hf.architecture(linear), linear)}
+    assert kv["llama.rope.scaling.type"] == "linear"
