@@ -77,14 +77,8 @@ class TensorPlan:
 
 
 def parse_config(raw: bytes) -> dict[str, Any]:
-    """``config.json``: one JSON object."""
-    try:
-        config = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadRequest(f"{CONFIG}: not valid JSON: {str(exc)[:200]}") from None
-    if not isinstance(config, dict):
-        raise BadRequest(f"{CONFIG}: not a JSON object")
-    return config
+    """``config.json`` (or ``adapter_config.json``): one JSON object."""
+    return _json_object(raw, CONFIG)
 
 
 def architecture(config: Mapping[str, Any]) -> Arch:
