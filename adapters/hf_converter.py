@@ -183,7 +183,7 @@ def convert_lora(files: Mapping[str, str], base_kv: Mapping[str, Any], out_path:
     whose GGUF key/values are ``base_kv`` into a GGUF LoRA (F32 factors)."""
     if hf.ADAPTER_CONFIG not in files:
         raise BadRequest(f"the adapter's files have no {hf.ADAPTER_CONFIG}")
-    adapter_config = hf.parse_config(_read(files[hf.ADAPTER_CONFIG]))
+    adapter_config = hf.parse_config(_read(files[hf.ADAPTER_CONFIG]), hf.ADAPTER_CONFIG)
     arch_name = str(base_kv.get("general.architecture", ""))
     arch = hf.arch_of_gguf(arch_name)
     kvs = hf.lora_metadata(adapter_config, arch_name)

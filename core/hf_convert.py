@@ -76,9 +76,9 @@ class TensorPlan:
     transform: str = ""  # "", "permute_q", "permute_k" or "plus_one"
 
 
-def parse_config(raw: bytes) -> dict[str, Any]:
-    """``config.json`` (or ``adapter_config.json``): one JSON object."""
-    return _json_object(raw, CONFIG)
+def parse_config(raw: bytes, name: str = CONFIG) -> dict[str, Any]:
+    """``config.json`` (or ``name``, e.g. ``adapter_config.json``): one JSON object."""
+    return _json_object(raw, name)
 
 
 def architecture(config: Mapping[str, Any]) -> Arch:
