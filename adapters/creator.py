@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from pollama.core import create as plan
+from pollama.core import hf_convert
 from pollama.core import gotemplate
 from pollama.core import library
 from pollama.core import quantize
@@ -76,7 +77,7 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     elif not req.files:
         raise BadRequest("neither 'from' or 'files' was specified")
 
-    converted = hf_converter.is_model_dir(req.files)
+    converted = hf_convert.is_model_dir(req.files)
     if converted:  # Hugging Face Safetensors: convert to GGUF
         if req.from_:
             raise BadRequest("a model directory cannot be combined with 'from'")
@@ -118,7 +119,7 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
 
     if model_hex is None:
         raise BadRequest("no model file found in 'files'")
-    if hf_converter.is_adapter_dir(req.adapters):  # a PEFT LoRA: convert it for this base
+    if hf_convert.is_adapter_dir(req.adapters):  # a PEFT LoRA: convert it for this base
         uploaded = {name: _uploaded(store, f"adapter {name!r}", digest)
                     for name, digest in req.adapters.items()}
         lora = hf_converter.Conversion(store, uploaded, base_hex=model_hex)
@@ -131,7 +132,7 @@ async def create(store: Store, name: Name, req: CreateRequest) -> AsyncIterator[
     elif len(req.adapters) > 1:
         raise BadRequest("only one adapter is currently supported")
     for filename, digest in req.adapters.items():
-        if hf_converter.is_adapter_dir(req.adapters):
+        if hf_convert.is_adapter_dir(req.adapters):
             break
         hex_digest = _uploaded(store, f"adapter {filename!r}", digest)
         header = await anyio.to_thread.run_sync(gguf_file.read_header, store.blob_path(hex_digest))

@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +140,7 @@ def convert(files: Mapping[str, str], out_path: str, progress: Progress | None =
         out_types = {}
         for p in plans:
             info = infos[p.source]
-            kind = _out_type(p.name, info, bf16)
+            kind = _GGML[hf.out_dtype(p.name, info.shape, bf16)]
             out_types[p.source] = kind
             shape = info.shape
             nbytes = int(np.prod(shape)) * (4 if kind is gguf.GGMLQuantizationType.F32 else 2)
@@ -295,10 +295,8 @@ def _info(source: _Source, name: str) -> stf.TensorInfo:
     return info
 
 
-def _out_type(name: str, info: stf.TensorInfo, bf16: bool) -> gguf.GGMLQuantizationType:
-    if hf.keeps_f32(name, info.shape):
-        return gguf.GGMLQuantizationType.F32
-    return gguf.GGMLQuantizationType.BF16 if bf16 else gguf.GGMLQuantizationType.F16
+_GGML = {"F32": gguf.GGMLQuantizationType.F32, "F16": gguf.GGMLQuantizationType.F16,
+         "BF16": gguf.GGMLQuantizationType.BF16}
 
 
 def _to_bf16(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -380,26 +378,6 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"error": f"converting model: {exc}", "status": 500}), flush=True)
         return 1
     return 0
-
-
-WEIGHT_FILES = (".safetensors",)
-ADAPTER_DIR_FILES = frozenset({"adapter_config.json"})
-MODEL_DIR_FILES = frozenset({  # tokenizer.model: SentencePiece vocabularies
-    "config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
-    "special_tokens_map.json", "generation_config.json", "added_tokens.json",
-    "model.safetensors.index.json"})
-
-
-def is_adapter_dir(names: Iterable[str]) -> bool:
-    """``adapters`` of a create that are a PEFT LoRA directory."""
-    names = list(names)
-    return hf.ADAPTER_CONFIG in names and any(n.endswith(WEIGHT_FILES) for n in names)
-
-
-def is_model_dir(names: Iterable[str]) -> bool:
-    """``files`` of a create that are a Hugging Face directory (weights in Safetensors)."""
-    names = list(names)
-    return "config.json" in names and any(n.endswith(WEIGHT_FILES) for n in names)
 
 
 class Conversion:

@@ -446,7 +446,7 @@ def create(model: str, modelfile: str, quantize: str) -> None:
 def _model_dir_files(path: str, value: str) -> list[str]:
     """The files of a model directory to send (Ollama's parser filesForModel): its GGUF, or
     its Safetensors weights with the config and tokenizer files beside them."""
-    from pollama.adapters.hf_converter import MODEL_DIR_FILES
+    from pollama.core.hf_convert import MODEL_DIR_FILES
 
     names = sorted(os.listdir(path))
     ggufs = [n for n in names if n.lower().endswith(".gguf")]
@@ -460,7 +460,7 @@ def _model_dir_files(path: str, value: str) -> list[str]:
 
 def _adapter_dir_files(path: str, value: str) -> list[str]:
     """The files of a LoRA directory to send: its GGUF, or its Safetensors and config."""
-    from pollama.adapters.hf_converter import ADAPTER_DIR_FILES
+    from pollama.core.hf_convert import ADAPTER_DIR_FILES
 
     names = sorted(os.listdir(path))
     ggufs = [n for n in names if n.lower().endswith(".gguf")]

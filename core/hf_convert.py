@@ -25,9 +25,11 @@ import numpy as np
 from .errors import BadRequest
 
 __all__ = [
-    "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan", "NameLookup", "Piece",
-    "TensorPlan", "Vocab", "arch_of_gguf", "is_sentencepiece_json", "sentencepiece_vocab", "architecture", "expected_shape", "keeps_f32", "lora_metadata",
-    "metadata", "parse_config", "permute", "plan_lora", "plan_tensors", "pre_tokenizer", "rope_factors",
+    "ADAPTER_DIR_FILES", "ARCHITECTURES", "Arch", "F32_TENSORS", "KV", "LoraPlan",
+    "MODEL_DIR_FILES", "NameLookup", "Piece", "TensorPlan", "Vocab", "WEIGHTS_SUFFIX",
+    "arch_of_gguf", "architecture", "expected_shape", "is_adapter_dir", "is_model_dir",
+    "is_sentencepiece_json", "keeps_f32", "lora_metadata", "metadata", "out_dtype", "parse_config",
+    "permute", "plan_lora", "plan_tensors", "pre_tokenizer", "rope_factors", "sentencepiece_vocab",
     "unpermute", "vocab",
 ]
 
@@ -327,6 +329,36 @@ def keeps_f32(name: str, shape: tuple[int, ...]) -> bool:
     """Whether GGUF tensor ``name`` is written F32 rather than 16-bit: norms and biases (one
     dimension) and ``F32_TENSORS``."""
     return len(shape) < 2 or name in F32_TENSORS
+
+
+def out_dtype(name: str, shape: tuple[int, ...], bf16_source: bool) -> str:
+    """The GGUF type of a converted tensor (llama.cpp's ``--outtype auto``): F32 where
+    ``keeps_f32``, else BF16 when the model's sources are BF16, else F16."""
+    if keeps_f32(name, shape):
+        return "F32"
+    return "BF16" if bf16_source else "F16"
+
+
+# The files of a model directory and of a PEFT LoRA directory that ``create`` sends (Ollama's
+# CLI filesForModel), besides the ``*.safetensors`` weights.
+WEIGHTS_SUFFIX = ".safetensors"
+MODEL_DIR_FILES = frozenset({
+    "config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+    "special_tokens_map.json", "generation_config.json", "added_tokens.json",
+    "model.safetensors.index.json"})
+ADAPTER_DIR_FILES = frozenset({"adapter_config.json"})
+
+
+def is_model_dir(names: Iterable[str]) -> bool:
+    """``files`` of a create that are a Hugging Face directory (weights in Safetensors)."""
+    names = list(names)
+    return CONFIG in names and any(n.endswith(WEIGHTS_SUFFIX) for n in names)
+
+
+def is_adapter_dir(names: Iterable[str]) -> bool:
+    """``adapters`` of a create that are a PEFT LoRA directory."""
+    names = list(names)
+    return "adapter_config.json" in names and any(n.endswith(WEIGHTS_SUFFIX) for n in names)
 
 
 def permute(w: np.ndarray[Any, Any], n_head: int) -> np.ndarray[Any, Any]:

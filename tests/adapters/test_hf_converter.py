@@ -304,7 +304,8 @@ def test_a_sentencepiece_vocabulary_tokenizes_as_sentencepiece(tmp_path: Any) ->
     assert len(reader.fields["tokenizer.ggml.scores"].contents()) == 328
     sp = sentencepiece.SentencePieceProcessor(model_file=model)
     llm = llama_cpp.Llama(out, vocab_only=True, verbose=False)
-    for text in ("Hello world", "The cat sat on the mat.", "café 42 ünïcödé ✓", "  two  spaces"):
+    for text in ("Hello world", "The cat sat on the mat.", "café 42 ünïcödé ✓",
+                 "  two  spaces"):
         assert llm.tokenize(text.encode()) == [1, *sp.encode(text)], text
 
 

@@ -227,3 +227,14 @@ def test_linear_and_yarn_rope_scaling_keys() -> None:
     linear = {**SMOL, "rope_scaling": {"type": "linear", "factor": 8.0}}
     kv = {k.key: k.value for k in hf.metadata(hf.architecture(linear), linear)}
     assert kv["llama.rope.scaling.type"] == "linear"
+
+
+def test_output_types_and_what_counts_as_a_directory() -> None:
+    assert hf.out_dtype("blk.0.attn_q.weight", (64, 64), False) == "F16"
+    assert hf.out_dtype("blk.0.attn_q.weight", (64, 64), True) == "BF16"
+    assert hf.out_dtype("blk.0.attn_norm.weight", (64,), True) == "F32"
+    assert hf.out_dtype("position_embd.weight", (512, 64), False) == "F32"
+    assert hf.is_model_dir(["config.json", "model-00001-of-00002.safetensors"])
+    assert not hf.is_model_dir(["config.json", "model.gguf"])
+    assert hf.is_adapter_dir(["adapter_config.json", "adapter_model.safetensors"])
+    assert not hf.is_adapter_dir(["adapter_model.safetensors"])
