@@ -133,15 +133,19 @@ def metadata(arch: Arch, config: Mapping[str, Any], pooling: int = 1) -> list[KV
     sentence-transformers' ``1_Pooling/config.json`` where the adapter finds one."""
     s = _shape(config)
     a = arch.name
+    # What every architecture says: its name, context, widths, depth and heads.
+    common = [
+        KV(key="general.architecture", value=a, kind="str"),
+        KV(key=f"{a}.context_length",
+           value=_int(config, "max_position_embeddings", 512 if arch.encoder else 4096),
+           kind="u32"),
+        KV(key=f"{a}.embedding_length", value=s["hidden"], kind="u32"),
+        KV(key=f"{a}.block_count", value=s["layers"], kind="u32"),
+        KV(key=f"{a}.feed_forward_length", value=s["ffn"], kind="u32"),
+        KV(key=f"{a}.attention.head_count", value=s["heads"], kind="u32"),
+    ]
     if arch.encoder:
-        return [
-            KV(key="general.architecture", value=a, kind="str"),
-            KV(key=f"{a}.context_length", value=_int(config, "max_position_embeddings", 512),
-               kind="u32"),
-            KV(key=f"{a}.embedding_length", value=s["hidden"], kind="u32"),
-            KV(key=f"{a}.block_count", value=s["layers"], kind="u32"),
-            KV(key=f"{a}.feed_forward_length", value=s["ffn"], kind="u32"),
-            KV(key=f"{a}.attention.head_count", value=s["heads"], kind="u32"),
+        return common + [
             KV(key=f"{a}.attention.layer_norm_epsilon",
                value=_float(config, "layer_norm_eps", 1e-12), kind="f32"),
             KV(key=f"{a}.attention.causal", value=False, kind="bool"),
@@ -156,14 +160,7 @@ def metadata(arch: Arch, config: Mapping[str, Any], pooling: int = 1) -> list[KV
         for key in ("attn_logit_softcapping", "final_logit_softcapping"):
             if config.get(key) is not None:
                 extra.append(KV(key=f"{a}.{key}", value=_float(config, key, 1.0), kind="f32"))
-    return extra + [
-        KV(key="general.architecture", value=a, kind="str"),
-        KV(key=f"{a}.context_length", value=_int(config, "max_position_embeddings", 4096),
-           kind="u32"),
-        KV(key=f"{a}.embedding_length", value=s["hidden"], kind="u32"),
-        KV(key=f"{a}.block_count", value=s["layers"], kind="u32"),
-        KV(key=f"{a}.feed_forward_length", value=s["ffn"], kind="u32"),
-        KV(key=f"{a}.attention.head_count", value=s["heads"], kind="u32"),
+    return extra + common + [
         KV(key=f"{a}.attention.head_count_kv", value=s["kv_heads"], kind="u32"),
         KV(key=f"{a}.attention.key_length", value=s["head_dim"], kind="u32"),
         KV(key=f"{a}.attention.value_length", value=s["head_dim"], kind="u32"),
